@@ -1,0 +1,60 @@
+# Entry points for people and CI. `make demo` and `make test` do all set-up.
+
+CARGO          ?= cargo
+HOST_TRIPLE    := $(shell rustc -vV | sed -n 's/^host: //p')
+WASM_LD        := $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/wasm-component-ld
+WASM_TARGET    := wasm32-unknown-unknown
+PLUGIN_OUT     := target/plugins
+
+.PHONY: build host plugins demo test test-unit test-integration lint fmt services services-stop bench toolchain
+
+toolchain:
+	rustup show active-toolchain >/dev/null || rustup toolchain install
+	rustup target add $(WASM_TARGET)
+
+## Build the host and every plugin (release).
+build: host plugins
+
+host:
+	$(CARGO) build --release -p wafer
+
+# Plugins are linked into components by the wasm-component-ld shipped with rustup.
+plugins: toolchain
+	cd plugins && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$(WASM_LD) \
+		$(CARGO) build --release --target $(WASM_TARGET)
+	mkdir -p $(PLUGIN_OUT)
+	cp plugins/target/$(WASM_TARGET)/release/user_activity.wasm $(PLUGIN_OUT)/
+
+## Quickstart on the embedded default: sample events -> plugin -> in-memory store.
+demo: build
+	./target/release/wafer demo
+
+## Every test: unit tests, plugin logic natively, integration tests on real Kafka + Redis.
+test: plugins services
+	$(CARGO) test --release --workspace
+	cd plugins && $(CARGO) test --release
+
+test-unit: plugins
+	$(CARGO) test --release -p wafer -p wafer-guest
+	cd plugins && $(CARGO) test --release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	cd plugins && $(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	cd plugins && $(CARGO) clippy --release --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+	cd plugins && $(CARGO) fmt --all
+
+## Real Apache Kafka (KRaft, 127.0.0.1:9092) and Redis (127.0.0.1:6379).
+services:
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
+
+bench:
+	@echo "make bench: the benchmark harness is not built yet (see README, 'Not finished')" >&2
+	@exit 1

@@ -1,0 +1,245 @@
+//! The pipeline configuration: one TOML file, validated once.
+//!
+//! Every field's doc comment is the user documentation (see `docs/config.md`).
+//! `WAFER_KAFKA_BROKERS` and `WAFER_REDIS_URL` override the addresses.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config {origin}: {source}")]
+    Parse {
+        origin: String,
+        source: Box<toml::de::Error>,
+    },
+    /// The values do not make a runnable pipeline.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// A whole pipeline: one source, one feature plugin, the outputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Batching and validation of events.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Consume events from Kafka (the production source). Exactly one of `kafka` and `file`.
+    pub kafka: Option<KafkaConfig>,
+    /// Read events from a JSONL file, one event per line, as one partition (demo and tests).
+    pub file: Option<FileConfig>,
+    /// The feature plugin and how its features are stored.
+    pub plugin: PluginConfig,
+    /// The Redis online store. Without it, features go to an embedded in-memory store.
+    pub redis: Option<RedisConfig>,
+}
+
+/// Batching and validation of events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Most events applied before features are flushed and offsets committed.
+    pub batch_size: usize,
+    /// Longest time in milliseconds between two flushes while events arrive.
+    pub linger_ms: u64,
+    /// An event whose time is more than this many milliseconds after its Kafka record
+    /// timestamp (or the wall clock, for files) is dead-lettered as absurdly far in the future.
+    pub max_future_ms: i64,
+    /// Event field holding the event time: an ISO-8601 string (no offset = UTC) or epoch ms.
+    pub timestamp_field: String,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 5000,
+            linger_ms: 100,
+            max_future_ms: 86_400_000,
+            timestamp_field: "timestamp".to_owned(),
+        }
+    }
+}
+
+/// Kafka source and Kafka outputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`. Overridden by `WAFER_KAFKA_BROKERS`.
+    pub brokers: String,
+    /// Consumer group; hosts sharing it split the partitions.
+    pub group: String,
+    /// Topics of raw events, keyed by entity id.
+    pub topics: Vec<String>,
+    /// Topic that receives every feature update (key = entity id, null value = tombstone).
+    /// Omit to write features to the online store only.
+    pub output_topic: Option<String>,
+    /// Topic for malformed events, with the reason and source in record headers.
+    #[serde(default = "default_dead_letter_topic")]
+    pub dead_letter_topic: String,
+    /// Topic for events that arrive later than their window allows.
+    #[serde(default = "default_late_topic")]
+    pub late_topic: String,
+    /// Extra librdkafka settings applied to every Kafka client, e.g. `"security.protocol" = "SSL"`.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+fn default_dead_letter_topic() -> String {
+    "wafer-dead-letters".to_owned()
+}
+
+fn default_late_topic() -> String {
+    "wafer-late-events".to_owned()
+}
+
+/// A JSONL file of events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Path of the file, relative to the working directory.
+    pub path: PathBuf,
+    /// Entities whose final features are printed at the end (demo); 0 prints none.
+    #[serde(default)]
+    pub print_entities: usize,
+}
+
+/// The feature plugin and its online layout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Path of the plugin component (`.wasm`).
+    pub path: PathBuf,
+    /// Online-store key; `{entity}` or `{<entity key field>}` is replaced by the entity id.
+    /// Default: `features:{<entity key field>}`, e.g. `features:{user_id}`.
+    pub key_template: Option<String>,
+    /// Time to live of each online-store key, in seconds (0 = no expiry).
+    #[serde(default = "default_ttl")]
+    pub ttl_secs: u64,
+    /// Cap on the plugin's linear memory, in MiB.
+    #[serde(default = "default_memory")]
+    pub max_memory_mb: u64,
+    /// Longest time one plugin call may run, in milliseconds, before it is interrupted.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_ms: u64,
+}
+
+fn default_ttl() -> u64 {
+    3600
+}
+
+fn default_memory() -> u64 {
+    64
+}
+
+fn default_call_timeout() -> u64 {
+    1000
+}
+
+/// The Redis online store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`. Overridden by `WAFER_REDIS_URL`.
+    pub url: String,
+}
+
+/// The embedded quickstart configuration used by `wafer demo`.
+pub const QUICKSTART: &str = include_str!("../../examples/quickstart.toml");
+
+impl Config {
+    /// Reads, parses, applies environment overrides to and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses `text` (named `origin` in errors), applies environment overrides, validates.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.apply_env();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) {
+        if let (Some(kafka), Ok(brokers)) = (&mut self.kafka, std::env::var("WAFER_KAFKA_BROKERS"))
+        {
+            kafka.brokers = brokers;
+        }
+        if let (Some(redis), Ok(url)) = (&mut self.redis, std::env::var("WAFER_REDIS_URL")) {
+            redis.url = url;
+        }
+    }
+
+    /// Checks that the values make a runnable pipeline.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        match (&self.kafka, &self.file) {
+            (Some(_), Some(_)) => return invalid("set either [kafka] or [file], not both"),
+            (None, None) => return invalid("set a source: [kafka] or [file]"),
+            _ => {}
+        }
+        if let Some(kafka) = &self.kafka {
+            if kafka.topics.is_empty() {
+                return invalid("[kafka] topics must name at least one topic");
+            }
+            if kafka.brokers.trim().is_empty() || kafka.group.trim().is_empty() {
+                return invalid("[kafka] brokers and group must not be empty");
+            }
+        }
+        if self.pipeline.batch_size == 0 {
+            return invalid("[pipeline] batch_size must be at least 1");
+        }
+        if self.pipeline.max_future_ms < 0 {
+            return invalid("[pipeline] max_future_ms must not be negative");
+        }
+        if self.plugin.max_memory_mb == 0 || self.plugin.call_timeout_ms == 0 {
+            return invalid("[plugin] max_memory_mb and call_timeout_ms must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quickstart_parses() {
+        let c = Config::parse(QUICKSTART, "quickstart").unwrap();
+        assert!(c.file.is_some());
+        assert_eq!(c.plugin.ttl_secs, 3600);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::parse(
+            "[file]\npath = 'x'\nbogus = 1\n[plugin]\npath = 'p.wasm'\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn a_source_is_required() {
+        let err = Config::parse("[plugin]\npath = 'p.wasm'\n", "t").unwrap_err();
+        assert!(err.to_string().contains("set a source"), "{err}");
+    }
+}

@@ -1,0 +1,58 @@
+//! Every Kafka client's settings, built in one place from the config.
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// Settings shared by every client: the brokers.
+fn base(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    c
+}
+
+/// The user's extra properties, applied last so they override Wafer's defaults.
+fn with_user_properties(mut c: ClientConfig, cfg: &KafkaConfig) -> ClientConfig {
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The group consumer. Offsets are committed by Wafer only (never
+/// automatically), with the window checkpoint as commit metadata; the
+/// cooperative assignor moves only the partitions that change owner.
+pub fn group_consumer(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = base(cfg);
+    c.set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    with_user_properties(c, cfg)
+}
+
+/// A consumer that re-reads a partition range to rebuild window state. It
+/// never joins the group nor commits.
+pub fn replay_consumer(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = base(cfg);
+    c.set("group.id", format!("{}.wafer-replay", cfg.group))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    with_user_properties(c, cfg)
+}
+
+/// The producer for features, dead letters and late events: idempotent, every
+/// write acknowledged by all in-sync replicas.
+pub fn producer(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = base(cfg);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4");
+    with_user_properties(c, cfg)
+}

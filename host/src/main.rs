@@ -1,0 +1,119 @@
+//! The `wafer` command line: a thin shell over the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use wafer::config::{Config, QUICKSTART};
+
+/// Wafer: real-time ML features from Kafka events, computed by WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "wafer", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline from a TOML config until SIGTERM/SIGINT (Kafka source) or
+    /// the end of the file (file source). `WAFER_KAFKA_BROKERS` and
+    /// `WAFER_REDIS_URL` override the configured addresses.
+    Run {
+        /// Pipeline configuration file (see examples/ and docs/config.md).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the embedded quickstart: the sample events in examples/events.jsonl
+    /// through the user-activity plugin into the in-memory store, then print
+    /// a few users' features. Needs no servers.
+    Demo {
+        /// Event file to use instead of examples/events.jsonl.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Plugin component to use instead of the built user-activity plugin.
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+    },
+    /// Print the embedded quickstart configuration.
+    Quickstart,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            let report = runtime.block_on(run_until_signal(config))?;
+            print_report(&report);
+        }
+        Command::Demo { events, plugin } => {
+            let mut config = Config::parse(QUICKSTART, "embedded quickstart")?;
+            if let (Some(file), Some(events)) = (&mut config.file, events) {
+                file.path = events;
+            }
+            if let Some(plugin) = plugin {
+                config.plugin.path = plugin;
+            }
+            let report = runtime.block_on(run_until_signal(config))?;
+            print_report(&report);
+        }
+        Command::Quickstart => print!("{QUICKSTART}"),
+    }
+    Ok(())
+}
+
+async fn run_until_signal(config: Config) -> anyhow::Result<wafer::RunReport> {
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: finishing the batch, flushing, committing");
+        trigger.cancel();
+    });
+    let print = config.file.as_ref().map_or(0, |f| f.print_entities);
+    let report = wafer::run(config, shutdown)
+        .await
+        .context("pipeline failed")?;
+    if let Some(store) = &report.store {
+        for (key, value) in store.iter().take(print) {
+            println!("{key} {value}");
+        }
+    }
+    Ok(report)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn print_report(report: &wafer::RunReport) {
+    let c = &report.counters;
+    eprintln!(
+        "wafer: plugin {}: {} events in, {} late, {} dead-lettered, {} feature updates, {} tombstones, {} entities in window state",
+        report.plugin, c.events_in, c.late, c.dead_letters, c.updates, c.tombstones, report.state.0
+    );
+}

@@ -1,0 +1,53 @@
+//! Pipeline counters, shared by the sources and read by the run report.
+//! Each counter has one typed method so call sites cannot misspell a metric.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident / $add:ident),* $(,)?) => {
+        #[derive(Debug, Default)]
+        struct Inner { $($name: AtomicU64,)* }
+
+        /// Cheap-to-clone handle on the pipeline's counters.
+        #[derive(Debug, Clone, Default)]
+        pub struct Counters(Arc<Inner>);
+
+        /// A point-in-time copy of the counters.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct Snapshot { $($(#[$doc])* pub $name: u64,)* }
+
+        impl Counters {
+            $(
+                $(#[$doc])*
+                pub fn $add(&self, n: u64) {
+                    self.0.$name.fetch_add(n, Ordering::Relaxed);
+                }
+            )*
+
+            /// Reads every counter.
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot { $($name: self.0.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Records consumed.
+    events_in / add_events_in,
+    /// Events that arrived too late for their window (sent to the late topic).
+    late / add_late,
+    /// Malformed events (sent to the dead-letter topic).
+    dead_letters / add_dead_letters,
+    /// Feature values written.
+    updates / add_updates,
+    /// Tombstones written (entities whose windows became empty).
+    tombstones / add_tombstones,
+    /// Flushes whose plugin call failed (their updates were not written).
+    plugin_errors / add_plugin_errors,
+    /// Offset commits.
+    commits / add_commits,
+    /// Records re-read to rebuild window state after an assignment.
+    replayed / add_replayed,
+}

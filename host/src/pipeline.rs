@@ -1,0 +1,406 @@
+//! The processing core shared by every source: decode an event, apply it to
+//! its partition's windows, and at flush time turn the changed entities into
+//! feature updates through the plugin. No I/O happens here, so the Kafka
+//! source, the file source, the tests and the benchmarks run the same code.
+
+use rustc_hash::FxHashMap;
+
+use crate::event::{format_time, DecodeError, FieldValue, Schema};
+use crate::metrics::Counters;
+use crate::plugin::{Batch, Column, ColumnData, Plugin, PluginError, TextColumn, ValueType};
+use crate::window::{AggCell, Checkpoint, Late, Partition, Plan};
+
+/// A source partition: (index of the topic in the source's topic list, partition).
+pub type PartitionKey = (u32, i32);
+
+/// What happened to one consumed event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Applied to its entity's windows.
+    Applied,
+    /// Too late for its window: not applied, goes to the late-events topic.
+    Late(String),
+    /// Malformed: not applied, goes to the dead-letter topic.
+    Dead(DecodeError),
+}
+
+/// One write to the online store and the feature topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureUpdate {
+    /// Entity id (the Kafka record key).
+    pub entity: String,
+    /// Online-store key.
+    pub key: String,
+    /// Feature JSON, or `None` for a tombstone (the entity's windows are empty).
+    pub value: Option<String>,
+}
+
+/// How feature records are laid out.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Online-store key template, `{entity}` or `{<entity key>}` replaced by the id.
+    pub key_template: String,
+}
+
+/// Interns text values so windows store 8-byte cells.
+#[derive(Default)]
+struct Interner {
+    ids: FxHashMap<Box<str>, u32>,
+    strings: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        let id = self.strings.len() as u32;
+        self.strings.push(s.into());
+        self.ids.insert(s.into(), id);
+        id
+    }
+
+    fn get(&self, id: u32) -> &str {
+        &self.strings[id as usize]
+    }
+}
+
+/// Decoding, window state of every owned partition, and the plugin.
+pub struct Processor {
+    plugin: Plugin,
+    plan: Plan,
+    schema: Schema,
+    layout: Layout,
+    interner: Interner,
+    partitions: FxHashMap<PartitionKey, Partition>,
+    counters: Counters,
+    cells: Vec<u64>,
+}
+
+impl Processor {
+    /// A processor for `plugin`; `max_future_ms` and `timestamp_field` tune decoding.
+    pub fn new(
+        plugin: Plugin,
+        timestamp_field: &str,
+        max_future_ms: i64,
+        key_template: Option<&str>,
+        counters: Counters,
+    ) -> Self {
+        let d = plugin.descriptor();
+        let plan = Plan::new(d);
+        let schema = Schema {
+            entity_key: d.entity_key.clone(),
+            timestamp_field: timestamp_field.to_owned(),
+            inputs: d.inputs.iter().map(|i| (i.name.clone(), i.kind)).collect(),
+            max_future_ms,
+        };
+        let key_template = key_template
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("features:{{{}}}", d.entity_key));
+        Self {
+            plan,
+            schema,
+            layout: Layout { key_template },
+            interner: Interner::default(),
+            partitions: FxHashMap::default(),
+            counters,
+            cells: Vec::new(),
+            plugin,
+        }
+    }
+
+    /// The plugin in use.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// The shared counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The longest window, in ms.
+    pub fn max_window_ms(&self) -> i64 {
+        self.plan.max_window
+    }
+
+    /// True when `partition` has window state here.
+    pub fn owns(&self, partition: PartitionKey) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
+    /// Starts `partition` from a checkpoint's stream time, before [`Processor::replay`].
+    pub fn restore(&mut self, partition: PartitionKey, stream_time: Option<i64>) {
+        self.partitions
+            .insert(partition, Partition::restored(&self.plan, stream_time));
+    }
+
+    /// Forgets `partition` (revoked): its unflushed changes are dropped, so the
+    /// next owner re-reads them from the last commit.
+    pub fn release(&mut self, partition: PartitionKey) {
+        self.partitions.remove(&partition);
+    }
+
+    /// Applies one consumed record. `reference_ms` is its Kafka timestamp (or the
+    /// wall clock), used to reject absurd future event times.
+    pub fn process(
+        &mut self,
+        partition: PartitionKey,
+        offset: i64,
+        reference_ms: i64,
+        payload: Option<&[u8]>,
+    ) -> Outcome {
+        self.counters.add_events_in(1);
+        let event = match self.schema.decode(payload, reference_ms) {
+            Ok(e) => e,
+            Err(e) => {
+                self.counters.add_dead_letters(1);
+                return Outcome::Dead(e);
+            }
+        };
+        self.fill_cells(&event.fields);
+        let state = self
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| Partition::new(&self.plan));
+        match state.apply(
+            &self.plan,
+            offset,
+            &event.entity,
+            event.time_ms,
+            &self.cells,
+        ) {
+            Ok(()) => Outcome::Applied,
+            Err(Late {
+                stream_time,
+                window_ms,
+            }) => {
+                self.counters.add_late(1);
+                Outcome::Late(format!(
+                    "event time {} is at or before stream time {} minus the {} ms window",
+                    format_time(event.time_ms),
+                    format_time(stream_time),
+                    window_ms
+                ))
+            }
+        }
+    }
+
+    /// Re-applies a record while rebuilding `partition` (see [`Partition::replay`]).
+    /// Malformed records are skipped: they were dead-lettered when first read.
+    pub fn replay(
+        &mut self,
+        partition: PartitionKey,
+        offset: i64,
+        reference_ms: i64,
+        payload: Option<&[u8]>,
+    ) {
+        let Ok(event) = self.schema.decode(payload, reference_ms) else {
+            return;
+        };
+        self.fill_cells(&event.fields);
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.replay(
+                &self.plan,
+                offset,
+                &event.entity,
+                event.time_ms,
+                &self.cells,
+            );
+        }
+    }
+
+    fn fill_cells(&mut self, fields: &[FieldValue]) {
+        self.cells.clear();
+        for (input, _) in &self.plan.stored {
+            let cell = match &fields[*input] {
+                FieldValue::Int(v) => *v as u64,
+                FieldValue::Float(v) => v.to_bits(),
+                FieldValue::Bool(v) => u64::from(*v),
+                FieldValue::Text(s) => u64::from(self.interner.intern(s)),
+            };
+            self.cells.push(cell);
+        }
+    }
+
+    /// The checkpoint to commit with `next_offset` for `partition`.
+    pub fn checkpoint(&self, partition: PartitionKey, next_offset: i64) -> Checkpoint {
+        match self.partitions.get(&partition) {
+            Some(p) => p.checkpoint(next_offset),
+            None => Checkpoint {
+                stream_time: None,
+                rebuild_from: next_offset,
+            },
+        }
+    }
+
+    /// Window state size of every partition: (entities, events held).
+    pub fn state_size(&self) -> (usize, usize) {
+        self.partitions
+            .values()
+            .fold((0, 0), |(e, n), p| (e + p.entities(), n + p.events_held()))
+    }
+
+    /// Feature updates for every entity of `partition` changed since the last
+    /// flush: one plugin call for all of them.
+    pub fn flush(&mut self, partition: PartitionKey) -> Result<Vec<FeatureUpdate>, PluginError> {
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            return Ok(Vec::new());
+        };
+        let computed_at = state.stream_time().map(format_time).unwrap_or_default();
+        let emission = state.drain(&self.plan);
+        let mut updates = Vec::with_capacity(emission.rows.len() + emission.tombstones.len());
+        if !emission.rows.is_empty() {
+            let batch = self.batch(&emission.rows);
+            let columns = self.plugin.compute(&batch)?;
+            for (row, (entity, _)) in emission.rows.iter().enumerate() {
+                let value = self.feature_json(entity, &columns, row, &computed_at);
+                updates.push(FeatureUpdate {
+                    key: self.key(entity),
+                    entity: entity.to_string(),
+                    value: Some(value),
+                });
+            }
+        }
+        self.counters.add_updates(updates.len() as u64);
+        self.counters
+            .add_tombstones(emission.tombstones.len() as u64);
+        for entity in emission.tombstones {
+            updates.push(FeatureUpdate {
+                key: self.key(&entity),
+                entity: entity.into(),
+                value: None,
+            });
+        }
+        Ok(updates)
+    }
+
+    /// Partitions with window state here.
+    pub fn partitions(&self) -> Vec<PartitionKey> {
+        let mut v: Vec<PartitionKey> = self.partitions.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn key(&self, entity: &str) -> String {
+        self.layout
+            .key_template
+            .replace("{entity}", entity)
+            .replace(&format!("{{{}}}", self.schema.entity_key), entity)
+    }
+
+    /// Builds the plugin's input: one column per aggregation.
+    fn batch(&self, rows: &[(Box<str>, Vec<AggCell>)]) -> Batch {
+        let columns = self
+            .plan
+            .aggs
+            .iter()
+            .enumerate()
+            .map(|(a, op)| {
+                let cells = rows.iter().map(|(_, c)| c[a]);
+                let valid: Vec<bool> = cells.clone().map(|c| c != AggCell::Null).collect();
+                let valid = if valid.iter().all(|v| *v) {
+                    Vec::new()
+                } else {
+                    valid
+                };
+                let stored = |c: AggCell| match c {
+                    AggCell::Stored(x) => x,
+                    _ => 0,
+                };
+                let data = match (op.kind, op.field_type) {
+                    (
+                        crate::plugin::AggregationKind::First
+                        | crate::plugin::AggregationKind::Last,
+                        Some(kind),
+                    ) => match kind {
+                        ValueType::Int64 => {
+                            ColumnData::Int64(cells.map(|c| stored(c) as i64).collect())
+                        }
+                        ValueType::Float64 => {
+                            ColumnData::Float64(cells.map(|c| f64::from_bits(stored(c))).collect())
+                        }
+                        ValueType::Boolean => {
+                            ColumnData::Boolean(cells.map(|c| stored(c) != 0).collect())
+                        }
+                        ValueType::Text => self.text_column(cells.map(stored)),
+                    },
+                    _ => match cells.clone().find(|c| *c != AggCell::Null) {
+                        Some(AggCell::Int(_)) => ColumnData::Int64(
+                            cells
+                                .map(|c| if let AggCell::Int(v) = c { v } else { 0 })
+                                .collect(),
+                        ),
+                        _ => ColumnData::Float64(
+                            cells
+                                .map(|c| if let AggCell::Float(v) = c { v } else { 0.0 })
+                                .collect(),
+                        ),
+                    },
+                };
+                Column { data, valid }
+            })
+            .collect();
+        Batch {
+            rows: rows.len() as u32,
+            columns,
+        }
+    }
+
+    fn text_column(&self, ids: impl Iterator<Item = u64>) -> ColumnData {
+        let mut local: FxHashMap<u32, u32> = FxHashMap::default();
+        let mut dictionary = Vec::new();
+        let codes = ids
+            .map(|id| {
+                let id = id as u32;
+                *local.entry(id).or_insert_with(|| {
+                    dictionary.push(self.interner.get(id).to_owned());
+                    (dictionary.len() - 1) as u32
+                })
+            })
+            .collect();
+        ColumnData::Text(TextColumn { dictionary, codes })
+    }
+
+    fn feature_json(
+        &self,
+        entity: &str,
+        columns: &[Column],
+        row: usize,
+        computed_at: &str,
+    ) -> String {
+        let mut out = String::with_capacity(128);
+        out.push('{');
+        push_json_str(&mut out, &self.schema.entity_key);
+        out.push(':');
+        push_json_str(&mut out, entity);
+        for (feature, column) in self.plugin.descriptor().features.iter().zip(columns) {
+            out.push(',');
+            push_json_str(&mut out, &feature.name);
+            out.push(':');
+            if !column.valid.is_empty() && !column.valid[row] {
+                out.push_str("null");
+                continue;
+            }
+            match &column.data {
+                ColumnData::Int64(v) => out.push_str(&v[row].to_string()),
+                ColumnData::Float64(v) => match serde_json::Number::from_f64(v[row]) {
+                    Some(n) => out.push_str(&n.to_string()),
+                    None => out.push_str("null"),
+                },
+                ColumnData::Boolean(v) => out.push_str(if v[row] { "true" } else { "false" }),
+                ColumnData::Text(t) => {
+                    push_json_str(&mut out, &t.dictionary[t.codes[row] as usize])
+                }
+            }
+        }
+        out.push_str(",\"computed_at\":");
+        push_json_str(&mut out, computed_at);
+        out.push('}');
+        out
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).expect("strings always serialize"));
+}

@@ -1,0 +1,309 @@
+//! The plugin engine: one wasmtime `Engine` per process, configured for pure
+//! feature plugins (component model, no WASI, epoch interruption, memory caps).
+//!
+//! A [`Plugin`] is one compiled component with its validated descriptor and a
+//! long-lived instance. A trap poisons an instance, so it is dropped and the
+//! next call instantiates a fresh one from the cached `InstancePre`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+
+use super::bindings::{FeaturePlugin, FeaturePluginPre};
+use super::{descriptor, type_name, Batch, Column, ColumnData, Descriptor, DescriptorError};
+
+/// How often the epoch ticker advances; call deadlines are counted in ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Errors loading or calling a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The plugin file could not be read.
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The bytes are not a component implementing `wafer:plugin/feature-plugin`.
+    #[error("plugin {path} is not a valid feature-plugin component: {reason}")]
+    Invalid { path: String, reason: String },
+    /// The plugin's self-description cannot be served.
+    #[error("plugin {plugin} describes itself wrongly: {source}")]
+    Descriptor {
+        plugin: String,
+        source: DescriptorError,
+    },
+    /// The plugin returned an error for a batch (its own `result` error).
+    #[error("plugin {plugin} returned an error: {message}")]
+    Returned { plugin: String, message: String },
+    /// The plugin trapped, ran past its deadline or hit its memory cap.
+    #[error("plugin {plugin} trapped: {message}")]
+    Trap { plugin: String, message: String },
+    /// The plugin's output does not match its descriptor.
+    #[error("plugin {plugin} returned malformed output: {message}")]
+    BadOutput { plugin: String, message: String },
+}
+
+/// Per-plugin resource limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginLimits {
+    /// Cap on linear memory, in bytes.
+    pub max_memory_bytes: usize,
+    /// Longest time one call may run.
+    pub call_timeout: Duration,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// State of one store: its resource limiter.
+struct StoreState {
+    limits: StoreLimits,
+}
+
+/// The shared wasmtime engine, its linker and the epoch ticker thread.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl PluginEngine {
+    /// Creates the engine. Plugins get no imports: no WASI, no clock, no I/O.
+    pub fn new() -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let linker = Linker::new(&engine);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("wafer-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })?
+        };
+        Ok(Self {
+            engine,
+            linker,
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// Loads, compiles, instantiates and validates the plugin at `path`.
+    pub fn load_file(&self, path: &Path, limits: PluginLimits) -> Result<Plugin, PluginError> {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load(&bytes, &path.display().to_string(), limits)
+    }
+
+    /// Compiles `bytes` (named `origin` in errors) and prepares a plugin.
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        origin: &str,
+        limits: PluginLimits,
+    ) -> Result<Plugin, PluginError> {
+        let invalid = |e: wasmtime::Error| PluginError::Invalid {
+            path: origin.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
+        let pre = FeaturePluginPre::new(pre).map_err(invalid)?;
+        let mut plugin = Plugin {
+            engine: self.engine.clone(),
+            pre,
+            limits,
+            name: origin.to_owned(),
+            descriptor: None,
+            instance: None,
+            content_hash: content_hash(bytes),
+        };
+        let described = plugin.describe_fresh()?;
+        descriptor::validate(&described).map_err(|source| PluginError::Descriptor {
+            plugin: origin.to_owned(),
+            source,
+        })?;
+        plugin.name = format!("{}@{}", described.name, described.version);
+        plugin.descriptor = Some(described);
+        Ok(plugin)
+    }
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A loaded plugin with its long-lived instance.
+pub struct Plugin {
+    engine: Engine,
+    pre: FeaturePluginPre<StoreState>,
+    limits: PluginLimits,
+    name: String,
+    descriptor: Option<Descriptor>,
+    instance: Option<(Store<StoreState>, FeaturePlugin)>,
+    content_hash: String,
+}
+
+impl Plugin {
+    /// `name@version`, as the plugin describes itself.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The validated self-description.
+    pub fn descriptor(&self) -> &Descriptor {
+        self.descriptor
+            .as_ref()
+            .expect("a Plugin is only handed out after describe succeeded")
+    }
+
+    /// Hex FNV-1a 64 hash of the component bytes, to tell versions apart.
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+
+    fn describe_fresh(&mut self) -> Result<Descriptor, PluginError> {
+        let name = self.name.clone();
+        self.with_instance(|store, bindings| bindings.call_describe(store))
+            .map_err(|message| PluginError::Trap {
+                plugin: name,
+                message,
+            })
+    }
+
+    /// Computes the feature columns for `batch`, checked against the descriptor.
+    pub fn compute(&mut self, batch: &Batch) -> Result<Vec<Column>, PluginError> {
+        let plugin = self.name.clone();
+        let result = self
+            .with_instance(|store, bindings| bindings.call_compute(store, batch))
+            .map_err(|message| PluginError::Trap {
+                plugin: plugin.clone(),
+                message,
+            })?;
+        let columns = result.map_err(|message| PluginError::Returned {
+            plugin: plugin.clone(),
+            message,
+        })?;
+        check_output(self.descriptor(), batch.rows, &columns)
+            .map_err(|message| PluginError::BadOutput { plugin, message })?;
+        Ok(columns)
+    }
+
+    /// Runs `f` on the live instance (instantiating it if needed) under the call
+    /// deadline. On a trap the instance is discarded.
+    fn with_instance<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<StoreState>, &FeaturePlugin) -> wasmtime::Result<R>,
+    ) -> Result<R, String> {
+        if self.instance.is_none() {
+            let limits = StoreLimitsBuilder::new()
+                .memory_size(self.limits.max_memory_bytes)
+                .trap_on_grow_failure(true)
+                .build();
+            let mut store = Store::new(&self.engine, StoreState { limits });
+            store.limiter(|s| &mut s.limits);
+            store.set_epoch_deadline(u64::MAX / 2);
+            let bindings = self
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| format!("instantiation failed: {e:#}"))?;
+            self.instance = Some((store, bindings));
+        }
+        let (store, bindings) = self.instance.as_mut().expect("instance was just created");
+        let ticks = (self.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        match f(store, bindings) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.instance = None;
+                Err(format!("{e:#}"))
+            }
+        }
+    }
+}
+
+/// Checks that `columns` has one column per feature, of its type, with `rows` rows.
+fn check_output(d: &Descriptor, rows: u32, columns: &[Column]) -> Result<(), String> {
+    if columns.len() != d.features.len() {
+        return Err(format!(
+            "{} columns returned, {} features declared",
+            columns.len(),
+            d.features.len()
+        ));
+    }
+    let rows = rows as usize;
+    for (feature, column) in d.features.iter().zip(columns) {
+        let (kind, len) = match &column.data {
+            ColumnData::Int64(v) => (super::ValueType::Int64, v.len()),
+            ColumnData::Float64(v) => (super::ValueType::Float64, v.len()),
+            ColumnData::Boolean(v) => (super::ValueType::Boolean, v.len()),
+            ColumnData::Text(t) => {
+                let valid_row = |i: usize| column.valid.get(i).copied().unwrap_or(true);
+                if let Some((_, bad)) = t
+                    .codes
+                    .iter()
+                    .enumerate()
+                    .find(|(i, c)| valid_row(*i) && **c as usize >= t.dictionary.len())
+                {
+                    return Err(format!(
+                        "feature `{}`: code {bad} outside its dictionary of {}",
+                        feature.name,
+                        t.dictionary.len()
+                    ));
+                }
+                (super::ValueType::Text, t.codes.len())
+            }
+        };
+        if kind != feature.kind {
+            return Err(format!(
+                "feature `{}` is declared {} but returned as {}",
+                feature.name,
+                type_name(feature.kind),
+                type_name(kind)
+            ));
+        }
+        if len != rows || !(column.valid.is_empty() || column.valid.len() == rows) {
+            return Err(format!(
+                "feature `{}` has {len} rows, expected {rows}",
+                feature.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn content_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

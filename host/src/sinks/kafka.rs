@@ -1,0 +1,146 @@
+//! Kafka outputs: feature records (key = entity id, value = feature JSON, or
+//! null for a tombstone) and the side topics for dead letters and late events,
+//! which carry the original record with the reason and source in headers.
+
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use super::SinkError;
+use crate::pipeline::FeatureUpdate;
+
+/// Where a side record came from.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The producer and the records awaiting acknowledgement.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    pending: Vec<(String, DeliveryFuture)>,
+}
+
+impl KafkaSink {
+    pub fn new(producer: FutureProducer) -> Self {
+        Self {
+            producer,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Queues feature records to `topic`.
+    pub fn send_features(
+        &mut self,
+        topic: &str,
+        updates: &[FeatureUpdate],
+    ) -> Result<(), SinkError> {
+        for u in updates {
+            let mut record = FutureRecord::<str, str>::to(topic).key(&u.entity);
+            if let Some(v) = &u.value {
+                record = record.payload(v);
+            }
+            self.enqueue(topic, record)?;
+        }
+        Ok(())
+    }
+
+    /// Queues a side record: the original key and payload, with headers
+    /// `wafer.reason`, `wafer.source.topic`, `wafer.source.partition`, `wafer.source.offset`.
+    pub fn send_side(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        reason: &str,
+        source: Source<'_>,
+    ) -> Result<(), SinkError> {
+        let partition = source.partition.to_string();
+        let offset = source.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "wafer.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "wafer.source.topic",
+                value: Some(source.topic),
+            })
+            .insert(Header {
+                key: "wafer.source.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "wafer.source.offset",
+                value: Some(&offset),
+            });
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        self.enqueue(topic, record)
+    }
+
+    fn enqueue<K, P>(
+        &mut self,
+        topic: &str,
+        mut record: FutureRecord<'_, K, P>,
+    ) -> Result<(), SinkError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send_result(record) {
+                Ok(future) => {
+                    self.pending.push((topic.to_owned(), future));
+                    return Ok(());
+                }
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    // The local queue is full: give librdkafka a moment to drain it.
+                    std::thread::sleep(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => {
+                    return Err(SinkError::Kafka {
+                        topic: topic.to_owned(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits until every queued record is acknowledged.
+    pub async fn flush(&mut self) -> Result<(), SinkError> {
+        for (topic, future) in self.pending.drain(..) {
+            match future.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(SinkError::Kafka {
+                        topic,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(SinkError::Kafka {
+                        topic,
+                        reason: "the producer was dropped before acknowledging".into(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
