@@ -1,1 +1,342 @@
+//! The shared harness of Wafer's integration tests: endpoints from the
+//! environment (loopback defaults), a unique namespace per test, the host run
+//! in-process, Kafka and Redis helpers, and an independent reference model of
+//! the user-activity features to compare against.
+//!
+//! - [`Env`]: a test's namespace (topics, group, Redis key prefix) and clients;
+//! - [`Host`]: one in-process `wafer::run` with its shutdown handle;
+//! - [`reference`]: the naive recomputation the host is checked against.
 
+pub mod reference;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+/// Kafka bootstrap servers for tests.
+pub fn brokers() -> String {
+    std::env::var("WAFER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Redis URL for tests.
+pub fn redis_url() -> String {
+    std::env::var("WAFER_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The built user-activity plugin (`make plugins`).
+pub fn user_activity_plugin() -> PathBuf {
+    let p = repo_root().join("target/plugins/user_activity.wasm");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make plugins` first",
+        p.display()
+    );
+    p
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A test's namespace: its own topics, consumer group and Redis key prefix.
+pub struct Env {
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    pub dead_letters: String,
+    pub late: String,
+    pub group: String,
+    pub key_prefix: String,
+    pub partitions: i32,
+    producer: FutureProducer,
+}
+
+impl Env {
+    /// Creates the namespace and its topics (`partitions` for the input topic).
+    pub async fn new(test: &str, partitions: i32) -> anyhow::Result<Self> {
+        let unique = format!(
+            "{test}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_micros()
+        );
+        let env = Self {
+            input: format!("{unique}.user-events"),
+            output: format!("{unique}.ml-features"),
+            dead_letters: format!("{unique}.dead-letters"),
+            late: format!("{unique}.late"),
+            group: format!("{unique}.group"),
+            key_prefix: unique.clone(),
+            name: unique,
+            partitions,
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .create()
+                .context("creating the test producer")?,
+        };
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .context("creating the admin client")?;
+        let topics = [
+            NewTopic::new(&env.input, partitions, TopicReplication::Fixed(1)),
+            NewTopic::new(&env.output, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(&env.dead_letters, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(&env.late, 1, TopicReplication::Fixed(1)),
+        ];
+        for result in admin
+            .create_topics(
+                &topics,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .context("creating topics")?
+        {
+            if let Err((topic, e)) = result {
+                bail!("creating topic {topic}: {e}");
+            }
+        }
+        Ok(env)
+    }
+
+    /// The Redis key template for this namespace.
+    pub fn key_template(&self) -> String {
+        format!("{}:features:{{user_id}}", self.key_prefix)
+    }
+
+    /// A pipeline config for this namespace running the user-activity plugin.
+    pub fn config(&self) -> wafer::config::Config {
+        let text = format!(
+            r#"
+[pipeline]
+batch_size = 300
+linger_ms = 50
+
+[kafka]
+brokers = "{brokers}"
+group = "{group}"
+topics = ["{input}"]
+output_topic = "{output}"
+dead_letter_topic = "{dlq}"
+late_topic = "{late}"
+
+[redis]
+url = "{redis}"
+
+[plugin]
+path = "{plugin}"
+key_template = "{template}"
+ttl_secs = 3600
+"#,
+            brokers = brokers(),
+            group = self.group,
+            input = self.input,
+            output = self.output,
+            dlq = self.dead_letters,
+            late = self.late,
+            redis = redis_url(),
+            plugin = user_activity_plugin().display(),
+            template = self.key_template(),
+        );
+        wafer::config::Config::parse(&text, "test config").expect("test config is valid")
+    }
+
+    /// Produces `(partition, key, payload)` records in order and waits for every ack.
+    pub async fn produce(&self, records: &[(i32, String, String)]) -> anyhow::Result<()> {
+        for chunk in records.chunks(500) {
+            let mut acks = Vec::with_capacity(chunk.len());
+            for (partition, key, payload) in chunk {
+                let record = FutureRecord::to(&self.input)
+                    .partition(*partition)
+                    .key(key)
+                    .payload(payload);
+                acks.push(self.producer.send_result(record).map_err(|(e, _)| e)?);
+            }
+            for ack in acks {
+                ack.await?.map_err(|(e, _)| e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the group has committed the end offset of every input partition.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> anyhow::Result<()> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut behind = Vec::new();
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..self.partitions {
+                tpl.add_partition(&self.input, p);
+            }
+            let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+            for p in 0..self.partitions {
+                let (_, high) =
+                    consumer.fetch_watermarks(&self.input, p, Duration::from_secs(10))?;
+                let at = match committed.find_partition(&self.input, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                };
+                if at < high {
+                    behind.push((p, at, high));
+                }
+            }
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("group {} not caught up after {timeout:?}: (partition, committed, end) {behind:?}", self.group);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Committed offset of each input partition (-1 when none).
+    pub fn committed(&self) -> anyhow::Result<Vec<i64>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.group)
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            tpl.add_partition(&self.input, p);
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+        Ok((0..self.partitions)
+            .map(
+                |p| match committed.find_partition(&self.input, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                },
+            )
+            .collect())
+    }
+
+    /// Every record of `topic`, in partition then offset order.
+    pub fn read_topic(&self, topic: &str) -> anyhow::Result<Vec<Record>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", format!("{}.reader", self.name))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions: Vec<i32> = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let mut out = Vec::new();
+        for p in partitions {
+            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+            if high <= low {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
+            consumer.assign(&tpl)?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut next = low;
+            while next < high {
+                if Instant::now() > deadline {
+                    bail!("reading {topic}/{p}: stuck at {next} of {high}");
+                }
+                let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+                    continue;
+                };
+                let m = m?;
+                let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                let mut headers = BTreeMap::new();
+                if let Some(h) = m.headers() {
+                    for header in h.iter() {
+                        headers.insert(
+                            header.key.to_owned(),
+                            text(header.value).unwrap_or_default(),
+                        );
+                    }
+                }
+                out.push(Record {
+                    partition: p,
+                    offset: m.offset(),
+                    key: text(m.key()),
+                    value: text(m.payload()),
+                    headers,
+                });
+                next = m.offset() + 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every Redis key of this namespace with its value and TTL (seconds).
+    pub async fn redis_features(&self) -> anyhow::Result<BTreeMap<String, (String, i64)>> {
+        let client = redis::Client::open(redis_url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:features:*", self.key_prefix))
+            .query_async(&mut conn)
+            .await?;
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let value: String = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await?;
+            let user = key.rsplit(':').next().unwrap_or_default().to_owned();
+            out.insert(user, (value, ttl));
+        }
+        Ok(out)
+    }
+}
+
+/// One host running in-process.
+pub struct Host {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<wafer::RunReport, wafer::RunError>>,
+}
+
+impl Host {
+    /// Starts `wafer::run(config)` on the test's runtime.
+    pub fn start(config: wafer::config::Config) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(wafer::run(config, shutdown.clone()));
+        Self { shutdown, task }
+    }
+
+    /// Kills the host as a crash would: no final flush, no commit.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Asks the host to stop (as SIGTERM does) and waits for its report.
+    pub async fn stop(self) -> anyhow::Result<wafer::RunReport> {
+        self.shutdown.cancel();
+        let report = tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .context("host did not stop within 60 s")??;
+        Ok(report?)
+    }
+}
