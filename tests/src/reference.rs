@@ -57,14 +57,14 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
@@ -130,7 +130,7 @@ pub fn generate(seed: u64, n: usize, users: u64, partitions: i32) -> Vec<GenEven
             "user_id": user,
             "action": action,
             "value": value,
-            "timestamp": timestamp_text(time_ms, rng.next()),
+            "timestamp": timestamp_text(time_ms, rng.next_u64()),
         });
         let malformed = if rng.chance(1) {
             let kinds: [&'static str; 6] = [
