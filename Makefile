@@ -23,14 +23,14 @@ plugins: toolchain
 	cd plugins && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$(WASM_LD) \
 		$(CARGO) build --release --target $(WASM_TARGET)
 	mkdir -p $(PLUGIN_OUT)
-	cp plugins/target/$(WASM_TARGET)/release/user_activity.wasm $(PLUGIN_OUT)/
+	cp plugins/target/$(WASM_TARGET)/release/*.wasm $(PLUGIN_OUT)/
 
 ## Quickstart on the embedded default: sample events -> plugin -> in-memory store.
 demo: build
 	./target/release/wafer demo
 
 ## Every test: unit tests, plugin logic natively, integration tests on real Kafka + Redis.
-test: plugins services
+test: plugins host services
 	$(CARGO) test --release --workspace
 	cd plugins && $(CARGO) test --release
 

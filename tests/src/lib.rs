@@ -127,7 +127,13 @@ impl Env {
 
     /// A pipeline config for this namespace running the user-activity plugin.
     pub fn config(&self) -> wafer::config::Config {
-        let text = format!(
+        wafer::config::Config::parse(&self.config_toml(), "test config")
+            .expect("test config is valid")
+    }
+
+    /// The TOML text of [`Env::config`].
+    pub fn config_toml(&self) -> String {
+        format!(
             r#"
 [pipeline]
 batch_size = 300
@@ -158,8 +164,7 @@ ttl_secs = 3600
             redis = redis_url(),
             plugin = user_activity_plugin().display(),
             template = self.key_template(),
-        );
-        wafer::config::Config::parse(&text, "test config").expect("test config is valid")
+        )
     }
 
     /// Produces `(partition, key, payload)` records in order and waits for every ack.

@@ -281,3 +281,34 @@ async fn second_host_joining_then_leaving_is_exact() {
     );
     assert_outputs(&env, &events, &exp, false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exits_zero_on_sigterm_after_committing() {
+    let env = Env::new("sigterm", 2).await.unwrap();
+    let events = reference::generate(61, 1500, 80, 2);
+    let exp = reference::expect(&events);
+    env.produce(&records(&events)).await.unwrap();
+
+    let config_path = std::env::temp_dir().join(format!("{}.toml", env.name));
+    std::fs::write(&config_path, env.config_toml()).unwrap();
+    let binary = wafer_tests::repo_root().join("target/release/wafer");
+    let mut child = std::process::Command::new(&binary)
+        .arg("run")
+        .arg("--config")
+        .arg(&config_path)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make host`)", binary.display()));
+    env.wait_caught_up(CAUGHT_UP).await.unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "wafer should exit 0 after SIGTERM");
+    let _ = std::fs::remove_file(&config_path);
+    assert_outputs(&env, &events, &exp, true).await;
+}
