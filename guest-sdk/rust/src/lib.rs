@@ -12,10 +12,12 @@
 //! - [`describe`]: the descriptor builder (fields, windows, aggregations, features);
 //! - [`value`]: [`Value`] and [`Row`], the plain types the logic sees;
 //! - [`glue`]: conversion between WIT columns and rows (used by [`export_plugin!`]);
+//! - [`log`]: logging through the host (the one import a plugin gets);
 //! - [`bindings`]: the generated WIT bindings.
 
 pub mod describe;
 pub mod glue;
+pub mod log;
 pub mod value;
 
 pub use describe::{

@@ -67,9 +67,10 @@ impl Default for PluginLimits {
     }
 }
 
-/// State of one store: its resource limiter.
+/// State of one store: its resource limiter and the plugin's log channel.
 struct StoreState {
     limits: StoreLimits,
+    log: super::log::PluginLog,
 }
 
 /// The shared wasmtime engine, its linker and the epoch ticker thread.
@@ -86,7 +87,11 @@ impl PluginEngine {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
-        let linker = Linker::new(&engine);
+        let mut linker = Linker::new(&engine);
+        super::bindings::wafer::plugin::log::add_to_linker::<
+            StoreState,
+            wasmtime::component::HasSelf<StoreState>,
+        >(&mut linker, |state| state)?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
             let engine = engine.clone();
@@ -227,7 +232,8 @@ impl Plugin {
                 .memory_size(self.limits.max_memory_bytes)
                 .trap_on_grow_failure(true)
                 .build();
-            let mut store = Store::new(&self.engine, StoreState { limits });
+            let log = super::log::PluginLog::new(&self.name);
+            let mut store = Store::new(&self.engine, StoreState { limits, log });
             store.limiter(|s| &mut s.limits);
             store.set_epoch_deadline(u64::MAX / 2);
             let bindings = self
@@ -246,6 +252,17 @@ impl Plugin {
                 Err(format!("{e:#}"))
             }
         }
+    }
+}
+
+impl super::bindings::wafer::plugin::log::Host for StoreState {
+    fn emit(
+        &mut self,
+        level: super::bindings::wafer::plugin::log::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) {
+        self.log.emit(level, &message, &fields);
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod descriptor;
 pub mod engine;
+pub mod log;
 
 pub use descriptor::DescriptorError;
 pub use engine::{Plugin, PluginEngine, PluginError, PluginLimits};
