@@ -6,11 +6,11 @@ WASM_LD        := $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/
 WASM_TARGET    := wasm32-unknown-unknown
 PLUGIN_OUT     := target/plugins
 
-.PHONY: build host plugins demo test test-unit test-integration lint fmt services services-stop bench toolchain
+.PHONY: build host plugins fixtures demo test test-unit test-integration lint fmt services services-stop bench toolchain
 
 toolchain:
 	rustup show active-toolchain >/dev/null || rustup toolchain install
-	rustup target add $(WASM_TARGET)
+	rustup target add $(WASM_TARGET) wasm32-wasip2
 
 ## Build the host and every plugin (release).
 build: host plugins
@@ -25,12 +25,21 @@ plugins: toolchain
 	mkdir -p $(PLUGIN_OUT)
 	cp plugins/target/$(WASM_TARGET)/release/*.wasm $(PLUGIN_OUT)/
 
+# Plugins that misbehave on purpose, for the sandbox tests (tests/fixtures).
+fixtures: toolchain
+	cd tests/fixtures && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$(WASM_LD) \
+		$(CARGO) build --release --target $(WASM_TARGET) -p misbehave
+	cd tests/fixtures && $(CARGO) build --release --target wasm32-wasip2 -p wasi-import
+	mkdir -p target/fixtures
+	cp tests/fixtures/target/$(WASM_TARGET)/release/misbehave.wasm target/fixtures/
+	cp tests/fixtures/target/wasm32-wasip2/release/wasi_import.wasm target/fixtures/
+
 ## Quickstart on the embedded default: sample events -> plugin -> in-memory store.
 demo: build
 	./target/release/wafer demo
 
 ## Every test: unit tests, plugin logic natively, integration tests on real Kafka + Redis.
-test: plugins host services
+test: plugins fixtures host services
 	$(CARGO) test --release --workspace
 	cd plugins && $(CARGO) test --release
 
@@ -41,12 +50,14 @@ test-unit: plugins
 lint:
 	$(CARGO) fmt --all -- --check
 	cd plugins && $(CARGO) fmt --all -- --check
+	cd tests/fixtures && $(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	cd plugins && $(CARGO) clippy --release --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
 	cd plugins && $(CARGO) fmt --all
+	cd tests/fixtures && $(CARGO) fmt --all
 
 ## Real Apache Kafka (KRaft, 127.0.0.1:9092) and Redis (127.0.0.1:6379).
 services:

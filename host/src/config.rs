@@ -131,6 +131,35 @@ pub struct PluginConfig {
     /// Longest time one plugin call may run, in milliseconds, before it is interrupted.
     #[serde(default = "default_call_timeout")]
     pub call_timeout_ms: u64,
+    /// Cap on what one plugin call may return, in MiB.
+    #[serde(default = "default_output")]
+    pub max_output_mb: u64,
+    /// Cap on the core instances, tables and memories of one plugin instance.
+    #[serde(default = "default_instances")]
+    pub max_instances: usize,
+    /// Failed plugin calls in a row after which `on_failure` applies.
+    #[serde(default = "default_failures")]
+    pub max_consecutive_failures: u32,
+    /// `"quarantine"`: keep consuming and committing, skip the plugin's outputs (counted);
+    /// `"pause"`: stop consuming and committing until the host restarts with a fixed plugin.
+    #[serde(default = "default_policy")]
+    pub on_failure: crate::pipeline::FailurePolicy,
+}
+
+fn default_output() -> u64 {
+    16
+}
+
+fn default_instances() -> usize {
+    64
+}
+
+fn default_failures() -> u32 {
+    10
+}
+
+fn default_policy() -> crate::pipeline::FailurePolicy {
+    crate::pipeline::FailurePolicy::Quarantine
 }
 
 fn default_ttl() -> u64 {
@@ -209,8 +238,14 @@ impl Config {
         if self.pipeline.max_future_ms < 0 {
             return invalid("[pipeline] max_future_ms must not be negative");
         }
-        if self.plugin.max_memory_mb == 0 || self.plugin.call_timeout_ms == 0 {
-            return invalid("[plugin] max_memory_mb and call_timeout_ms must be positive");
+        let p = &self.plugin;
+        if p.max_memory_mb == 0 || p.call_timeout_ms == 0 || p.max_output_mb == 0 {
+            return invalid(
+                "[plugin] max_memory_mb, call_timeout_ms and max_output_mb must be positive",
+            );
+        }
+        if p.max_instances == 0 || p.max_consecutive_failures == 0 {
+            return invalid("[plugin] max_instances and max_consecutive_failures must be positive");
         }
         Ok(())
     }

@@ -84,6 +84,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     let limits = PluginLimits {
         max_memory_bytes: (config.plugin.max_memory_mb as usize) << 20,
         call_timeout: Duration::from_millis(config.plugin.call_timeout_ms),
+        max_output_bytes: (config.plugin.max_output_mb as usize) << 20,
+        max_instances: config.plugin.max_instances,
+        ..PluginLimits::default()
     };
     let plugin = engine.load_file(&config.plugin.path, limits)?;
     tracing::info!(plugin = %plugin.name(), hash = %plugin.content_hash(), "plugin loaded");
@@ -94,7 +97,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
         config.pipeline.max_future_ms,
         config.plugin.key_template.as_deref(),
         counters.clone(),
-    );
+    )
+    .with_max_consecutive_failures(config.plugin.max_consecutive_failures);
     let redis = match &config.redis {
         Some(r) => Some(RedisSink::connect(&r.url, config.plugin.ttl_secs).await?),
         None => None,
@@ -102,7 +106,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     let memory = MemoryStore::default();
     let uses_memory = redis.is_none();
     if let Some(kafka) = &config.kafka {
-        sources::kafka::run(kafka, &config.pipeline, &mut processor, redis, shutdown).await?;
+        sources::kafka::run(
+            kafka,
+            &config.pipeline,
+            config.plugin.on_failure,
+            &mut processor,
+            redis,
+            shutdown,
+        )
+        .await?;
     } else if let Some(file) = &config.file {
         sources::file::run(
             file,

@@ -44,8 +44,16 @@ counters! {
     updates / add_updates,
     /// Tombstones written (entities whose windows became empty).
     tombstones / add_tombstones,
-    /// Flushes whose plugin call failed (their updates were not written).
+    /// Plugin calls that returned an error or malformed output.
     plugin_errors / add_plugin_errors,
+    /// Plugin calls that trapped (panic, deadline, memory cap); the instance is replaced.
+    plugin_traps / add_plugin_traps,
+    /// Entities whose features the plugin failed to compute (dead-lettered).
+    plugin_dead_letters / add_plugin_dead_letters,
+    /// Updates skipped because the plugin was quarantined.
+    plugin_skipped / add_plugin_skipped,
+    /// Times a plugin was quarantined.
+    quarantines / add_quarantines,
     /// Offset commits.
     commits / add_commits,
     /// Records re-read to rebuild window state after an assignment.

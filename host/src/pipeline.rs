@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use crate::event::{format_time, DecodeError, FieldValue, Schema};
 use crate::metrics::Counters;
 use crate::plugin::{Batch, Column, ColumnData, Plugin, PluginError, TextColumn, ValueType};
-use crate::window::{AggCell, Checkpoint, Late, Partition, Plan};
+use crate::window::{AggCell, Checkpoint, Late, Partition, Plan, Row};
 
 /// A source partition: (index of the topic in the source's topic list, partition).
 pub type PartitionKey = (u32, i32);
@@ -33,6 +33,38 @@ pub struct FeatureUpdate {
     pub key: String,
     /// Feature JSON, or `None` for a tombstone (the entity's windows are empty).
     pub value: Option<String>,
+}
+
+/// A plugin failure isolated to one entity: its update is not written, and
+/// the failure goes to the dead-letter topic.
+#[derive(Debug)]
+pub struct PluginFailure {
+    pub entity: String,
+    pub partition: PartitionKey,
+    /// Offset of the last event applied to the entity.
+    pub offset: i64,
+    pub error: PluginError,
+}
+
+/// What one flush produced.
+#[derive(Debug, Default)]
+pub struct Flush {
+    /// Updates to write.
+    pub updates: Vec<FeatureUpdate>,
+    /// Entities whose features the plugin failed to compute.
+    pub failures: Vec<PluginFailure>,
+    /// Updates not computed because the plugin is quarantined.
+    pub skipped: usize,
+}
+
+/// What to do once a plugin has failed `max_consecutive_failures` calls in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Keep consuming, skip the plugin's outputs (counted), commit.
+    Quarantine,
+    /// Stop consuming and committing until the host is restarted with a fixed plugin.
+    Pause,
 }
 
 /// How feature records are laid out.
@@ -75,6 +107,10 @@ pub struct Processor {
     partitions: FxHashMap<PartitionKey, Partition>,
     counters: Counters,
     cells: Vec<u64>,
+    /// Plugin calls that failed in a row.
+    failure_streak: u32,
+    max_consecutive_failures: u32,
+    quarantined: bool,
 }
 
 impl Processor {
@@ -105,8 +141,22 @@ impl Processor {
             partitions: FxHashMap::default(),
             counters,
             cells: Vec::new(),
+            failure_streak: 0,
+            max_consecutive_failures: 10,
+            quarantined: false,
             plugin,
         }
+    }
+
+    /// Quarantines the plugin after `n` failed calls in a row (at least 1).
+    pub fn with_max_consecutive_failures(mut self, n: u32) -> Self {
+        self.max_consecutive_failures = n.max(1);
+        self
+    }
+
+    /// True once the plugin failed too many calls in a row.
+    pub fn quarantined(&self) -> bool {
+        self.quarantined
     }
 
     /// The plugin in use.
@@ -242,37 +292,87 @@ impl Processor {
     }
 
     /// Feature updates for every entity of `partition` changed since the last
-    /// flush: one plugin call for all of them.
-    pub fn flush(&mut self, partition: PartitionKey) -> Result<Vec<FeatureUpdate>, PluginError> {
+    /// flush, in as few plugin calls as possible: one for all of them, unless
+    /// the plugin fails, in which case the batch is split in halves until the
+    /// failing entities are isolated (each becomes a [`PluginFailure`]).
+    pub fn flush(&mut self, partition: PartitionKey) -> Flush {
         let Some(state) = self.partitions.get_mut(&partition) else {
-            return Ok(Vec::new());
+            return Flush::default();
         };
         let computed_at = state.stream_time().map(format_time).unwrap_or_default();
         let emission = state.drain(&self.plan);
-        let mut updates = Vec::with_capacity(emission.rows.len() + emission.tombstones.len());
-        if !emission.rows.is_empty() {
-            let batch = self.batch(&emission.rows);
-            let columns = self.plugin.compute(&batch)?;
-            for (row, (entity, _)) in emission.rows.iter().enumerate() {
-                let value = self.feature_json(entity, &columns, row, &computed_at);
-                updates.push(FeatureUpdate {
-                    key: self.key(entity),
-                    entity: entity.to_string(),
-                    value: Some(value),
-                });
+        let mut flush = Flush::default();
+        let mut pending = vec![0..emission.rows.len()];
+        while let Some(range) = pending.pop() {
+            if range.is_empty() {
+                continue;
+            }
+            if self.quarantined {
+                flush.skipped += range.len();
+                continue;
+            }
+            let rows = &emission.rows[range.clone()];
+            let batch = self.batch(rows);
+            match self.plugin.compute(&batch) {
+                Ok(columns) => {
+                    self.failure_streak = 0;
+                    for (i, row) in rows.iter().enumerate() {
+                        let value = self.feature_json(&row.key, &columns, i, &computed_at);
+                        flush.updates.push(FeatureUpdate {
+                            key: self.key(&row.key),
+                            entity: row.key.to_string(),
+                            value: Some(value),
+                        });
+                    }
+                }
+                Err(error) => {
+                    self.count_failure(&error);
+                    if range.len() == 1 {
+                        let row = &rows[0];
+                        flush.failures.push(PluginFailure {
+                            entity: row.key.to_string(),
+                            partition,
+                            offset: row.offset,
+                            error,
+                        });
+                    } else {
+                        let mid = range.start + range.len() / 2;
+                        pending.push(mid..range.end);
+                        pending.push(range.start..mid);
+                    }
+                }
             }
         }
-        self.counters.add_updates(updates.len() as u64);
+        self.counters.add_updates(flush.updates.len() as u64);
+        self.counters.add_plugin_skipped(flush.skipped as u64);
         self.counters
             .add_tombstones(emission.tombstones.len() as u64);
         for entity in emission.tombstones {
-            updates.push(FeatureUpdate {
+            flush.updates.push(FeatureUpdate {
                 key: self.key(&entity),
                 entity: entity.into(),
                 value: None,
             });
         }
-        Ok(updates)
+        flush
+    }
+
+    fn count_failure(&mut self, error: &PluginError) {
+        match error {
+            PluginError::Trap { .. } => self.counters.add_plugin_traps(1),
+            _ => self.counters.add_plugin_errors(1),
+        }
+        self.failure_streak += 1;
+        if self.failure_streak >= self.max_consecutive_failures && !self.quarantined {
+            self.quarantined = true;
+            self.counters.add_quarantines(1);
+            tracing::error!(
+                plugin = %self.plugin.name(),
+                failures = self.failure_streak,
+                last_error = %error,
+                "plugin quarantined after consecutive failures: its outputs are no longer computed"
+            );
+        }
     }
 
     /// Partitions with window state here.
@@ -290,14 +390,14 @@ impl Processor {
     }
 
     /// Builds the plugin's input: one column per aggregation.
-    fn batch(&self, rows: &[(Box<str>, Vec<AggCell>)]) -> Batch {
+    fn batch(&self, rows: &[Row]) -> Batch {
         let columns = self
             .plan
             .aggs
             .iter()
             .enumerate()
             .map(|(a, op)| {
-                let cells = rows.iter().map(|(_, c)| c[a]);
+                let cells = rows.iter().map(|r| r.cells[a]);
                 let valid: Vec<bool> = cells.clone().map(|c| c != AggCell::Null).collect();
                 let valid = if valid.iter().all(|v| *v) {
                     Vec::new()

@@ -5,8 +5,10 @@
 //!
 //! - [`Env`]: a test's namespace (topics, group, Redis key prefix) and clients;
 //! - [`Host`]: one in-process `wafer::run` with its shutdown handle;
-//! - [`reference`]: the naive recomputation the host is checked against.
+//! - [`reference`]: the naive recomputation the host is checked against;
+//! - [`outputs`]: the checks of Redis, `ml-features` and side topics against it.
 
+pub mod outputs;
 pub mod reference;
 
 use std::collections::BTreeMap;

@@ -2,10 +2,11 @@
 //! outputs compared with the naive reference model, across restarts and a
 //! second host joining and leaving the group.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use wafer_tests::reference::{self, Expected, GenEvent};
+use wafer_tests::outputs::assert_outputs;
+use wafer_tests::reference::{self, GenEvent};
 use wafer_tests::{Env, Host};
 
 const CAUGHT_UP: Duration = Duration::from_secs(120);
@@ -15,140 +16,6 @@ fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
         .iter()
         .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
         .collect()
-}
-
-fn multiset(items: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for i in items {
-        *m.entry(i).or_insert(0) += 1;
-    }
-    m
-}
-
-/// Checks Redis, `ml-features`, dead letters and late events against `exp`.
-/// With `exactly_once`, side records must appear once each (no replay happened).
-async fn assert_outputs(env: &Env, events: &[GenEvent], exp: &Expected, exactly_once: bool) {
-    // Redis: exactly the users with a non-empty window, with the reference values.
-    let redis = env.redis_features().await.unwrap();
-    assert_eq!(
-        redis.keys().collect::<Vec<_>>(),
-        exp.features.keys().collect::<Vec<_>>(),
-        "redis keys"
-    );
-    let partition_of: BTreeMap<&str, i32> = events
-        .iter()
-        .map(|e| (e.user.as_str(), e.partition))
-        .collect();
-    for (user, (value, ttl)) in &redis {
-        let want = &exp.features[user];
-        let got: serde_json::Value = serde_json::from_str(value).unwrap();
-        let fields: BTreeSet<&str> = got
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            fields,
-            BTreeSet::from([
-                "user_id",
-                "event_count_1h",
-                "unique_actions_1h",
-                "avg_value_1h",
-                "last_action",
-                "computed_at"
-            ]),
-            "{user}"
-        );
-        assert_eq!(got["user_id"], user.as_str());
-        assert_eq!(got["event_count_1h"], want.count, "{user} count");
-        assert_eq!(got["unique_actions_1h"], want.unique, "{user} unique");
-        let avg = got["avg_value_1h"].as_f64().unwrap();
-        assert!(
-            (avg - want.avg).abs() <= 1e-9 * want.avg.abs().max(1.0),
-            "{user} avg {avg} vs {}",
-            want.avg
-        );
-        assert_eq!(
-            got["last_action"],
-            want.last_action.as_str(),
-            "{user} last_action"
-        );
-        let computed_at =
-            wafer::event::parse_timestamp(got["computed_at"].as_str().unwrap()).unwrap();
-        let stream_time = exp.stream_time[&partition_of[user.as_str()]];
-        assert!(
-            want.newest_ms <= computed_at && computed_at <= stream_time,
-            "{user}: computed_at {computed_at} outside [{}, {stream_time}]",
-            want.newest_ms
-        );
-        assert!((1..=3600).contains(ttl), "{user} ttl {ttl}");
-    }
-
-    // ml-features: one key per user ever applied; the last record of each key
-    // is the Redis value, or a tombstone when the window ended empty.
-    let output = env.read_topic(&env.output).unwrap();
-    let mut last: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for r in &output {
-        last.insert(
-            r.key.clone().expect("feature records are keyed"),
-            r.value.clone(),
-        );
-    }
-    assert_eq!(
-        last.keys().cloned().collect::<BTreeSet<_>>(),
-        exp.ever_applied,
-        "ml-features keys"
-    );
-    let mut tombstones = 0;
-    for (user, value) in &last {
-        match (value, redis.get(user)) {
-            (Some(v), Some((stored, _))) => assert_eq!(v, stored, "{user}: topic and redis differ"),
-            (None, None) => tombstones += 1,
-            (v, r) => panic!("{user}: last ml-features record {v:?} but redis {r:?}"),
-        }
-    }
-    assert!(tombstones > 0, "the stream should empty some windows");
-
-    // Dead letters and late events: the reference's, with reasons and sources.
-    let dead = env.read_topic(&env.dead_letters).unwrap();
-    let late = env.read_topic(&env.late).unwrap();
-    for r in dead.iter().chain(&late) {
-        assert!(!r.headers["wafer.reason"].is_empty());
-        assert_eq!(r.headers["wafer.source.topic"], env.input);
-        let payload = r.value.clone().unwrap();
-        let source = events
-            .iter()
-            .find(|e| e.payload == payload)
-            .expect("side record of a produced event");
-        assert_eq!(
-            r.headers["wafer.source.partition"],
-            source.partition.to_string()
-        );
-        assert!(r.headers["wafer.source.offset"].parse::<i64>().is_ok());
-    }
-    assert!(late
-        .iter()
-        .all(|r| r.headers["wafer.reason"].contains("window")));
-    let got_dead = multiset(dead.iter().map(|r| r.value.clone().unwrap()));
-    let got_late = multiset(late.iter().map(|r| r.value.clone().unwrap()));
-    let want_dead = multiset(exp.dead.iter().cloned());
-    let want_late = multiset(exp.late.iter().cloned());
-    if exactly_once {
-        assert_eq!(got_dead, want_dead, "dead letters");
-        assert_eq!(got_late, want_late, "late events");
-    } else {
-        assert_eq!(
-            got_dead.keys().collect::<Vec<_>>(),
-            want_dead.keys().collect::<Vec<_>>(),
-            "dead letters"
-        );
-        assert_eq!(
-            got_late.keys().collect::<Vec<_>>(),
-            want_late.keys().collect::<Vec<_>>(),
-            "late events"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +33,7 @@ async fn end_to_end_matches_the_reference() {
     assert_eq!(report.counters.late, exp.late.len() as u64);
     assert_eq!(report.counters.dead_letters, exp.dead.len() as u64);
     assert_eq!(report.counters.plugin_errors, 0);
-    assert_outputs(&env, &events, &exp, true).await;
+    assert_outputs(&env, &events, &exp, true, &BTreeSet::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +49,7 @@ async fn live_stream_then_sigterm_drains_and_commits() {
     }
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
     host.stop().await.unwrap();
-    assert_outputs(&env, &events, &exp, true).await;
+    assert_outputs(&env, &events, &exp, true, &BTreeSet::new()).await;
 }
 
 /// Runs a host while a producer streams `events`, takes the host down once
@@ -236,7 +103,7 @@ async fn restart_while_streaming(test: &str, seed: u64, kill: bool) {
         report.counters.replayed > 0,
         "the new host should rebuild state by replay"
     );
-    assert_outputs(&env, &events, &exp, false).await;
+    assert_outputs(&env, &events, &exp, false, &BTreeSet::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +146,7 @@ async fn second_host_joining_then_leaving_is_exact() {
         report_a.counters.replayed > 0,
         "A should rebuild the partitions it got back"
     );
-    assert_outputs(&env, &events, &exp, false).await;
+    assert_outputs(&env, &events, &exp, false, &BTreeSet::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,5 +177,5 @@ async fn the_binary_exits_zero_on_sigterm_after_committing() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "wafer should exit 0 after SIGTERM");
     let _ = std::fs::remove_file(&config_path);
-    assert_outputs(&env, &events, &exp, true).await;
+    assert_outputs(&env, &events, &exp, true, &BTreeSet::new()).await;
 }

@@ -20,6 +20,9 @@ use super::{descriptor, type_name, Batch, Column, ColumnData, Descriptor, Descri
 /// How often the epoch ticker advances; call deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// The only imports a plugin may have: the shared types and the log channel.
+const GRANTED_IMPORTS: [&str; 2] = ["wafer:plugin/types@0.1.0", "wafer:plugin/log@0.1.0"];
+
 /// Errors loading or calling a plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -52,10 +55,28 @@ pub enum PluginError {
 /// Per-plugin resource limits.
 #[derive(Debug, Clone, Copy)]
 pub struct PluginLimits {
-    /// Cap on linear memory, in bytes.
+    /// Cap on each linear memory, in bytes.
     pub max_memory_bytes: usize,
     /// Longest time one call may run.
     pub call_timeout: Duration,
+    /// Cap on the bytes one call may return (text bytes plus 8 per value).
+    pub max_output_bytes: usize,
+    /// Cap on core instances, tables and memories per plugin instance.
+    pub max_instances: usize,
+    /// Cap on the elements of each table.
+    pub max_table_elements: usize,
+}
+
+impl PluginError {
+    /// Short kind, as written in dead letters and metrics: `trap`, `error`, `bad-output` or `load`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Trap { .. } => "trap",
+            PluginError::Returned { .. } => "error",
+            PluginError::BadOutput { .. } => "bad-output",
+            _ => "load",
+        }
+    }
 }
 
 impl Default for PluginLimits {
@@ -63,6 +84,9 @@ impl Default for PluginLimits {
         Self {
             max_memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(1),
+            max_output_bytes: 16 << 20,
+            max_instances: 64,
+            max_table_elements: 100_000,
         }
     }
 }
@@ -134,6 +158,23 @@ impl PluginEngine {
             reason: format!("{e:#}"),
         };
         let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        let denied: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .filter(|name| !GRANTED_IMPORTS.contains(&name.as_str()))
+            .collect();
+        if !denied.is_empty() {
+            return Err(PluginError::Invalid {
+                path: origin.to_owned(),
+                reason: format!(
+                    "it imports {} which Wafer does not grant: a plugin gets no WASI, filesystem, network, \
+                     environment, clock or randomness, only {}",
+                    denied.join(", "),
+                    GRANTED_IMPORTS.join(" and ")
+                ),
+            });
+        }
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = FeaturePluginPre::new(pre).map_err(invalid)?;
         let mut plugin = Plugin {
@@ -216,8 +257,13 @@ impl Plugin {
             plugin: plugin.clone(),
             message,
         })?;
-        check_output(self.descriptor(), batch.rows, &columns)
-            .map_err(|message| PluginError::BadOutput { plugin, message })?;
+        check_output(
+            self.descriptor(),
+            batch.rows,
+            &columns,
+            self.limits.max_output_bytes,
+        )
+        .map_err(|message| PluginError::BadOutput { plugin, message })?;
         Ok(columns)
     }
 
@@ -230,6 +276,10 @@ impl Plugin {
         if self.instance.is_none() {
             let limits = StoreLimitsBuilder::new()
                 .memory_size(self.limits.max_memory_bytes)
+                .table_elements(self.limits.max_table_elements)
+                .instances(self.limits.max_instances)
+                .tables(self.limits.max_instances)
+                .memories(self.limits.max_instances)
                 .trap_on_grow_failure(true)
                 .build();
             let log = super::log::PluginLog::new(&self.name);
@@ -249,7 +299,7 @@ impl Plugin {
             Ok(r) => Ok(r),
             Err(e) => {
                 self.instance = None;
-                Err(format!("{e:#}"))
+                Err(self.describe_trap(&e))
             }
         }
     }
@@ -266,8 +316,57 @@ impl super::bindings::wafer::plugin::log::Host for StoreState {
     }
 }
 
-/// Checks that `columns` has one column per feature, of its type, with `rows` rows.
-fn check_output(d: &Descriptor, rows: u32, columns: &[Column]) -> Result<(), String> {
+impl Plugin {
+    /// One line saying why a call trapped, naming the limit when one was hit.
+    fn describe_trap(&self, e: &wasmtime::Error) -> String {
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => format!(
+                "ran past its {} ms call deadline and was interrupted",
+                self.limits.call_timeout.as_millis()
+            ),
+            Some(wasmtime::Trap::UnreachableCodeReached) => {
+                "panicked (wasm `unreachable` executed)".to_owned()
+            }
+            Some(trap) => format!("wasm trap: {trap}"),
+            None => {
+                let cause = e.root_cause().to_string();
+                if cause.contains("growing memory") {
+                    format!(
+                        "hit its {} MiB memory cap ({cause})",
+                        self.limits.max_memory_bytes >> 20
+                    )
+                } else {
+                    cause
+                }
+            }
+        }
+    }
+}
+
+/// Checks that `columns` has one column per feature, of its type, with `rows`
+/// rows, within `max_bytes`.
+fn check_output(
+    d: &Descriptor,
+    rows: u32,
+    columns: &[Column],
+    max_bytes: usize,
+) -> Result<(), String> {
+    let bytes: usize = columns
+        .iter()
+        .map(|c| match &c.data {
+            ColumnData::Text(t) => {
+                t.dictionary.iter().map(String::len).sum::<usize>() + 4 * t.codes.len()
+            }
+            ColumnData::Int64(v) => 8 * v.len(),
+            ColumnData::Float64(v) => 8 * v.len(),
+            ColumnData::Boolean(v) => v.len(),
+        })
+        .sum();
+    if bytes > max_bytes {
+        return Err(format!(
+            "{bytes} bytes returned, more than the {max_bytes}-byte output cap"
+        ));
+    }
     if columns.len() != d.features.len() {
         return Err(format!(
             "{} columns returned, {} features declared",

@@ -10,6 +10,15 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use super::SinkError;
 use crate::pipeline::FeatureUpdate;
 
+fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
+    pairs.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+        h.insert(Header {
+            key,
+            value: Some(*value),
+        })
+    })
+}
+
 /// Where a side record came from.
 #[derive(Debug, Clone)]
 pub struct Source<'a> {
@@ -32,14 +41,18 @@ impl KafkaSink {
         }
     }
 
-    /// Queues feature records to `topic`.
+    /// Queues feature records to `topic`, each with a `wafer.plugin` header
+    /// naming the plugin (`name@version#hash`) that computed it.
     pub fn send_features(
         &mut self,
         topic: &str,
         updates: &[FeatureUpdate],
+        plugin: &str,
     ) -> Result<(), SinkError> {
         for u in updates {
-            let mut record = FutureRecord::<str, str>::to(topic).key(&u.entity);
+            let mut record = FutureRecord::<str, str>::to(topic)
+                .key(&u.entity)
+                .headers(headers(&[("wafer.plugin", plugin)]));
             if let Some(v) = &u.value {
                 record = record.payload(v);
             }
@@ -48,8 +61,8 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Queues a side record: the original key and payload, with headers
-    /// `wafer.reason`, `wafer.source.topic`, `wafer.source.partition`, `wafer.source.offset`.
+    /// Queues a side record with headers `wafer.reason`, `wafer.source.topic`,
+    /// `wafer.source.partition`, `wafer.source.offset`, then the `extra` ones.
     pub fn send_side(
         &mut self,
         topic: &str,
@@ -57,27 +70,18 @@ impl KafkaSink {
         payload: Option<&[u8]>,
         reason: &str,
         source: Source<'_>,
+        extra: &[(&str, &str)],
     ) -> Result<(), SinkError> {
         let partition = source.partition.to_string();
         let offset = source.offset.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "wafer.reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "wafer.source.topic",
-                value: Some(source.topic),
-            })
-            .insert(Header {
-                key: "wafer.source.partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "wafer.source.offset",
-                value: Some(&offset),
-            });
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+        let mut pairs = vec![
+            ("wafer.reason", reason),
+            ("wafer.source.topic", source.topic),
+            ("wafer.source.partition", partition.as_str()),
+            ("wafer.source.offset", offset.as_str()),
+        ];
+        pairs.extend_from_slice(extra);
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers(&pairs));
         if let Some(k) = key {
             record = record.key(k);
         }

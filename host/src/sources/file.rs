@@ -59,17 +59,14 @@ async fn flush(
     memory: &MemoryStore,
 ) -> Result<(), RunError> {
     for partition in processor.partitions() {
-        let updates = match processor.flush(partition) {
-            Ok(u) => u,
-            Err(e) => {
-                processor.counters().add_plugin_errors(1);
-                tracing::error!(error = %e, "plugin failed; this flush's updates are skipped");
-                continue;
-            }
-        };
+        let flush = processor.flush(partition);
+        for f in &flush.failures {
+            processor.counters().add_plugin_dead_letters(1);
+            tracing::warn!(entity = %f.entity, line = f.offset + 1, kind = f.error.kind(), error = %f.error, "plugin failed for an entity");
+        }
         match redis {
-            Some(r) => r.write(&updates).await?,
-            None => memory.write(&updates),
+            Some(r) => r.write(&flush.updates).await?,
+            None => memory.write(&flush.updates),
         }
     }
     Ok(())

@@ -33,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::kafka_client;
-use crate::pipeline::{FeatureUpdate, Outcome, PartitionKey, Processor};
+use crate::pipeline::{
+    FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure, Processor,
+};
 use crate::sinks::kafka::{KafkaSink, Source};
 use crate::sinks::redis::RedisSink;
 use crate::window::Checkpoint;
@@ -98,12 +100,16 @@ struct Member<'a> {
     redis: Option<RedisSink>,
     /// Next offset to commit, per partition touched since the last flush.
     positions: BTreeMap<PartitionKey, i64>,
+    policy: FailurePolicy,
+    /// Set when the plugin is quarantined under the `pause` policy.
+    paused: bool,
 }
 
 /// Consumes until `shutdown`, then flushes, commits and returns.
 pub async fn run(
     cfg: &KafkaConfig,
     pipeline: &PipelineConfig,
+    policy: FailurePolicy,
     processor: &mut Processor,
     redis: Option<RedisSink>,
     shutdown: CancellationToken,
@@ -124,6 +130,8 @@ pub async fn run(
         sink: KafkaSink::new(producer),
         redis,
         positions: BTreeMap::new(),
+        policy,
+        paused: false,
     };
     tracing::info!(topics = ?cfg.topics, group = %cfg.group, plugin = %processor.plugin().name(), "consuming");
 
@@ -131,6 +139,12 @@ pub async fn run(
     let mut in_batch = 0usize;
     let mut flush_at: Option<Instant> = None;
     loop {
+        if member.paused {
+            tracing::error!(plugin = %processor.plugin().name(),
+                "consumption paused: the plugin is quarantined under the `pause` policy; restart with a fixed plugin");
+            shutdown.cancelled().await;
+            return Ok(());
+        }
         let wait_until = flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         let received = tokio::select! {
             biased;
@@ -178,6 +192,7 @@ pub async fn run(
                             partition: message.partition(),
                             offset: message.offset(),
                         },
+                        &[],
                     )?;
                 }
                 member.positions.insert(key, message.offset() + 1);
@@ -325,14 +340,26 @@ impl Member<'_> {
         shutdown: &CancellationToken,
     ) -> Result<(), RunError> {
         let mut updates: Vec<FeatureUpdate> = Vec::new();
+        let mut failures: Vec<PluginFailure> = Vec::new();
         for key in processor.partitions() {
-            match processor.flush(key) {
-                Ok(u) => updates.extend(u),
-                Err(e) => {
-                    processor.counters().add_plugin_errors(1);
-                    tracing::error!(error = %e, "plugin failed; this flush's updates are skipped");
-                }
-            }
+            let flush = processor.flush(key);
+            updates.extend(flush.updates);
+            failures.extend(flush.failures);
+        }
+        if processor.quarantined() && self.policy == FailurePolicy::Pause {
+            // Nothing of this batch is written or committed: a restart with a
+            // fixed plugin reprocesses it.
+            self.paused = true;
+            return Ok(());
+        }
+        let plugin_tag = format!(
+            "{}#{}",
+            processor.plugin().name(),
+            processor.plugin().content_hash()
+        );
+        for failure in &failures {
+            self.dead_letter_plugin_failure(failure, &plugin_tag)?;
+            processor.counters().add_plugin_dead_letters(1);
         }
         if let Some(redis) = &mut self.redis {
             let mut attempt = 0u32;
@@ -346,10 +373,45 @@ impl Member<'_> {
             }
         }
         if let Some(topic) = &self.cfg.output_topic {
-            self.sink.send_features(topic, &updates)?;
+            self.sink.send_features(topic, &updates, &plugin_tag)?;
         }
         self.sink.flush().await?;
         self.commit(consumer, processor)
+    }
+
+    /// Dead-letters one entity the plugin failed on: key = entity id, value =
+    /// a JSON description (plugin, error kind and message, source position).
+    fn dead_letter_plugin_failure(
+        &mut self,
+        f: &PluginFailure,
+        plugin: &str,
+    ) -> Result<(), RunError> {
+        let topic = &self.cfg.topics[f.partition.0 as usize];
+        let reason = f.error.to_string();
+        let value = serde_json::json!({
+            "plugin": plugin,
+            "kind": f.error.kind(),
+            "error": reason,
+            "entity": f.entity,
+            "source": { "topic": topic, "partition": f.partition.1, "offset": f.offset },
+        })
+        .to_string();
+        self.sink.send_side(
+            &self.cfg.dead_letter_topic,
+            Some(f.entity.as_bytes()),
+            Some(value.as_bytes()),
+            &reason,
+            Source {
+                topic,
+                partition: f.partition.1,
+                offset: f.offset,
+            },
+            &[
+                ("wafer.plugin", plugin),
+                ("wafer.error.kind", f.error.kind()),
+            ],
+        )?;
+        Ok(())
     }
 
     fn commit(&mut self, consumer: &Group, processor: &Processor) -> Result<(), RunError> {

@@ -42,11 +42,21 @@ pub struct Late {
     pub window_ms: i64,
 }
 
+/// One entity's aggregation row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: Box<str>,
+    /// Aggregation cells, in plan order.
+    pub cells: Vec<AggCell>,
+    /// Offset of the last event applied to the entity.
+    pub offset: i64,
+}
+
 /// What one flush emits for a partition.
 #[derive(Debug, Default)]
 pub struct Emission {
-    /// Entities with events left: their key and aggregation cells (plan order).
-    pub rows: Vec<(Box<str>, Vec<AggCell>)>,
+    /// Entities with events left.
+    pub rows: Vec<Row>,
     /// Entities whose windows became empty.
     pub tombstones: Vec<Box<str>>,
 }
@@ -56,6 +66,7 @@ struct Slot {
     window: EntityWindow,
     indexed: Option<i64>,
     dirty: bool,
+    last_offset: i64,
 }
 
 /// All window state of one partition.
@@ -161,6 +172,7 @@ impl Partition {
         };
         let slot = self.slots[id as usize].as_mut().expect("live id");
         slot.window.insert(plan, t, cells, now);
+        slot.last_offset = offset;
         self.events_held += 1;
         self.buckets
             .entry(t.div_euclid(self.bucket_ms))
@@ -176,6 +188,7 @@ impl Partition {
             window: EntityWindow::new(plan),
             indexed: None,
             dirty: false,
+            last_offset: -1,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -259,7 +272,11 @@ impl Partition {
                 let cells = (0..plan.aggs.len())
                     .map(|a| slot.window.aggregate(plan, a))
                     .collect();
-                out.rows.push((slot.key.clone(), cells));
+                out.rows.push(Row {
+                    key: slot.key.clone(),
+                    cells,
+                    offset: slot.last_offset,
+                });
             }
         }
         out

@@ -224,8 +224,8 @@ fn run(
 
 fn publish(plan: &Plan, p: &mut Partition, published: &mut BTreeMap<String, Vec<AggCell>>) {
     let e = p.drain(plan);
-    for (k, cells) in e.rows {
-        published.insert(k.to_string(), cells);
+    for row in e.rows {
+        published.insert(row.key.to_string(), row.cells);
     }
     // A tombstone may name an entity this run never published (it came and went
     // between two flushes, or a previous owner published it): removing is idempotent.

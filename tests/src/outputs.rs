@@ -1,0 +1,170 @@
+//! Checks of a user-activity pipeline's outputs against the reference model.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::reference::{Expected, GenEvent};
+use crate::{Env, Record};
+
+fn multiset(items: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for i in items {
+        *m.entry(i).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Checks Redis, `ml-features`, dead letters and late events against `exp`.
+/// With `exactly_once`, side records must appear once each (no replay happened).
+/// Users in `excluded` (those a misbehaving plugin fails on) must have no
+/// features anywhere, and dead letters other than event ones are ignored here.
+pub async fn assert_outputs(
+    env: &Env,
+    events: &[GenEvent],
+    exp: &Expected,
+    exactly_once: bool,
+    excluded: &BTreeSet<String>,
+) {
+    // Redis: exactly the users with a non-empty window, with the reference values.
+    let redis = env.redis_features().await.unwrap();
+    assert_eq!(
+        redis.keys().collect::<Vec<_>>(),
+        exp.features
+            .keys()
+            .filter(|u| !excluded.contains(*u))
+            .collect::<Vec<_>>(),
+        "redis keys"
+    );
+    let partition_of: BTreeMap<&str, i32> = events
+        .iter()
+        .map(|e| (e.user.as_str(), e.partition))
+        .collect();
+    for (user, (value, ttl)) in &redis {
+        let want = &exp.features[user];
+        let got: serde_json::Value = serde_json::from_str(value).unwrap();
+        let fields: BTreeSet<&str> = got
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            fields,
+            BTreeSet::from([
+                "user_id",
+                "event_count_1h",
+                "unique_actions_1h",
+                "avg_value_1h",
+                "last_action",
+                "computed_at"
+            ]),
+            "{user}"
+        );
+        assert_eq!(got["user_id"], user.as_str());
+        assert_eq!(got["event_count_1h"], want.count, "{user} count");
+        assert_eq!(got["unique_actions_1h"], want.unique, "{user} unique");
+        let avg = got["avg_value_1h"].as_f64().unwrap();
+        assert!(
+            (avg - want.avg).abs() <= 1e-9 * want.avg.abs().max(1.0),
+            "{user} avg {avg} vs {}",
+            want.avg
+        );
+        assert_eq!(
+            got["last_action"],
+            want.last_action.as_str(),
+            "{user} last_action"
+        );
+        let computed_at =
+            wafer::event::parse_timestamp(got["computed_at"].as_str().unwrap()).unwrap();
+        let stream_time = exp.stream_time[&partition_of[user.as_str()]];
+        assert!(
+            want.newest_ms <= computed_at && computed_at <= stream_time,
+            "{user}: computed_at {computed_at} outside [{}, {stream_time}]",
+            want.newest_ms
+        );
+        assert!((1..=3600).contains(ttl), "{user} ttl {ttl}");
+    }
+
+    // ml-features: one key per user ever applied; the last record of each key
+    // is the Redis value, or a tombstone when the window ended empty.
+    let output = env.read_topic(&env.output).unwrap();
+    let mut last: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for r in &output {
+        let plugin = r.headers.get("wafer.plugin");
+        assert!(plugin.is_some_and(|p| p.contains('@')), "plugin header");
+        let key = r.key.clone().expect("feature records are keyed");
+        if r.value.is_some() {
+            assert!(
+                !excluded.contains(&key),
+                "{key}: features of an excluded user"
+            );
+        }
+        last.insert(key, r.value.clone());
+    }
+    // An excluded user may still get a tombstone when its window empties.
+    last.retain(|k, v| !(excluded.contains(k) && v.is_none()));
+    let ever_applied: BTreeSet<String> = exp
+        .ever_applied
+        .iter()
+        .filter(|u| !excluded.contains(*u))
+        .cloned()
+        .collect();
+    assert_eq!(
+        last.keys().cloned().collect::<BTreeSet<_>>(),
+        ever_applied,
+        "ml-features keys"
+    );
+    let mut tombstones = 0;
+    for (user, value) in &last {
+        match (value, redis.get(user)) {
+            (Some(v), Some((stored, _))) => assert_eq!(v, stored, "{user}: topic and redis differ"),
+            (None, None) => tombstones += 1,
+            (v, r) => panic!("{user}: last ml-features record {v:?} but redis {r:?}"),
+        }
+    }
+    assert!(tombstones > 0, "the stream should empty some windows");
+
+    // Dead letters and late events: the reference's, with reasons and sources.
+    let dead: Vec<Record> = env
+        .read_topic(&env.dead_letters)
+        .unwrap()
+        .into_iter()
+        .filter(|r| !r.headers.contains_key("wafer.plugin"))
+        .collect();
+    let late = env.read_topic(&env.late).unwrap();
+    for r in dead.iter().chain(&late) {
+        assert!(!r.headers["wafer.reason"].is_empty());
+        assert_eq!(r.headers["wafer.source.topic"], env.input);
+        let payload = r.value.clone().unwrap();
+        let source = events
+            .iter()
+            .find(|e| e.payload == payload)
+            .expect("side record of a produced event");
+        assert_eq!(
+            r.headers["wafer.source.partition"],
+            source.partition.to_string()
+        );
+        assert!(r.headers["wafer.source.offset"].parse::<i64>().is_ok());
+    }
+    assert!(late
+        .iter()
+        .all(|r| r.headers["wafer.reason"].contains("window")));
+    let got_dead = multiset(dead.iter().map(|r| r.value.clone().unwrap()));
+    let got_late = multiset(late.iter().map(|r| r.value.clone().unwrap()));
+    let want_dead = multiset(exp.dead.iter().cloned());
+    let want_late = multiset(exp.late.iter().cloned());
+    if exactly_once {
+        assert_eq!(got_dead, want_dead, "dead letters");
+        assert_eq!(got_late, want_late, "late events");
+    } else {
+        assert_eq!(
+            got_dead.keys().collect::<Vec<_>>(),
+            want_dead.keys().collect::<Vec<_>>(),
+            "dead letters"
+        );
+        assert_eq!(
+            got_late.keys().collect::<Vec<_>>(),
+            want_late.keys().collect::<Vec<_>>(),
+            "late events"
+        );
+    }
+}
