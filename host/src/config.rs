@@ -42,6 +42,23 @@ pub struct Config {
     pub plugin: PluginConfig,
     /// The Redis online store. Without it, features go to an embedded in-memory store.
     pub redis: Option<RedisConfig>,
+    /// The admin HTTP endpoint (plugin versions: list, load, roll back). Off when absent.
+    pub admin: Option<AdminConfig>,
+}
+
+/// The admin HTTP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on. Keep it on loopback unless a token is set and the network is trusted.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// When set, every request must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9100".to_owned()
 }
 
 /// Batching and validation of events.
@@ -141,9 +158,37 @@ pub struct PluginConfig {
     #[serde(default = "default_failures")]
     pub max_consecutive_failures: u32,
     /// `"quarantine"`: keep consuming and committing, skip the plugin's outputs (counted);
-    /// `"pause"`: stop consuming and committing until the host restarts with a fixed plugin.
+    /// `"pause"`: stop consuming and committing until a fixed version is loaded.
     #[serde(default = "default_policy")]
     pub on_failure: crate::pipeline::FailurePolicy,
+    /// Expected sha256 (hex) of the file at `path`; a file that differs is refused,
+    /// at start and on reload.
+    pub sha256: Option<String>,
+    /// Reload the plugin when the file at `path` changes (checked every `watch_interval_ms`).
+    #[serde(default = "default_watch")]
+    pub watch: bool,
+    /// How often the plugin file is checked for a new version, in milliseconds.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval_ms: u64,
+    /// Directory of precompiled plugin artifacts, keyed by content hash and engine.
+    /// Default: `$XDG_CACHE_HOME/wafer/artifacts` or `~/.cache/wafer/artifacts`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+fn default_watch() -> bool {
+    true
+}
+
+fn default_watch_interval() -> u64 {
+    1000
+}
+
+/// The default artifact cache directory, if a home or cache directory is known.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("wafer").join("artifacts"))
 }
 
 fn default_output() -> u64 {
@@ -243,6 +288,19 @@ impl Config {
             return invalid(
                 "[plugin] max_memory_mb, call_timeout_ms and max_output_mb must be positive",
             );
+        }
+        if p.watch_interval_ms == 0 {
+            return invalid("[plugin] watch_interval_ms must be positive");
+        }
+        if let Some(pin) = &p.sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return invalid("[plugin] sha256 must be 64 hexadecimal digits");
+            }
+        }
+        if let Some(admin) = &self.admin {
+            if admin.listen.parse::<std::net::SocketAddr>().is_err() {
+                return invalid("[admin] listen must be an address like 127.0.0.1:9100");
+            }
         }
         if p.max_instances == 0 || p.max_consecutive_failures == 0 {
             return invalid("[plugin] max_instances and max_consecutive_failures must be positive");

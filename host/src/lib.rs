@@ -14,10 +14,12 @@
 //! - [`sources`]: Kafka consumer group, JSONL file;
 //! - [`sinks`]: Redis, Kafka, embedded in-memory store;
 //! - [`kafka_client`]: every Kafka client's settings;
-//! - [`metrics`]: pipeline counters.
+//! - [`metrics`]: pipeline counters;
+//! - [`admin`]: the admin HTTP endpoint (plugin versions).
 //!
 //! [`run`] is what the CLI, the tests and the benchmarks call.
 
+pub mod admin;
 pub mod config;
 pub mod event;
 pub mod kafka_client;
@@ -29,6 +31,7 @@ pub mod sources;
 pub mod window;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -36,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use config::Config;
 use metrics::{Counters, Snapshot};
 use pipeline::Processor;
-use plugin::{PluginEngine, PluginLimits};
+use plugin::{PluginEngine, PluginLimits, PluginManager};
 use sinks::memory::MemoryStore;
 use sinks::redis::RedisSink;
 
@@ -61,6 +64,12 @@ pub enum RunError {
     /// The event source could not be read.
     #[error("source: {0}")]
     Source(String),
+    /// The plugin file does not match its pinned sha256.
+    #[error("plugin refused: {0}")]
+    Reload(#[from] plugin::ReloadError),
+    /// The admin endpoint could not start.
+    #[error("admin endpoint: {0}")]
+    Admin(String),
 }
 
 /// What a finished run did.
@@ -74,13 +83,25 @@ pub struct RunReport {
     pub store: Option<BTreeMap<String, String>>,
     /// Entities and events held in windows at the end.
     pub state: (usize, usize),
+    /// Every plugin version seen during the run.
+    pub versions: Vec<plugin::VersionInfo>,
+    /// Where the admin endpoint listened, if it ran.
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs the pipeline of `config` until its source ends (file) or `shutdown`
-/// is cancelled (Kafka), then flushes, commits and reports.
+/// is cancelled (Kafka), then flushes, commits and reports. Needs a
+/// multi-threaded tokio runtime (Kafka calls block in place).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunReport, RunError> {
     config.validate()?;
-    let engine = PluginEngine::new().map_err(|e| RunError::Engine(format!("{e:#}")))?;
+    let cache_dir = config
+        .plugin
+        .cache_dir
+        .clone()
+        .or_else(config::default_cache_dir);
+    let engine =
+        PluginEngine::with_cache(cache_dir).map_err(|e| RunError::Engine(format!("{e:#}")))?;
+    let engine = Arc::new(engine);
     let limits = PluginLimits {
         max_memory_bytes: (config.plugin.max_memory_mb as usize) << 20,
         call_timeout: Duration::from_millis(config.plugin.call_timeout_ms),
@@ -88,8 +109,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
         max_instances: config.plugin.max_instances,
         ..PluginLimits::default()
     };
-    let plugin = engine.load_file(&config.plugin.path, limits)?;
-    tracing::info!(plugin = %plugin.name(), hash = %plugin.content_hash(), "plugin loaded");
+    let origin = config.plugin.path.display().to_string();
+    let bytes = std::fs::read(&config.plugin.path).map_err(|source| plugin::PluginError::Read {
+        path: origin.clone(),
+        source,
+    })?;
+    if let Some(pinned) = &config.plugin.sha256 {
+        let actual = plugin::engine::sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(pinned) {
+            return Err(RunError::Reload(plugin::ReloadError::PinMismatch {
+                pinned: pinned.clone(),
+                actual,
+            }));
+        }
+    }
+    let plugin = engine.load(&bytes, &origin, limits)?;
+    tracing::info!(plugin = %plugin.name(), sha256 = %plugin.content_hash(), "plugin loaded");
     let counters = Counters::default();
     let mut processor = Processor::new(
         plugin,
@@ -99,6 +134,37 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
         counters.clone(),
     )
     .with_max_consecutive_failures(config.plugin.max_consecutive_failures);
+    let manager = Arc::new(PluginManager::new(
+        engine,
+        limits,
+        config.plugin.sha256.clone(),
+        processor.plugin(),
+        &origin,
+        processor.recent_batch(),
+    ));
+    // Stops the watcher and the admin endpoint when this run ends.
+    let run_scope = shutdown.child_token();
+    let admin_addr = match &config.admin {
+        Some(admin) => Some(
+            admin::serve(
+                &admin.listen,
+                admin.token.clone(),
+                manager.clone(),
+                run_scope.clone(),
+            )
+            .await
+            .map_err(|e| RunError::Admin(format!("cannot listen on {}: {e}", admin.listen)))?,
+        ),
+        None => None,
+    };
+    if config.plugin.watch {
+        tokio::spawn(watch_plugin_file(
+            config.plugin.path.clone(),
+            Duration::from_millis(config.plugin.watch_interval_ms),
+            manager.clone(),
+            run_scope.clone(),
+        ));
+    }
     let redis = match &config.redis {
         Some(r) => Some(RedisSink::connect(&r.url, config.plugin.ttl_secs).await?),
         None => None,
@@ -111,6 +177,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
             &config.pipeline,
             config.plugin.on_failure,
             &mut processor,
+            &manager,
             redis,
             shutdown,
         )
@@ -126,10 +193,52 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
         )
         .await?;
     }
+    run_scope.cancel();
     Ok(RunReport {
         plugin: processor.plugin().name().to_owned(),
         counters: counters.snapshot(),
         store: uses_memory.then(|| memory.contents()),
         state: processor.state_size(),
+        versions: manager.versions(),
+        admin_addr,
     })
+}
+
+/// Polls the plugin file and loads it as a new version when its content changes.
+async fn watch_plugin_file(
+    path: std::path::PathBuf,
+    every: Duration,
+    manager: Arc<PluginManager>,
+    shutdown: CancellationToken,
+) {
+    let mut last_seen: Option<(std::time::SystemTime, u64)> = std::fs::metadata(&path)
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())));
+    let mut last_tried = manager.active_sha256();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let seen = meta.modified().ok().map(|m| (m, meta.len()));
+        if seen.is_none() || seen == last_seen {
+            continue;
+        }
+        last_seen = seen;
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let sha = plugin::engine::sha256_hex(&bytes);
+        if last_tried.as_deref() == Some(sha.as_str()) {
+            continue;
+        }
+        last_tried = Some(sha);
+        let manager = manager.clone();
+        let origin = path.display().to_string();
+        // The outcome is logged and listed by the manager.
+        let _ = tokio::task::spawn_blocking(move || manager.load(&bytes, &origin, true)).await;
+    }
 }

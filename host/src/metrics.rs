@@ -54,6 +54,8 @@ counters! {
     plugin_skipped / add_plugin_skipped,
     /// Times a plugin was quarantined.
     quarantines / add_quarantines,
+    /// Plugin versions swapped in while running (hot loads and rollbacks).
+    reloads / add_reloads,
     /// Offset commits.
     commits / add_commits,
     /// Records re-read to rebuild window state after an assignment.

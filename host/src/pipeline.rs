@@ -67,6 +67,19 @@ pub enum FailurePolicy {
     Pause,
 }
 
+/// Outputs held back while the plugin is quarantined or paused.
+#[derive(Debug, Default)]
+struct Deferred {
+    entities: Vec<Box<str>>,
+    tombstones: Vec<Box<str>>,
+}
+
+/// A recent plugin input, shared between the processor and plugin validation.
+pub type RecentBatch = std::sync::Arc<std::sync::Mutex<Option<Batch>>>;
+
+/// Largest batch kept for smoke-testing a new plugin version.
+const RECENT_BATCH_ROWS: u32 = 512;
+
 /// How feature records are laid out.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -107,6 +120,11 @@ pub struct Processor {
     partitions: FxHashMap<PartitionKey, Partition>,
     counters: Counters,
     cells: Vec<u64>,
+    /// Entities and tombstones whose outputs were not written (quarantine,
+    /// pause), emitted again once a working plugin is swapped in.
+    deferred: FxHashMap<PartitionKey, Deferred>,
+    /// A recent plugin input, for smoke-testing a new plugin version.
+    recent_batch: RecentBatch,
     /// Plugin calls that failed in a row.
     failure_streak: u32,
     max_consecutive_failures: u32,
@@ -141,6 +159,8 @@ impl Processor {
             partitions: FxHashMap::default(),
             counters,
             cells: Vec::new(),
+            deferred: FxHashMap::default(),
+            recent_batch: RecentBatch::default(),
             failure_streak: 0,
             max_consecutive_failures: 10,
             quarantined: false,
@@ -152,6 +172,36 @@ impl Processor {
     pub fn with_max_consecutive_failures(mut self, n: u32) -> Self {
         self.max_consecutive_failures = n.max(1);
         self
+    }
+
+    /// Holds back everything `flush` produced for `partition` (its writes were
+    /// not made): the entities are emitted again and the tombstones repeated at
+    /// the first flush after a working plugin is swapped in.
+    pub fn defer(&mut self, partition: PartitionKey, flush: Flush) {
+        let deferred = self.deferred.entry(partition).or_default();
+        for u in flush.updates {
+            match u.value {
+                Some(_) => deferred.entities.push(u.entity.into()),
+                None => deferred.tombstones.push(u.entity.into()),
+            }
+        }
+        deferred
+            .entities
+            .extend(flush.failures.into_iter().map(|f| f.entity.into()));
+    }
+
+    /// Puts `plugin` in place of the current one, between two flushes; window
+    /// state carries over. Clears a quarantine. Returns the replaced plugin.
+    pub fn swap_plugin(&mut self, plugin: Plugin) -> Plugin {
+        self.failure_streak = 0;
+        self.quarantined = false;
+        std::mem::replace(&mut self.plugin, plugin)
+    }
+
+    /// The slot holding a recent plugin input (at most a few hundred rows),
+    /// shared with whoever validates new plugin versions.
+    pub fn recent_batch(&self) -> RecentBatch {
+        self.recent_batch.clone()
     }
 
     /// True once the plugin failed too many calls in a row.
@@ -300,7 +350,17 @@ impl Processor {
             return Flush::default();
         };
         let computed_at = state.stream_time().map(format_time).unwrap_or_default();
-        let emission = state.drain(&self.plan);
+        let mut carried_tombstones = Vec::new();
+        if !self.quarantined {
+            if let Some(deferred) = self.deferred.remove(&partition) {
+                for entity in &deferred.entities {
+                    state.touch(entity);
+                }
+                carried_tombstones = deferred.tombstones;
+            }
+        }
+        let mut emission = state.drain(&self.plan);
+        emission.tombstones.extend(carried_tombstones);
         let mut flush = Flush::default();
         let mut pending = vec![0..emission.rows.len()];
         while let Some(range) = pending.pop() {
@@ -309,6 +369,10 @@ impl Processor {
             }
             if self.quarantined {
                 flush.skipped += range.len();
+                let deferred = self.deferred.entry(partition).or_default();
+                deferred
+                    .entities
+                    .extend(emission.rows[range].iter().map(|r| r.key.clone()));
                 continue;
             }
             let rows = &emission.rows[range.clone()];
@@ -316,6 +380,9 @@ impl Processor {
             match self.plugin.compute(&batch) {
                 Ok(columns) => {
                     self.failure_streak = 0;
+                    if batch.rows <= RECENT_BATCH_ROWS {
+                        *self.recent_batch.lock().expect("never poisoned") = Some(batch);
+                    }
                     for (i, row) in rows.iter().enumerate() {
                         let value = self.feature_json(&row.key, &columns, i, &computed_at);
                         flush.updates.push(FeatureUpdate {

@@ -5,7 +5,7 @@
 //! long-lived instance. A trap poisons an instance, so it is dropped and the
 //! next call instantiates a fresh one from the cached `InstancePre`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -97,17 +97,26 @@ struct StoreState {
     log: super::log::PluginLog,
 }
 
-/// The shared wasmtime engine, its linker and the epoch ticker thread.
+/// The shared wasmtime engine, its linker, the epoch ticker thread and the
+/// precompiled-artifact cache.
 pub struct PluginEngine {
     engine: Engine,
     linker: Linker<StoreState>,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl PluginEngine {
-    /// Creates the engine. Plugins get no imports: no WASI, no clock, no I/O.
+    /// Creates the engine without an artifact cache. Plugins get no imports
+    /// but logging: no WASI, no clock, no I/O.
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_cache(None)
+    }
+
+    /// Creates the engine; compiled plugins are cached in `cache_dir`, keyed by
+    /// the component's sha256 and the engine's compatibility hash.
+    pub fn with_cache(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
@@ -129,12 +138,42 @@ impl PluginEngine {
                     }
                 })?
         };
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir)?;
+        }
         Ok(Self {
             engine,
             linker,
             stop,
             ticker: Some(ticker),
+            cache_dir,
         })
+    }
+
+    /// Compiles `bytes`, or loads the artifact cached for `hash` by an earlier
+    /// compilation. Only artifacts this engine wrote into its own cache
+    /// directory are ever deserialized.
+    fn compile(&self, bytes: &[u8], hash: &str) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes);
+        };
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(
+            &self.engine.precompile_compatibility_hash(),
+            &mut engine_hash,
+        );
+        let engine_hash = std::hash::Hasher::finish(&engine_hash);
+        let path = dir.join(format!("{hash}-{engine_hash:016x}.cwasm"));
+        if !path.exists() {
+            let artifact = self.engine.precompile_component(bytes)?;
+            let tmp = dir.join(format!(".{hash}-{}.tmp", std::process::id()));
+            std::fs::write(&tmp, &artifact)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        // SAFETY: the file was produced by `precompile_component` of an engine
+        // with the same compatibility hash and written under a fresh name into
+        // Wafer's own cache directory; it is never modified afterwards.
+        unsafe { Component::deserialize_file(&self.engine, &path) }
     }
 
     /// Loads, compiles, instantiates and validates the plugin at `path`.
@@ -157,7 +196,8 @@ impl PluginEngine {
             path: origin.to_owned(),
             reason: format!("{e:#}"),
         };
-        let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        let hash = sha256_hex(bytes);
+        let component = self.compile(bytes, &hash).map_err(invalid)?;
         let denied: Vec<String> = component
             .component_type()
             .imports(&self.engine)
@@ -184,7 +224,7 @@ impl PluginEngine {
             name: origin.to_owned(),
             descriptor: None,
             instance: None,
-            content_hash: content_hash(bytes),
+            content_hash: hash,
         };
         let described = plugin.describe_fresh()?;
         descriptor::validate(&described).map_err(|source| PluginError::Descriptor {
@@ -230,7 +270,7 @@ impl Plugin {
             .expect("a Plugin is only handed out after describe succeeded")
     }
 
-    /// Hex FNV-1a 64 hash of the component bytes, to tell versions apart.
+    /// Hex sha256 of the component bytes.
     pub fn content_hash(&self) -> &str {
         &self.content_hash
     }
@@ -415,11 +455,11 @@ fn check_output(
     Ok(())
 }
 
-fn content_hash(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

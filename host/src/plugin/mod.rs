@@ -7,9 +7,11 @@
 pub mod descriptor;
 pub mod engine;
 pub mod log;
+pub mod manager;
 
 pub use descriptor::DescriptorError;
 pub use engine::{Plugin, PluginEngine, PluginError, PluginLimits};
+pub use manager::{PluginManager, ReloadError, VersionInfo};
 
 /// Host bindings generated from `wit/` (the contract shared with the guest SDKs).
 mod bindings {

@@ -36,6 +36,7 @@ use crate::kafka_client;
 use crate::pipeline::{
     FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure, Processor,
 };
+use crate::plugin::PluginManager;
 use crate::sinks::kafka::{KafkaSink, Source};
 use crate::sinks::redis::RedisSink;
 use crate::window::Checkpoint;
@@ -111,6 +112,7 @@ pub async fn run(
     pipeline: &PipelineConfig,
     policy: FailurePolicy,
     processor: &mut Processor,
+    manager: &PluginManager,
     redis: Option<RedisSink>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
@@ -141,14 +143,30 @@ pub async fn run(
     loop {
         if member.paused {
             tracing::error!(plugin = %processor.plugin().name(),
-                "consumption paused: the plugin is quarantined under the `pause` policy; restart with a fixed plugin");
-            shutdown.cancelled().await;
-            return Ok(());
+                "consumption paused: the plugin is quarantined under the `pause` policy; \
+                 load a fixed version (plugin file or admin endpoint) or restart");
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = manager.ready() => {}
+            }
+            if swap_if_pending(processor, manager) {
+                member.paused = false;
+                member.flush(&consumer, processor, &shutdown).await?;
+            }
+            continue;
         }
         let wait_until = flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         let received = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            _ = manager.ready() => {
+                // A new plugin version: finish the batch with the old one, then swap.
+                member.flush(&consumer, processor, &shutdown).await?;
+                in_batch = 0;
+                flush_at = None;
+                swap_if_pending(processor, manager);
+                continue;
+            }
             r = tokio::time::timeout_at(wait_until, consumer.recv()) => r,
         };
         member.apply_revocations(&consumer, processor);
@@ -211,6 +229,22 @@ pub async fn run(
         .await?;
     tracing::info!("kafka source drained and committed");
     Ok(())
+}
+
+/// Swaps in a validated new plugin version, if one is queued. The caller has
+/// just flushed, so the swap falls on a batch boundary.
+pub fn swap_if_pending(processor: &mut Processor, manager: &PluginManager) -> bool {
+    let Some(new) = manager.take_pending() else {
+        return false;
+    };
+    let started = std::time::Instant::now();
+    let name = new.name().to_owned();
+    let old = processor.swap_plugin(new);
+    tracing::info!(from = %old.name(), to = %name, pause_us = started.elapsed().as_micros() as u64,
+        "plugin version swapped in");
+    processor.counters().add_reloads(1);
+    manager.swapped(old);
+    true
 }
 
 impl Member<'_> {
@@ -339,18 +373,25 @@ impl Member<'_> {
         processor: &mut Processor,
         shutdown: &CancellationToken,
     ) -> Result<(), RunError> {
-        let mut updates: Vec<FeatureUpdate> = Vec::new();
-        let mut failures: Vec<PluginFailure> = Vec::new();
-        for key in processor.partitions() {
-            let flush = processor.flush(key);
-            updates.extend(flush.updates);
-            failures.extend(flush.failures);
-        }
+        let flushes: Vec<_> = processor
+            .partitions()
+            .into_iter()
+            .map(|key| (key, processor.flush(key)))
+            .collect();
         if processor.quarantined() && self.policy == FailurePolicy::Pause {
-            // Nothing of this batch is written or committed: a restart with a
-            // fixed plugin reprocesses it.
+            // Nothing of this batch is written or committed: its outputs wait
+            // for a fixed version, and a restart reprocesses it from the commit.
+            for (key, flush) in flushes {
+                processor.defer(key, flush);
+            }
             self.paused = true;
             return Ok(());
+        }
+        let mut updates: Vec<FeatureUpdate> = Vec::new();
+        let mut failures: Vec<PluginFailure> = Vec::new();
+        for (_, flush) in flushes {
+            updates.extend(flush.updates);
+            failures.extend(flush.failures);
         }
         let plugin_tag = format!(
             "{}#{}",

@@ -218,6 +218,17 @@ impl Partition {
         }
     }
 
+    /// Marks `entity` for emission at the next flush; false if it has no state.
+    pub fn touch(&mut self, entity: &str) -> bool {
+        match self.ids.get(entity) {
+            Some(&id) => {
+                self.mark_dirty(id);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn mark_dirty(&mut self, id: u32) {
         let slot = self.slots[id as usize].as_mut().expect("live id");
         if !slot.dirty {

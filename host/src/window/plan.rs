@@ -4,7 +4,7 @@
 use crate::plugin::{AggregationKind, Descriptor, ValueType};
 
 /// One aggregation column, resolved to indexes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AggOp {
     pub kind: AggregationKind,
     /// Window index.
@@ -18,7 +18,7 @@ pub struct AggOp {
 }
 
 /// What the window state keeps, for one plugin.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Window lengths in ms, in descriptor order.
     pub windows: Vec<i64>,

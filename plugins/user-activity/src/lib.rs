@@ -11,11 +11,17 @@ use wafer_guest::{AggregationKind, Descriptor, FeaturePlugin, Row, Value, ValueT
 
 const HOUR_MS: u64 = 3_600_000;
 
+/// The crate version, unless the build stamps another with `WAFER_PLUGIN_VERSION`.
+const VERSION: &str = match option_env!("WAFER_PLUGIN_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 pub struct UserActivity;
 
 impl FeaturePlugin for UserActivity {
     fn describe() -> Descriptor {
-        Descriptor::new("user-activity", env!("CARGO_PKG_VERSION"), "user_id")
+        Descriptor::new("user-activity", VERSION, "user_id")
             .input("action", ValueType::Text)
             .input("value", ValueType::Float64)
             .sliding_window("1h", HOUR_MS)
