@@ -198,6 +198,19 @@ async fn hot_reload_under_load_loses_and_duplicates_nothing() {
     let report = host.stop().await.unwrap();
     assert_eq!(report.counters.reloads, 1);
     assert_eq!(report.plugin, "user-activity@0.2.0-reload");
+    let count = |version: &str| {
+        report
+            .versions
+            .iter()
+            .find(|v| v.version == version)
+            .map(|v| v.updates)
+            .unwrap()
+    };
+    assert!(count("0.1.0") > 0 && count("0.2.0-reload") > 0);
+    assert_eq!(
+        count("0.1.0") + count("0.2.0-reload"),
+        report.counters.updates
+    );
 
     // Nothing lost, nothing counted twice: the end state is the reference's.
     assert_outputs(&env, &events, &exp, true, &BTreeSet::new()).await;

@@ -52,6 +52,10 @@ pub struct VersionInfo {
     pub reason: Option<String>,
     /// When it reached its state (RFC 3339, wall clock).
     pub since: String,
+    /// Feature values this version computed.
+    pub updates: u64,
+    /// Entities this version failed on (dead-lettered).
+    pub failures: u64,
 }
 
 struct Inner {
@@ -95,6 +99,8 @@ fn info(plugin: &Plugin, state: &str, origin: &str) -> VersionInfo {
         origin: origin.to_owned(),
         reason: None,
         since: now(),
+        updates: 0,
+        failures: 0,
     }
 }
 
@@ -177,6 +183,8 @@ impl PluginManager {
                     origin: origin.to_owned(),
                     reason: Some(e.to_string()),
                     since: now(),
+                    updates: 0,
+                    failures: 0,
                 });
                 Err(e)
             }
@@ -242,6 +250,20 @@ impl PluginManager {
         tracing::info!(plugin = %info.name, version = %info.version, "rollback queued");
         self.ready.notify_one();
         Ok(info)
+    }
+
+    /// Adds to the counters of the active version.
+    pub fn count(&self, updates: u64, failures: u64) {
+        let mut inner = self.lock();
+        if let Some(v) = inner
+            .versions
+            .iter_mut()
+            .rev()
+            .find(|v| v.state == "active")
+        {
+            v.updates += updates;
+            v.failures += failures;
+        }
     }
 
     /// Waits until a validated version is queued.

@@ -104,6 +104,7 @@ struct Member<'a> {
     policy: FailurePolicy,
     /// Set when the plugin is quarantined under the `pause` policy.
     paused: bool,
+    manager: &'a PluginManager,
 }
 
 /// Consumes until `shutdown`, then flushes, commits and returns.
@@ -134,6 +135,7 @@ pub async fn run(
         positions: BTreeMap::new(),
         policy,
         paused: false,
+        manager,
     };
     tracing::info!(topics = ?cfg.topics, group = %cfg.group, plugin = %processor.plugin().name(), "consuming");
 
@@ -393,6 +395,8 @@ impl Member<'_> {
             updates.extend(flush.updates);
             failures.extend(flush.failures);
         }
+        let computed = updates.iter().filter(|u| u.value.is_some()).count();
+        self.manager.count(computed as u64, failures.len() as u64);
         let plugin_tag = format!(
             "{}#{}",
             processor.plugin().name(),
