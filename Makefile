@@ -6,7 +6,7 @@ WASM_LD        := $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/
 WASM_TARGET    := wasm32-unknown-unknown
 PLUGIN_OUT     := target/plugins
 
-.PHONY: build host plugins fixtures demo test test-unit test-integration lint fmt services services-stop bench toolchain
+.PHONY: build host plugins plugins-py plugins-js test-guests fixtures demo test test-unit test-integration lint fmt services services-stop bench toolchain
 
 toolchain:
 	rustup show active-toolchain >/dev/null || rustup toolchain install
@@ -24,6 +24,20 @@ plugins: toolchain
 		$(CARGO) build --release --target $(WASM_TARGET)
 	mkdir -p $(PLUGIN_OUT)
 	cp plugins/target/$(WASM_TARGET)/release/*.wasm $(PLUGIN_OUT)/
+
+## Python and JavaScript plugins (pinned toolchains installed into .toolchains/ on first use).
+plugins-py:
+	scripts/build-plugins-py.sh
+
+plugins-js:
+	scripts/build-plugins-js.sh
+
+## SDK and plugin logic of the Python and JavaScript guests, natively (no wasm).
+test-guests:
+	cd guest-sdk/python && python3 -m pytest -q
+	cd plugins/user-activity-py && python3 -m pytest -q
+	cd guest-sdk/js && node --test
+	cd plugins/user-activity-js && node --test
 
 # Plugins that misbehave on purpose, for the sandbox tests (tests/fixtures).
 fixtures: toolchain
@@ -43,13 +57,15 @@ demo: build
 	./target/release/wafer demo
 
 ## Every test: unit tests, plugin logic natively, integration tests on real Kafka + Redis.
-test: plugins fixtures host services
+test: plugins plugins-py plugins-js fixtures host services
 	$(CARGO) test --release --workspace
 	cd plugins && $(CARGO) test --release
+	$(MAKE) test-guests
 
 test-unit: plugins
 	$(CARGO) test --release -p wafer -p wafer-guest
 	cd plugins && $(CARGO) test --release
+	$(MAKE) test-guests
 
 lint:
 	$(CARGO) fmt --all -- --check

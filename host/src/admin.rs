@@ -1,9 +1,13 @@
 //! The admin HTTP endpoint: plugin versions of the running pipeline.
 //!
-//! - `GET /plugins`: every version seen (name, version, sha256, state, origin, reason);
-//! - `POST /plugins` (body: the component bytes): validate and queue a new version;
-//!   422 with the reason when it is rejected (the running version keeps running);
-//! - `POST /plugins/rollback`: queue the previous version again;
+//! - `GET /views`: the views' names;
+//! - `GET /views/{view}/plugins`: every version seen (name, version, sha256,
+//!   state, origin, reason, counters);
+//! - `POST /views/{view}/plugins` (body: the component bytes): validate and
+//!   queue a new version; 422 with the reason when it is rejected (the running
+//!   version keeps running);
+//! - `POST /views/{view}/plugins/rollback`: queue the previous version again;
+//! - `/plugins` and `/plugins/rollback`: the same for a pipeline with one view;
 //! - `GET /healthz`: liveness.
 //!
 //! Bound to loopback by default; with a token, every request needs
@@ -12,7 +16,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use std::collections::BTreeMap;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,15 +32,35 @@ const MAX_UPLOAD: usize = 256 << 20;
 
 #[derive(Clone)]
 struct AdminState {
-    manager: Arc<PluginManager>,
+    managers: Arc<BTreeMap<String, Arc<PluginManager>>>,
     token: Option<String>,
+}
+
+impl AdminState {
+    /// The manager of `view`, or of the only view when `view` is `None`.
+    fn manager(&self, view: Option<&str>) -> Result<Arc<PluginManager>, Box<Response>> {
+        match view {
+            Some(v) => self
+                .managers
+                .get(v)
+                .cloned()
+                .ok_or_else(|| refusal(StatusCode::NOT_FOUND, format!("no view named `{v}`"))),
+            None if self.managers.len() == 1 => {
+                Ok(self.managers.values().next().expect("one view").clone())
+            }
+            None => Err(refusal(
+                StatusCode::BAD_REQUEST,
+                "this pipeline has several views: use /views/{view}/plugins".into(),
+            )),
+        }
+    }
 }
 
 /// Starts the endpoint on `listen`; it stops when `shutdown` is cancelled.
 pub async fn serve(
     listen: &str,
     token: Option<String>,
-    manager: Arc<PluginManager>,
+    managers: BTreeMap<String, Arc<PluginManager>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -43,11 +69,17 @@ pub async fn serve(
         tracing::warn!(%addr, "admin endpoint listens beyond loopback without a token");
     }
     let app = Router::new()
+        .route("/views", get(views))
+        .route("/views/{view}/plugins", get(list_view).post(load_view))
+        .route("/views/{view}/plugins/rollback", post(rollback_view))
         .route("/plugins", get(list).post(load))
         .route("/plugins/rollback", post(rollback))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
-        .with_state(AdminState { manager, token });
+        .with_state(AdminState {
+            managers: Arc::new(managers),
+            token,
+        });
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -60,7 +92,7 @@ pub async fn serve(
     Ok(addr)
 }
 
-fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &state.token else {
         return Ok(());
     };
@@ -71,33 +103,82 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
     if given == Some(token.as_str()) {
         Ok(())
     } else {
-        Err(error(
+        Err(refusal(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token".into(),
         ))
     }
 }
 
+/// An early answer of a handler (boxed: a `Response` is large).
+fn refusal(status: StatusCode, message: String) -> Box<Response> {
+    Box::new(error(status, message))
+}
+
 fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn list(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+async fn views(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     if let Err(denied) = authorized(&state, &headers) {
-        return denied;
+        return *denied;
     }
-    Json(serde_json::json!({ "versions": state.manager.versions() })).into_response()
+    let names: Vec<&String> = state.managers.keys().collect();
+    Json(serde_json::json!({ "views": names })).into_response()
 }
 
-async fn load(
+async fn list(state: State<AdminState>, headers: HeaderMap) -> Response {
+    list_of(state, headers, None).await
+}
+
+async fn list_view(
+    state: State<AdminState>,
+    headers: HeaderMap,
+    Path(view): Path<String>,
+) -> Response {
+    list_of(state, headers, Some(view)).await
+}
+
+async fn list_of(
     State(state): State<AdminState>,
     headers: HeaderMap,
+    view: Option<String>,
+) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return *denied;
+    }
+    match state.manager(view.as_deref()) {
+        Ok(m) => Json(serde_json::json!({ "versions": m.versions() })).into_response(),
+        Err(e) => *e,
+    }
+}
+
+async fn load(state: State<AdminState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    load_into(state, headers, None, body).await
+}
+
+async fn load_view(
+    state: State<AdminState>,
+    headers: HeaderMap,
+    Path(view): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    load_into(state, headers, Some(view), body).await
+}
+
+async fn load_into(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    view: Option<String>,
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(denied) = authorized(&state, &headers) {
-        return denied;
+        return *denied;
     }
-    let manager = state.manager.clone();
+    let manager = match state.manager(view.as_deref()) {
+        Ok(m) => m,
+        Err(e) => return *e,
+    };
     let result =
         tokio::task::spawn_blocking(move || manager.load(&body, "admin upload", false)).await;
     match result {
@@ -110,11 +191,31 @@ async fn load(
     }
 }
 
-async fn rollback(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+async fn rollback(state: State<AdminState>, headers: HeaderMap) -> Response {
+    rollback_of(state, headers, None).await
+}
+
+async fn rollback_view(
+    state: State<AdminState>,
+    headers: HeaderMap,
+    Path(view): Path<String>,
+) -> Response {
+    rollback_of(state, headers, Some(view)).await
+}
+
+async fn rollback_of(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    view: Option<String>,
+) -> Response {
     if let Err(denied) = authorized(&state, &headers) {
-        return denied;
+        return *denied;
     }
-    match state.manager.rollback() {
+    let manager = match state.manager(view.as_deref()) {
+        Ok(m) => m,
+        Err(e) => return *e,
+    };
+    match manager.rollback() {
         Ok(info) => Json(info).into_response(),
         Err(e @ ReloadError::NothingToRollBack) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),

@@ -38,12 +38,39 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// Read events from a JSONL file, one event per line, as one partition (demo and tests).
     pub file: Option<FileConfig>,
-    /// The feature plugin and how its features are stored.
-    pub plugin: PluginConfig,
+    /// A single feature view: its plugin and how its features are stored. Use either
+    /// `[plugin]` or `[[views]]`.
+    pub plugin: Option<PluginConfig>,
+    /// Several feature views over the same events, each with its own plugin (entity key,
+    /// windows, aggregations), online keys and output topic.
+    #[serde(default)]
+    pub views: Vec<ViewConfig>,
     /// The Redis online store. Without it, features go to an embedded in-memory store.
     pub redis: Option<RedisConfig>,
     /// The admin HTTP endpoint (plugin versions: list, load, roll back). Off when absent.
     pub admin: Option<AdminConfig>,
+}
+
+/// One feature view of `[[views]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    /// Name of the view (letters, digits, `-`, `_`): in logs, dead letters, the admin
+    /// endpoint and checkpoints.
+    pub name: String,
+    /// Topic for this view's feature records; default: `[kafka] output_topic`.
+    pub output_topic: Option<String>,
+    /// The view's plugin and how its features are stored.
+    pub plugin: PluginConfig,
+}
+
+/// A view to run, from `[plugin]` or `[[views]]`.
+#[derive(Debug, Clone)]
+pub struct ViewSpec {
+    /// The configured name; `None` for `[plugin]`, named after the plugin itself.
+    pub name: Option<String>,
+    pub output_topic: Option<String>,
+    pub plugin: PluginConfig,
 }
 
 /// The admin HTTP endpoint.
@@ -261,9 +288,60 @@ impl Config {
         }
     }
 
+    /// The views to run, in order.
+    pub fn view_specs(&self) -> Vec<ViewSpec> {
+        let default_topic = self.kafka.as_ref().and_then(|k| k.output_topic.clone());
+        match &self.plugin {
+            Some(p) => vec![ViewSpec {
+                name: None,
+                output_topic: default_topic,
+                plugin: p.clone(),
+            }],
+            None => self
+                .views
+                .iter()
+                .map(|v| ViewSpec {
+                    name: Some(v.name.clone()),
+                    output_topic: v.output_topic.clone().or_else(|| default_topic.clone()),
+                    plugin: v.plugin.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The single view's plugin config (`[plugin]`, or the only `[[views]]` entry).
+    pub fn plugin_mut(&mut self) -> &mut PluginConfig {
+        match (&mut self.plugin, self.views.len()) {
+            (Some(p), _) => p,
+            (None, 1) => &mut self.views[0].plugin,
+            _ => panic!("plugin_mut needs exactly one view"),
+        }
+    }
+
     /// Checks that the values make a runnable pipeline.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        match (&self.plugin, self.views.is_empty()) {
+            (Some(_), false) => return invalid("set either [plugin] or [[views]], not both"),
+            (None, true) => return invalid("set a feature view: [plugin] or [[views]]"),
+            _ => {}
+        }
+        let mut names = std::collections::HashSet::new();
+        for v in &self.views {
+            let ok = !v.name.is_empty()
+                && v.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return invalid("[[views]] name must be letters, digits, '-' or '_'");
+            }
+            if !names.insert(&v.name) {
+                return invalid("[[views]] names must be unique");
+            }
+        }
+        for spec in self.view_specs() {
+            Self::validate_plugin(&spec.plugin)?;
+        }
         match (&self.kafka, &self.file) {
             (Some(_), Some(_)) => return invalid("set either [kafka] or [file], not both"),
             (None, None) => return invalid("set a source: [kafka] or [file]"),
@@ -283,7 +361,16 @@ impl Config {
         if self.pipeline.max_future_ms < 0 {
             return invalid("[pipeline] max_future_ms must not be negative");
         }
-        let p = &self.plugin;
+        if let Some(admin) = &self.admin {
+            if admin.listen.parse::<std::net::SocketAddr>().is_err() {
+                return invalid("[admin] listen must be an address like 127.0.0.1:9100");
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_plugin(p: &PluginConfig) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if p.max_memory_mb == 0 || p.call_timeout_ms == 0 || p.max_output_mb == 0 {
             return invalid(
                 "[plugin] max_memory_mb, call_timeout_ms and max_output_mb must be positive",
@@ -295,11 +382,6 @@ impl Config {
         if let Some(pin) = &p.sha256 {
             if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return invalid("[plugin] sha256 must be 64 hexadecimal digits");
-            }
-        }
-        if let Some(admin) = &self.admin {
-            if admin.listen.parse::<std::net::SocketAddr>().is_err() {
-                return invalid("[admin] listen must be an address like 127.0.0.1:9100");
             }
         }
         if p.max_instances == 0 || p.max_consecutive_failures == 0 {
@@ -317,7 +399,7 @@ mod tests {
     fn quickstart_parses() {
         let c = Config::parse(QUICKSTART, "quickstart").unwrap();
         assert!(c.file.is_some());
-        assert_eq!(c.plugin.ttl_secs, 3600);
+        assert_eq!(c.plugin.as_ref().unwrap().ttl_secs, 3600);
     }
 
     #[test]

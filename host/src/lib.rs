@@ -11,6 +11,7 @@
 //! - [`window`]: event-time window state per partition and entity;
 //! - [`plugin`]: the wasmtime engine and the plugin contract;
 //! - [`pipeline`]: decode → windows → plugin → feature updates, no I/O;
+//! - [`view`]: a feature view (one plugin, its processor and versions);
 //! - [`sources`]: Kafka consumer group, JSONL file;
 //! - [`sinks`]: Redis, Kafka, embedded in-memory store;
 //! - [`kafka_client`]: every Kafka client's settings;
@@ -28,6 +29,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod sinks;
 pub mod sources;
+pub mod view;
 pub mod window;
 
 use std::collections::BTreeMap;
@@ -37,11 +39,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use config::Config;
-use metrics::{Counters, Snapshot};
-use pipeline::Processor;
-use plugin::{PluginEngine, PluginLimits, PluginManager};
+use metrics::Snapshot;
+use plugin::{PluginEngine, PluginManager};
 use sinks::memory::MemoryStore;
 use sinks::redis::RedisSink;
+use view::{View, ViewReport};
 
 /// Why a pipeline run stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -75,16 +77,19 @@ pub enum RunError {
 /// What a finished run did.
 #[derive(Debug, Clone)]
 pub struct RunReport {
-    /// `name@version` of the plugin.
+    /// `name@version` of the first view's plugin at the end.
     pub plugin: String,
-    /// Counters at the end of the run.
+    /// Counters at the end of the run, summed over the views (with several
+    /// views, each view counts every event it reads).
     pub counters: Snapshot,
     /// Contents of the embedded store, when no Redis was configured.
     pub store: Option<BTreeMap<String, String>>,
-    /// Entities and events held in windows at the end.
+    /// Entities and events held in windows at the end, summed over the views.
     pub state: (usize, usize),
-    /// Every plugin version seen during the run.
+    /// Every plugin version the first view saw.
     pub versions: Vec<plugin::VersionInfo>,
+    /// Each view's report.
+    pub views: Vec<ViewReport>,
     /// Where the admin endpoint listened, if it ran.
     pub admin_addr: Option<std::net::SocketAddr>,
 }
@@ -94,7 +99,8 @@ pub struct RunReport {
 /// multi-threaded tokio runtime (Kafka calls block in place).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunReport, RunError> {
     config.validate()?;
-    let cache_dir = config
+    let specs = config.view_specs();
+    let cache_dir = specs[0]
         .plugin
         .cache_dir
         .clone()
@@ -102,54 +108,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     let engine =
         PluginEngine::with_cache(cache_dir).map_err(|e| RunError::Engine(format!("{e:#}")))?;
     let engine = Arc::new(engine);
-    let limits = PluginLimits {
-        max_memory_bytes: (config.plugin.max_memory_mb as usize) << 20,
-        call_timeout: Duration::from_millis(config.plugin.call_timeout_ms),
-        max_output_bytes: (config.plugin.max_output_mb as usize) << 20,
-        max_instances: config.plugin.max_instances,
-        ..PluginLimits::default()
-    };
-    let origin = config.plugin.path.display().to_string();
-    let bytes = std::fs::read(&config.plugin.path).map_err(|source| plugin::PluginError::Read {
-        path: origin.clone(),
-        source,
-    })?;
-    if let Some(pinned) = &config.plugin.sha256 {
-        let actual = plugin::engine::sha256_hex(&bytes);
-        if !actual.eq_ignore_ascii_case(pinned) {
-            return Err(RunError::Reload(plugin::ReloadError::PinMismatch {
-                pinned: pinned.clone(),
-                actual,
-            }));
+    let ready = Arc::new(tokio::sync::Notify::new());
+    let mut views = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let view = View::build(spec, &config.pipeline, &engine, ready.clone())?;
+        if views.iter().any(|v: &View| v.name == view.name) {
+            return Err(RunError::Config(config::ConfigError::Invalid(format!(
+                "two views are named `{}`",
+                view.name
+            ))));
         }
+        views.push(view);
     }
-    let plugin = engine.load(&bytes, &origin, limits)?;
-    tracing::info!(plugin = %plugin.name(), sha256 = %plugin.content_hash(), "plugin loaded");
-    let counters = Counters::default();
-    let mut processor = Processor::new(
-        plugin,
-        &config.pipeline.timestamp_field,
-        config.pipeline.max_future_ms,
-        config.plugin.key_template.as_deref(),
-        counters.clone(),
-    )
-    .with_max_consecutive_failures(config.plugin.max_consecutive_failures);
-    let manager = Arc::new(PluginManager::new(
-        engine,
-        limits,
-        config.plugin.sha256.clone(),
-        processor.plugin(),
-        &origin,
-        processor.recent_batch(),
-    ));
-    // Stops the watcher and the admin endpoint when this run ends.
+    // Stops the watchers and the admin endpoint when this run ends.
     let run_scope = shutdown.child_token();
+    let managers: BTreeMap<String, Arc<PluginManager>> = views
+        .iter()
+        .map(|v| (v.name.clone(), v.manager.clone()))
+        .collect();
     let admin_addr = match &config.admin {
         Some(admin) => Some(
             admin::serve(
                 &admin.listen,
                 admin.token.clone(),
-                manager.clone(),
+                managers,
                 run_scope.clone(),
             )
             .await
@@ -157,49 +139,41 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
         ),
         None => None,
     };
-    if config.plugin.watch {
-        tokio::spawn(watch_plugin_file(
-            config.plugin.path.clone(),
-            Duration::from_millis(config.plugin.watch_interval_ms),
-            manager.clone(),
-            run_scope.clone(),
-        ));
+    for (view, spec) in views.iter().zip(&specs) {
+        if spec.plugin.watch {
+            tokio::spawn(watch_plugin_file(
+                view.plugin_path.clone(),
+                Duration::from_millis(spec.plugin.watch_interval_ms),
+                view.manager.clone(),
+                run_scope.clone(),
+            ));
+        }
     }
     let redis = match &config.redis {
-        Some(r) => Some(RedisSink::connect(&r.url, config.plugin.ttl_secs).await?),
+        Some(r) => Some(RedisSink::connect(&r.url).await?),
         None => None,
     };
     let memory = MemoryStore::default();
     let uses_memory = redis.is_none();
     if let Some(kafka) = &config.kafka {
-        sources::kafka::run(
-            kafka,
-            &config.pipeline,
-            config.plugin.on_failure,
-            &mut processor,
-            &manager,
-            redis,
-            shutdown,
-        )
-        .await?;
+        sources::kafka::run(kafka, &config.pipeline, &mut views, ready, redis, shutdown).await?;
     } else if let Some(file) = &config.file {
-        sources::file::run(
-            file,
-            &config.pipeline,
-            &mut processor,
-            redis,
-            &memory,
-            shutdown,
-        )
-        .await?;
+        sources::file::run(file, &config.pipeline, &mut views, redis, &memory, shutdown).await?;
     }
     run_scope.cancel();
+    let reports: Vec<ViewReport> = views.iter().map(View::report).collect();
+    let counters = reports
+        .iter()
+        .fold(Snapshot::default(), |sum, r| sum.plus(&r.counters));
     Ok(RunReport {
-        plugin: processor.plugin().name().to_owned(),
-        counters: counters.snapshot(),
+        plugin: reports[0].plugin.clone(),
+        counters,
         store: uses_memory.then(|| memory.contents()),
-        state: processor.state_size(),
-        versions: manager.versions(),
+        state: reports
+            .iter()
+            .fold((0, 0), |(e, n), r| (e + r.state.0, n + r.state.1)),
+        versions: reports[0].versions.clone(),
+        views: reports,
         admin_addr,
     })
 }

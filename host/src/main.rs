@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
                 file.path = events;
             }
             if let Some(plugin) = plugin {
-                config.plugin.path = plugin;
+                config.plugin_mut().path = plugin;
             }
             let report = runtime.block_on(run_until_signal(config))?;
             print_report(&report);

@@ -25,6 +25,11 @@ macro_rules! counters {
                 }
             )*
 
+            /// The sum of two snapshots.
+            pub fn plus_inner(a: &Snapshot, b: &Snapshot) -> Snapshot {
+                Snapshot { $($name: a.$name + b.$name,)* }
+            }
+
             /// Reads every counter.
             pub fn snapshot(&self) -> Snapshot {
                 Snapshot { $($name: self.0.$name.load(Ordering::Relaxed),)* }
@@ -60,4 +65,11 @@ counters! {
     commits / add_commits,
     /// Records re-read to rebuild window state after an assignment.
     replayed / add_replayed,
+}
+
+impl Snapshot {
+    /// The sum of `self` and `other`, counter by counter.
+    pub fn plus(&self, other: &Snapshot) -> Snapshot {
+        Counters::plus_inner(self, other)
+    }
 }

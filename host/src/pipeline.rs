@@ -31,6 +31,8 @@ pub struct FeatureUpdate {
     pub entity: String,
     /// Online-store key.
     pub key: String,
+    /// Time to live of the online-store key, in seconds (0 = none).
+    pub ttl_secs: u64,
     /// Feature JSON, or `None` for a tombstone (the entity's windows are empty).
     pub value: Option<String>,
 }
@@ -85,6 +87,8 @@ const RECENT_BATCH_ROWS: u32 = 512;
 pub struct Layout {
     /// Online-store key template, `{entity}` or `{<entity key>}` replaced by the id.
     pub key_template: String,
+    /// Time to live of online-store keys, in seconds (0 = none).
+    pub ttl_secs: u64,
 }
 
 /// Interns text values so windows store 8-byte cells.
@@ -138,6 +142,7 @@ impl Processor {
         timestamp_field: &str,
         max_future_ms: i64,
         key_template: Option<&str>,
+        ttl_secs: u64,
         counters: Counters,
     ) -> Self {
         let d = plugin.descriptor();
@@ -154,7 +159,10 @@ impl Processor {
         Self {
             plan,
             schema,
-            layout: Layout { key_template },
+            layout: Layout {
+                key_template,
+                ttl_secs,
+            },
             interner: Interner::default(),
             partitions: FxHashMap::default(),
             counters,
@@ -362,7 +370,8 @@ impl Processor {
         let mut emission = state.drain(&self.plan);
         emission.tombstones.extend(carried_tombstones);
         let mut flush = Flush::default();
-        let mut pending = vec![0..emission.rows.len()];
+        let mut pending = Vec::with_capacity(8);
+        pending.push(0..emission.rows.len());
         while let Some(range) = pending.pop() {
             if range.is_empty() {
                 continue;
@@ -388,6 +397,7 @@ impl Processor {
                         flush.updates.push(FeatureUpdate {
                             key: self.key(&row.key),
                             entity: row.key.to_string(),
+                            ttl_secs: self.layout.ttl_secs,
                             value: Some(value),
                         });
                     }
@@ -418,6 +428,7 @@ impl Processor {
             flush.updates.push(FeatureUpdate {
                 key: self.key(&entity),
                 entity: entity.into(),
+                ttl_secs: self.layout.ttl_secs,
                 value: None,
             });
         }

@@ -307,12 +307,20 @@ ttl_secs = 3600
         Ok(out)
     }
 
-    /// Every Redis key of this namespace with its value and TTL (seconds).
+    /// Every `<prefix>:features:<user>` Redis key with its value and TTL (seconds).
     pub async fn redis_features(&self) -> anyhow::Result<BTreeMap<String, (String, i64)>> {
+        self.redis_values("features").await
+    }
+
+    /// Every `<prefix>:<infix>:<user>` Redis key, by user, with value and TTL (seconds).
+    pub async fn redis_values(
+        &self,
+        infix: &str,
+    ) -> anyhow::Result<BTreeMap<String, (String, i64)>> {
         let client = redis::Client::open(redis_url())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:features:*", self.key_prefix))
+            .arg(format!("{}:{infix}:*", self.key_prefix))
             .query_async(&mut conn)
             .await?;
         let mut out = BTreeMap::new();

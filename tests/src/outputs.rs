@@ -13,6 +13,17 @@ fn multiset(items: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> 
     m
 }
 
+/// Which outputs of one view to check.
+pub struct ViewOutputs<'a> {
+    /// Redis keys are `<prefix>:<infix>:<user>`.
+    pub infix: &'a str,
+    /// The view's feature topic.
+    pub topic: &'a str,
+    /// With several views, side records carry a `wafer.view` header: check only
+    /// this view's.
+    pub view: Option<&'a str>,
+}
+
 /// Checks Redis, `ml-features`, dead letters and late events against `exp`.
 /// With `exactly_once`, side records must appear once each (no replay happened).
 /// Users in `excluded` (those a misbehaving plugin fails on) must have no
@@ -24,8 +35,25 @@ pub async fn assert_outputs(
     exactly_once: bool,
     excluded: &BTreeSet<String>,
 ) {
+    let outputs = ViewOutputs {
+        infix: "features",
+        topic: &env.output,
+        view: None,
+    };
+    assert_view_outputs(env, &outputs, events, exp, exactly_once, excluded).await;
+}
+
+/// [`assert_outputs`] for one view of a pipeline.
+pub async fn assert_view_outputs(
+    env: &Env,
+    outputs: &ViewOutputs<'_>,
+    events: &[GenEvent],
+    exp: &Expected,
+    exactly_once: bool,
+    excluded: &BTreeSet<String>,
+) {
     // Redis: exactly the users with a non-empty window, with the reference values.
-    let redis = env.redis_features().await.unwrap();
+    let redis = env.redis_values(outputs.infix).await.unwrap();
     assert_eq!(
         redis.keys().collect::<Vec<_>>(),
         exp.features
@@ -86,7 +114,7 @@ pub async fn assert_outputs(
 
     // ml-features: one key per user ever applied; the last record of each key
     // is the Redis value, or a tombstone when the window ended empty.
-    let output = env.read_topic(&env.output).unwrap();
+    let output = env.read_topic(outputs.topic).unwrap();
     let mut last: BTreeMap<String, Option<String>> = BTreeMap::new();
     for r in &output {
         let plugin = r.headers.get("wafer.plugin");
@@ -129,8 +157,14 @@ pub async fn assert_outputs(
         .unwrap()
         .into_iter()
         .filter(|r| !r.headers.contains_key("wafer.plugin"))
+        .filter(|r| r.headers.get("wafer.view").map(String::as_str) == outputs.view)
         .collect();
-    let late = env.read_topic(&env.late).unwrap();
+    let late: Vec<Record> = env
+        .read_topic(&env.late)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.headers.get("wafer.view").map(String::as_str) == outputs.view)
+        .collect();
     for r in dead.iter().chain(&late) {
         assert!(!r.headers["wafer.reason"].is_empty());
         assert_eq!(r.headers["wafer.source.topic"], env.input);

@@ -134,8 +134,8 @@ impl Admin {
 
 fn admin_config(env: &Env, port: u16, token: Option<&str>) -> wafer::config::Config {
     let mut config = env.config();
-    config.plugin.path = plugin_copy(env);
-    config.plugin.watch = false;
+    config.plugin_mut().path = plugin_copy(env);
+    config.plugin_mut().watch = false;
     config.pipeline.batch_size = 100;
     config.admin = Some(wafer::config::AdminConfig {
         listen: format!("127.0.0.1:{port}"),
@@ -307,9 +307,9 @@ async fn a_replaced_plugin_file_is_hot_loaded_unless_it_breaks_the_pin() {
     let port = wafer_tests::free_port();
     let admin = Admin::new(port, None);
     let mut config = admin_config(&env, port, None);
-    config.plugin.watch = true;
-    config.plugin.watch_interval_ms = 100;
-    let path = config.plugin.path.clone();
+    config.plugin_mut().watch = true;
+    config.plugin_mut().watch_interval_ms = 100;
+    let path = config.plugin_mut().path.clone();
     let host = Host::start(config);
     admin.wait_up().await;
     env.produce(&records(first)).await.unwrap();
@@ -328,11 +328,11 @@ async fn a_replaced_plugin_file_is_hot_loaded_unless_it_breaks_the_pin() {
     let port = wafer_tests::free_port();
     let admin = Admin::new(port, None);
     let mut config = admin_config(&env, port, None);
-    config.plugin.watch = true;
-    config.plugin.watch_interval_ms = 100;
-    let v1 = std::fs::read(&config.plugin.path).unwrap();
-    config.plugin.sha256 = Some(wafer::plugin::engine::sha256_hex(&v1));
-    let path = config.plugin.path.clone();
+    config.plugin_mut().watch = true;
+    config.plugin_mut().watch_interval_ms = 100;
+    let v1 = std::fs::read(&config.plugin_mut().path).unwrap();
+    config.plugin_mut().sha256 = Some(wafer::plugin::engine::sha256_hex(&v1));
+    let path = config.plugin_mut().path.clone();
     let host = Host::start(config);
     admin.wait_up().await;
     replace_file(&fixture("user_activity_v2.wasm"), &path);

@@ -108,9 +108,9 @@ async fn misbehaving_entities_are_isolated_and_dead_lettered() {
     env.produce(&records(&events)).await.unwrap();
 
     let mut config = env.config();
-    config.plugin.path = fixture("misbehave.wasm");
-    config.plugin.call_timeout_ms = 250;
-    config.plugin.max_output_mb = 4;
+    config.plugin_mut().path = fixture("misbehave.wasm");
+    config.plugin_mut().call_timeout_ms = 250;
+    config.plugin_mut().max_output_mb = 4;
     let host = Host::start(config);
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
     let report = host.stop().await.unwrap();
@@ -175,7 +175,7 @@ fn always_failing() -> Vec<GenEvent> {
             let user = format!("user_{}", i % 20);
             event(
                 &user,
-                (i % 20 % 2) as i32,
+                i % 20 % 2,
                 reference::START_MS + i64::from(i) * 1000,
                 "error",
                 1.0,
@@ -189,8 +189,8 @@ async fn a_plugin_failing_every_call_is_quarantined() {
     let env = Env::new("quarantine", 2).await.unwrap();
     env.produce(&records(&always_failing())).await.unwrap();
     let mut config = env.config();
-    config.plugin.path = fixture("misbehave.wasm");
-    config.plugin.max_consecutive_failures = 3;
+    config.plugin_mut().path = fixture("misbehave.wasm");
+    config.plugin_mut().max_consecutive_failures = 3;
     config.pipeline.batch_size = 50;
     let host = Host::start(config);
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
@@ -209,9 +209,9 @@ async fn the_pause_policy_stops_consuming_and_committing() {
     let env = Env::new("pause", 2).await.unwrap();
     env.produce(&records(&always_failing())).await.unwrap();
     let mut config = env.config();
-    config.plugin.path = fixture("misbehave.wasm");
-    config.plugin.max_consecutive_failures = 3;
-    config.plugin.on_failure = FailurePolicy::Pause;
+    config.plugin_mut().path = fixture("misbehave.wasm");
+    config.plugin_mut().max_consecutive_failures = 3;
+    config.plugin_mut().on_failure = FailurePolicy::Pause;
     config.pipeline.batch_size = 50;
     let host = Host::start(config);
     // Give it time to consume everything it could; it must commit nothing.

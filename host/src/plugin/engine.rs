@@ -232,6 +232,10 @@ impl PluginEngine {
             source,
         })?;
         plugin.name = format!("{}@{}", described.name, described.version);
+        if let Some((store, _)) = &mut plugin.instance {
+            // The instance that described itself logs under its real name from now on.
+            store.data_mut().log = super::log::PluginLog::new(&plugin.name);
+        }
         plugin.descriptor = Some(described);
         Ok(plugin)
     }

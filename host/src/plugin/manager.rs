@@ -66,14 +66,15 @@ struct Inner {
     versions: Vec<VersionInfo>,
 }
 
-/// Shared handle on the plugin versions of one pipeline.
+/// Shared handle on the plugin versions of one view. A queued version is
+/// announced on the `ready` notifier the view's source waits on.
 pub struct PluginManager {
     engine: Arc<PluginEngine>,
     limits: PluginLimits,
     pinned_sha256: Option<String>,
     recent: RecentBatch,
     inner: Mutex<Inner>,
-    ready: tokio::sync::Notify,
+    ready: Arc<tokio::sync::Notify>,
 }
 
 fn requirements(d: &Descriptor) -> (String, Vec<(String, super::ValueType)>, Plan, String) {
@@ -113,6 +114,7 @@ impl PluginManager {
         active: &Plugin,
         origin: &str,
         recent: RecentBatch,
+        ready: Arc<tokio::sync::Notify>,
     ) -> Self {
         Self {
             engine,
@@ -125,7 +127,7 @@ impl PluginManager {
                 previous: None,
                 versions: vec![info(active, "active", origin)],
             }),
-            ready: tokio::sync::Notify::new(),
+            ready,
         }
     }
 
@@ -264,11 +266,6 @@ impl PluginManager {
             v.updates += updates;
             v.failures += failures;
         }
-    }
-
-    /// Waits until a validated version is queued.
-    pub async fn ready(&self) {
-        self.ready.notified().await;
     }
 
     /// Takes the queued version, if any (called by the source between batches).

@@ -1,5 +1,5 @@
 //! The Redis online store: each flush is one pipeline of `SET key value EX ttl`
-//! (or plain `SET` when the TTL is 0) and `DEL key` for tombstones.
+//! (or plain `SET` when the update's TTL is 0) and `DEL key` for tombstones.
 
 use redis::aio::MultiplexedConnection;
 
@@ -10,15 +10,14 @@ use crate::pipeline::FeatureUpdate;
 #[derive(Clone)]
 pub struct RedisSink {
     conn: MultiplexedConnection,
-    ttl_secs: u64,
 }
 
 impl RedisSink {
     /// Connects to `url`.
-    pub async fn connect(url: &str, ttl_secs: u64) -> Result<Self, SinkError> {
+    pub async fn connect(url: &str) -> Result<Self, SinkError> {
         let client = redis::Client::open(url)?;
         let conn = client.get_multiplexed_async_connection().await?;
-        Ok(Self { conn, ttl_secs })
+        Ok(Self { conn })
     }
 
     /// Writes `updates` in one pipeline and waits for every reply.
@@ -29,7 +28,7 @@ impl RedisSink {
         let mut pipe = redis::pipe();
         for u in updates {
             match &u.value {
-                Some(v) if self.ttl_secs > 0 => pipe.set_ex(&u.key, v, self.ttl_secs).ignore(),
+                Some(v) if u.ttl_secs > 0 => pipe.set_ex(&u.key, v, u.ttl_secs).ignore(),
                 Some(v) => pipe.set(&u.key, v).ignore(),
                 None => pipe.del(&u.key).ignore(),
             };

@@ -7,16 +7,17 @@ use std::io::BufRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{FileConfig, PipelineConfig};
-use crate::pipeline::{Outcome, Processor};
+use crate::pipeline::Outcome;
 use crate::sinks::memory::MemoryStore;
 use crate::sinks::redis::RedisSink;
+use crate::view::View;
 use crate::RunError;
 
-/// Reads the whole file through `processor` into the online store.
+/// Reads the whole file through every view into the online store.
 pub async fn run(
     file: &FileConfig,
     pipeline: &PipelineConfig,
-    processor: &mut Processor,
+    views: &mut [View],
     mut redis: Option<RedisSink>,
     memory: &MemoryStore,
     shutdown: CancellationToken,
@@ -39,25 +40,47 @@ pub async fn run(
             continue;
         }
         let now = chrono::Utc::now().timestamp_millis();
-        match processor.process(partition, line_no as i64, now, Some(line.as_bytes())) {
-            Outcome::Applied => {}
-            Outcome::Late(reason) => tracing::debug!(line = line_no + 1, %reason, "late event"),
-            Outcome::Dead(reason) => tracing::debug!(line = line_no + 1, %reason, "dead letter"),
+        for view in views.iter_mut() {
+            let offset = line_no as i64;
+            match view
+                .processor
+                .process(partition, offset, now, Some(line.as_bytes()))
+            {
+                Outcome::Applied => {}
+                Outcome::Late(reason) => {
+                    tracing::debug!(view = %view.name, line = line_no + 1, %reason, "late event")
+                }
+                Outcome::Dead(reason) => {
+                    tracing::debug!(view = %view.name, line = line_no + 1, %reason, "dead letter")
+                }
+            }
         }
         in_batch += 1;
         if in_batch >= pipeline.batch_size {
-            flush(processor, &mut redis, memory).await?;
+            flush(views, &mut redis, memory).await?;
             in_batch = 0;
         }
     }
-    flush(processor, &mut redis, memory).await
+    flush(views, &mut redis, memory).await
 }
 
 async fn flush(
-    processor: &mut Processor,
+    views: &mut [View],
     redis: &mut Option<RedisSink>,
     memory: &MemoryStore,
 ) -> Result<(), RunError> {
+    for view in views.iter_mut() {
+        flush_view(view, redis, memory).await?;
+    }
+    Ok(())
+}
+
+async fn flush_view(
+    view: &mut View,
+    redis: &mut Option<RedisSink>,
+    memory: &MemoryStore,
+) -> Result<(), RunError> {
+    let processor = &mut view.processor;
     for partition in processor.partitions() {
         let flush = processor.flush(partition);
         for f in &flush.failures {

@@ -1,16 +1,17 @@
-//! The Kafka source: a consumer-group member that feeds the processor and owns
+//! The Kafka source: a consumer-group member that feeds every view and owns
 //! the delivery rule.
 //!
 //! **Delivery rule.** An offset is committed only after every write derived
-//! from the records before it (Redis, the feature topic, dead letters, late
-//! events) is acknowledged. Each commit carries, as metadata, the partition's
+//! from the records before it (Redis, the feature topics, dead letters, late
+//! events) is acknowledged. Each commit carries, as metadata, every view's
 //! window checkpoint: its stream time and the first offset a replay must read.
 //!
 //! **Assignment.** The first record of a partition this host does not hold
 //! (at start, restart or after a rebalance) triggers a rebuild: read the
-//! committed checkpoint, restore the stream time, and replay
-//! `[rebuild_from, committed)` into the windows without emitting anything. The
-//! windows then hold exactly what the previous owner had at its last commit.
+//! committed checkpoints, restore each view's stream time, and replay from the
+//! earliest `rebuild_from` up to the committed offset into the windows without
+//! emitting anything. The windows then hold exactly what the previous owner
+//! had at its last commit.
 //!
 //! **Revocation.** Flushes finish before the consumer is polled again, and
 //! rebalance callbacks run inside that poll, so a revoked partition has no
@@ -18,14 +19,14 @@
 //! re-reads them from the last commit.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
@@ -33,46 +34,55 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::kafka_client;
-use crate::pipeline::{
-    FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure, Processor,
-};
-use crate::plugin::PluginManager;
+use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure};
 use crate::sinks::kafka::{KafkaSink, Source};
 use crate::sinks::redis::RedisSink;
+use crate::view::View;
 use crate::window::Checkpoint;
 use crate::RunError;
 
-const METADATA_PREFIX: &str = "wafer1";
+const METADATA_PREFIX: &str = "wafer2";
 const BLOCKING_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Encodes a checkpoint as commit metadata: `wafer1:<stream time|->:<rebuild from>`.
-pub fn encode_checkpoint(c: &Checkpoint) -> String {
-    let t = c
-        .stream_time
-        .map_or_else(|| "-".to_owned(), |t| t.to_string());
-    format!("{METADATA_PREFIX}:{t}:{}", c.rebuild_from)
+/// Encodes the views' checkpoints as commit metadata:
+/// `wafer2;<view>=<stream time|->:<rebuild from>;...`.
+pub fn encode_checkpoints(checkpoints: &BTreeMap<String, Checkpoint>) -> String {
+    let mut out = METADATA_PREFIX.to_owned();
+    for (view, c) in checkpoints {
+        let t = c
+            .stream_time
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        out.push_str(&format!(";{view}={t}:{}", c.rebuild_from));
+    }
+    out
 }
 
-/// Decodes commit metadata written by [`encode_checkpoint`].
-pub fn decode_checkpoint(s: &str) -> Option<Checkpoint> {
-    let mut parts = s.split(':');
+/// Decodes commit metadata written by [`encode_checkpoints`].
+pub fn decode_checkpoints(s: &str) -> Option<BTreeMap<String, Checkpoint>> {
+    let mut parts = s.split(';');
     if parts.next()? != METADATA_PREFIX {
         return None;
     }
-    let t = parts.next()?;
-    let stream_time = if t == "-" {
-        None
-    } else {
-        Some(t.parse().ok()?)
-    };
-    let rebuild_from = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some(Checkpoint {
-        stream_time,
-        rebuild_from,
-    })
+    let mut out = BTreeMap::new();
+    for part in parts {
+        let (view, rest) = part.split_once('=')?;
+        let (t, r) = rest.split_once(':')?;
+        let stream_time = if t == "-" {
+            None
+        } else {
+            Some(t.parse().ok()?)
+        };
+        let rebuild_from = r.parse().ok()?;
+        out.insert(
+            view.to_owned(),
+            Checkpoint {
+                stream_time,
+                rebuild_from,
+            },
+        );
+    }
+    Some(out)
 }
-
-type Group = StreamConsumer<GroupContext>;
 
 /// Records revocations announced by the group protocol.
 #[derive(Default)]
@@ -93,31 +103,34 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+type Group = StreamConsumer<GroupContext>;
+
 /// The group member and its outputs.
 struct Member<'a> {
     cfg: &'a KafkaConfig,
+    consumer: &'a Group,
     replayer: Option<BaseConsumer>,
     sink: KafkaSink,
     redis: Option<RedisSink>,
     /// Next offset to commit, per partition touched since the last flush.
     positions: BTreeMap<PartitionKey, i64>,
-    policy: FailurePolicy,
-    /// Set when the plugin is quarantined under the `pause` policy.
+    /// Partitions this host holds (rebuilt).
+    owned: std::collections::BTreeSet<PartitionKey>,
+    /// Set when a view's plugin is quarantined under the `pause` policy.
     paused: bool,
-    manager: &'a PluginManager,
 }
 
-/// Consumes until `shutdown`, then flushes, commits and returns.
+/// Consumes until `shutdown`, then flushes, commits and returns. `ready` is
+/// notified when any view has a new plugin version queued.
 pub async fn run(
     cfg: &KafkaConfig,
     pipeline: &PipelineConfig,
-    policy: FailurePolicy,
-    processor: &mut Processor,
-    manager: &PluginManager,
+    views: &mut [View],
+    ready: Arc<tokio::sync::Notify>,
     redis: Option<RedisSink>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let consumer: StreamConsumer<GroupContext> = kafka_client::group_consumer(cfg)
+    let consumer: Group = kafka_client::group_consumer(cfg)
         .create_with_context(GroupContext::default())
         .map_err(|e| RunError::Kafka(format!("cannot create consumer: {e}")))?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
@@ -129,31 +142,33 @@ pub async fn run(
         .map_err(|e| RunError::Kafka(format!("cannot create producer: {e}")))?;
     let mut member = Member {
         cfg,
+        consumer: &consumer,
         replayer: None,
         sink: KafkaSink::new(producer),
         redis,
         positions: BTreeMap::new(),
-        policy,
+        owned: Default::default(),
         paused: false,
-        manager,
     };
-    tracing::info!(topics = ?cfg.topics, group = %cfg.group, plugin = %processor.plugin().name(), "consuming");
+    let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
+    tracing::info!(topics = ?cfg.topics, group = %cfg.group, views = ?names, "consuming");
 
     let linger = Duration::from_millis(pipeline.linger_ms);
     let mut in_batch = 0usize;
     let mut flush_at: Option<Instant> = None;
     loop {
         if member.paused {
-            tracing::error!(plugin = %processor.plugin().name(),
-                "consumption paused: the plugin is quarantined under the `pause` policy; \
-                 load a fixed version (plugin file or admin endpoint) or restart");
+            tracing::error!(
+                "consumption paused: a plugin is quarantined under the `pause` policy; \
+                 load a fixed version (plugin file or admin endpoint) or restart"
+            );
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                _ = manager.ready() => {}
+                _ = ready.notified() => {}
             }
-            if swap_if_pending(processor, manager) {
+            if swap_pending(views) {
                 member.paused = false;
-                member.flush(&consumer, processor, &shutdown).await?;
+                member.flush(views, &shutdown).await?;
             }
             continue;
         }
@@ -161,20 +176,20 @@ pub async fn run(
         let received = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = manager.ready() => {
+            _ = ready.notified() => {
                 // A new plugin version: finish the batch with the old one, then swap.
-                member.flush(&consumer, processor, &shutdown).await?;
+                member.flush(views, &shutdown).await?;
                 in_batch = 0;
                 flush_at = None;
-                swap_if_pending(processor, manager);
+                swap_pending(views);
                 continue;
             }
             r = tokio::time::timeout_at(wait_until, consumer.recv()) => r,
         };
-        member.apply_revocations(&consumer, processor);
+        member.apply_revocations(views);
         match received {
             Err(_linger_elapsed) => {
-                member.flush(&consumer, processor, &shutdown).await?;
+                member.flush(views, &shutdown).await?;
                 in_batch = 0;
                 flush_at = None;
             }
@@ -187,93 +202,106 @@ pub async fn run(
                     continue;
                 };
                 let key = (topic_index as u32, message.partition());
-                if !processor.owns(key) {
-                    member.rebuild(&consumer, processor, key, message.offset())?;
+                if !member.owned.contains(&key) {
+                    member.rebuild(views, key, message.offset())?;
                 }
-                let reference_ms = message
-                    .timestamp()
-                    .to_millis()
-                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-                let outcome =
-                    processor.process(key, message.offset(), reference_ms, message.payload());
-                let (side_topic, reason) = match outcome {
-                    Outcome::Applied => (None, String::new()),
-                    Outcome::Late(reason) => (Some(&cfg.late_topic), reason),
-                    Outcome::Dead(e) => (Some(&cfg.dead_letter_topic), e.to_string()),
-                };
-                if let Some(side_topic) = side_topic {
-                    member.sink.send_side(
-                        side_topic,
-                        message.key(),
-                        message.payload(),
-                        &reason,
-                        Source {
-                            topic: message.topic(),
-                            partition: message.partition(),
-                            offset: message.offset(),
-                        },
-                        &[],
-                    )?;
-                }
+                member.process(views, key, &message)?;
                 member.positions.insert(key, message.offset() + 1);
                 in_batch += 1;
                 flush_at.get_or_insert_with(|| Instant::now() + linger);
                 if in_batch >= pipeline.batch_size {
-                    member.flush(&consumer, processor, &shutdown).await?;
+                    member.flush(views, &shutdown).await?;
                     in_batch = 0;
                     flush_at = None;
                 }
             }
         }
     }
-    member
-        .flush(&consumer, processor, &CancellationToken::new())
-        .await?;
+    member.flush(views, &CancellationToken::new()).await?;
     tracing::info!("kafka source drained and committed");
     Ok(())
 }
 
-/// Swaps in a validated new plugin version, if one is queued. The caller has
-/// just flushed, so the swap falls on a batch boundary.
-pub fn swap_if_pending(processor: &mut Processor, manager: &PluginManager) -> bool {
-    let Some(new) = manager.take_pending() else {
-        return false;
-    };
-    let started = std::time::Instant::now();
-    let name = new.name().to_owned();
-    let old = processor.swap_plugin(new);
-    tracing::info!(from = %old.name(), to = %name, pause_us = started.elapsed().as_micros() as u64,
-        "plugin version swapped in");
-    processor.counters().add_reloads(1);
-    manager.swapped(old);
-    true
+/// Swaps in every queued plugin version; true if any was.
+fn swap_pending(views: &mut [View]) -> bool {
+    views
+        .iter_mut()
+        .fold(false, |any, v| v.swap_if_pending() | any)
 }
 
 impl Member<'_> {
-    fn apply_revocations(&mut self, consumer: &Group, processor: &mut Processor) {
-        let revoked =
-            std::mem::take(&mut *consumer.context().revoked.lock().expect("never poisoned"));
+    fn apply_revocations(&mut self, views: &mut [View]) {
+        let revoked = std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .revoked
+                .lock()
+                .expect("never poisoned"),
+        );
         for (topic, partition) in revoked {
             if let Some(i) = self.cfg.topics.iter().position(|t| *t == topic) {
                 let key = (i as u32, partition);
-                processor.release(key);
+                for view in views.iter_mut() {
+                    view.processor.release(key);
+                }
                 self.positions.remove(&key);
+                self.owned.remove(&key);
                 tracing::info!(%topic, partition, "partition revoked; state released");
             }
         }
     }
 
-    /// Restores `key`'s windows from its committed checkpoint (see module docs).
+    /// Applies one record to every view; side records go to their topics.
+    fn process(
+        &mut self,
+        views: &mut [View],
+        key: PartitionKey,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), RunError> {
+        let reference_ms = message
+            .timestamp()
+            .to_millis()
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        let several = views.len() > 1;
+        for view in views.iter_mut() {
+            let outcome =
+                view.processor
+                    .process(key, message.offset(), reference_ms, message.payload());
+            let (side_topic, reason) = match outcome {
+                Outcome::Applied => continue,
+                Outcome::Late(reason) => (&self.cfg.late_topic, reason),
+                Outcome::Dead(e) => (&self.cfg.dead_letter_topic, e.to_string()),
+            };
+            let view_header = [("wafer.view", view.name.as_str())];
+            self.sink.send_side(
+                side_topic,
+                message.key(),
+                message.payload(),
+                &reason,
+                Source {
+                    topic: message.topic(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                },
+                if several { &view_header } else { &[] },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Restores `key`'s windows in every view from the committed checkpoints
+    /// (see the module docs).
     fn rebuild(
         &mut self,
-        consumer: &Group,
-        processor: &mut Processor,
+        views: &mut [View],
         key: PartitionKey,
         first_offset: i64,
     ) -> Result<(), RunError> {
         let topic = self.cfg.topics[key.0 as usize].clone();
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&topic, key.1);
+        let consumer = self.consumer;
         let committed =
             tokio::task::block_in_place(|| consumer.committed_offsets(tpl, BLOCKING_TIMEOUT))
                 .map_err(|e| {
@@ -282,46 +310,63 @@ impl Member<'_> {
                         key.1
                     ))
                 })?;
-        let element = committed.find_partition(&topic, key.1);
-        let (committed_offset, checkpoint) = match element {
+        self.owned.insert(key);
+        let (end, checkpoints) = match committed.find_partition(&topic, key.1) {
             Some(e) => match e.offset() {
-                Offset::Offset(o) => (Some(o), decode_checkpoint(e.metadata())),
+                Offset::Offset(o) => (Some(o), decode_checkpoints(e.metadata())),
                 _ => (None, None),
             },
             None => (None, None),
         };
-        let Some(checkpoint) = checkpoint else {
-            if committed_offset.is_some() {
+        let (Some(end), Some(checkpoints)) = (end, checkpoints) else {
+            if end.is_some() {
                 tracing::warn!(%topic, partition = key.1, "committed offset has no Wafer checkpoint; window state starts empty");
             }
-            processor.restore(key, None);
+            for view in views.iter_mut() {
+                view.processor.restore(key, None);
+            }
             return Ok(());
         };
-        let end = committed_offset.expect("a checkpoint comes with an offset");
         if first_offset != end {
             tracing::warn!(%topic, partition = key.1, committed = end, first_offset, "consumption does not resume at the committed offset");
         }
-        processor.restore(key, checkpoint.stream_time);
-        let started = std::time::Instant::now();
-        let replayed = if checkpoint.rebuild_from < end {
-            tokio::task::block_in_place(|| {
-                self.replay(processor, key, &topic, checkpoint.rebuild_from, end)
-            })?
-        } else {
-            0
+        // Per view: the offset its replay starts from (None: nothing to replay).
+        let mut from: Vec<Option<i64>> = Vec::with_capacity(views.len());
+        for view in views.iter_mut() {
+            match checkpoints.get(&view.name) {
+                Some(c) => {
+                    view.processor.restore(key, c.stream_time);
+                    from.push((c.rebuild_from < end).then_some(c.rebuild_from));
+                }
+                None => {
+                    tracing::warn!(view = %view.name, %topic, partition = key.1,
+                        "no checkpoint for this view (new view?); its window state starts empty");
+                    view.processor.restore(key, None);
+                    from.push(None);
+                }
+            }
+        }
+        let Some(start) = from.iter().flatten().copied().min() else {
+            return Ok(());
         };
-        processor.counters().add_replayed(replayed);
-        tracing::info!(%topic, partition = key.1, from = checkpoint.rebuild_from, to = end, replayed,
+        let started = std::time::Instant::now();
+        let replayed =
+            tokio::task::block_in_place(|| self.replay(views, &from, key, &topic, start, end))?;
+        for view in views.iter() {
+            view.processor.counters().add_replayed(replayed);
+        }
+        tracing::info!(%topic, partition = key.1, from = start, to = end, replayed,
             elapsed_ms = started.elapsed().as_millis() as u64, "window state rebuilt");
         Ok(())
     }
 
     fn replay(
         &mut self,
-        processor: &mut Processor,
+        views: &mut [View],
+        from: &[Option<i64>],
         key: PartitionKey,
         topic: &str,
-        from: i64,
+        start: i64,
         end: i64,
     ) -> Result<u64, RunError> {
         let kafka_err =
@@ -335,12 +380,12 @@ impl Member<'_> {
         }
         let replayer = self.replayer.as_ref().expect("created above");
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, key.1, Offset::Offset(from))
+        tpl.add_partition_offset(topic, key.1, Offset::Offset(start))
             .map_err(kafka_err)?;
         replayer.assign(&tpl).map_err(kafka_err)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
         let mut count = 0;
-        let mut next = from;
+        let mut next = start;
         while next < end {
             if std::time::Instant::now() > deadline {
                 return Err(RunError::Kafka(format!(
@@ -357,7 +402,12 @@ impl Member<'_> {
                         break;
                     }
                     let reference_ms = m.timestamp().to_millis().unwrap_or(0);
-                    processor.replay(key, m.offset(), reference_ms, m.payload());
+                    for (view, from) in views.iter_mut().zip(from) {
+                        if from.is_some_and(|f| m.offset() >= f) {
+                            view.processor
+                                .replay(key, m.offset(), reference_ms, m.payload());
+                        }
+                    }
                     count += 1;
                     next = m.offset() + 1;
                 }
@@ -367,48 +417,50 @@ impl Member<'_> {
         Ok(count)
     }
 
-    /// Writes every change since the last flush, waits for the acknowledgements,
-    /// then commits the positions with their checkpoints.
+    /// Writes every view's changes since the last flush, waits for the
+    /// acknowledgements, then commits the positions with their checkpoints.
     async fn flush(
         &mut self,
-        consumer: &Group,
-        processor: &mut Processor,
+        views: &mut [View],
         shutdown: &CancellationToken,
     ) -> Result<(), RunError> {
-        let flushes: Vec<_> = processor
-            .partitions()
-            .into_iter()
-            .map(|key| (key, processor.flush(key)))
-            .collect();
-        if processor.quarantined() && self.policy == FailurePolicy::Pause {
+        let mut all: Vec<(usize, PartitionKey, crate::pipeline::Flush)> = Vec::new();
+        for (i, view) in views.iter_mut().enumerate() {
+            for key in view.processor.partitions() {
+                all.push((i, key, view.processor.flush(key)));
+            }
+        }
+        let pause = views
+            .iter()
+            .any(|v| v.processor.quarantined() && v.policy == FailurePolicy::Pause);
+        if pause {
             // Nothing of this batch is written or committed: its outputs wait
             // for a fixed version, and a restart reprocesses it from the commit.
-            for (key, flush) in flushes {
-                processor.defer(key, flush);
+            for (i, key, flush) in all {
+                views[i].processor.defer(key, flush);
             }
             self.paused = true;
             return Ok(());
         }
-        let mut updates: Vec<FeatureUpdate> = Vec::new();
-        let mut failures: Vec<PluginFailure> = Vec::new();
-        for (_, flush) in flushes {
-            updates.extend(flush.updates);
-            failures.extend(flush.failures);
-        }
-        let computed = updates.iter().filter(|u| u.value.is_some()).count();
-        self.manager.count(computed as u64, failures.len() as u64);
-        let plugin_tag = format!(
-            "{}#{}",
-            processor.plugin().name(),
-            processor.plugin().content_hash()
-        );
-        for failure in &failures {
-            self.dead_letter_plugin_failure(failure, &plugin_tag)?;
-            processor.counters().add_plugin_dead_letters(1);
+        let mut redis_updates: Vec<FeatureUpdate> = Vec::new();
+        for (i, _, flush) in all {
+            let view = &views[i];
+            let tag = view.plugin_tag();
+            let computed = flush.updates.iter().filter(|u| u.value.is_some()).count();
+            view.manager
+                .count(computed as u64, flush.failures.len() as u64);
+            for failure in &flush.failures {
+                self.dead_letter_plugin_failure(failure, &view.name, &tag, views.len() > 1)?;
+                view.processor.counters().add_plugin_dead_letters(1);
+            }
+            if let Some(topic) = &view.output_topic {
+                self.sink.send_features(topic, &flush.updates, &tag)?;
+            }
+            redis_updates.extend(flush.updates);
         }
         if let Some(redis) = &mut self.redis {
             let mut attempt = 0u32;
-            while let Err(e) = redis.write(&updates).await {
+            while let Err(e) = redis.write(&redis_updates).await {
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, "redis write failed; retrying");
                 if shutdown.is_cancelled() && attempt >= 3 {
@@ -417,23 +469,23 @@ impl Member<'_> {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10)))).await;
             }
         }
-        if let Some(topic) = &self.cfg.output_topic {
-            self.sink.send_features(topic, &updates, &plugin_tag)?;
-        }
         self.sink.flush().await?;
-        self.commit(consumer, processor)
+        self.commit(views)
     }
 
-    /// Dead-letters one entity the plugin failed on: key = entity id, value =
-    /// a JSON description (plugin, error kind and message, source position).
+    /// Dead-letters one entity a plugin failed on: key = entity id, value =
+    /// a JSON description (view, plugin, error kind and message, source position).
     fn dead_letter_plugin_failure(
         &mut self,
         f: &PluginFailure,
+        view: &str,
         plugin: &str,
+        several: bool,
     ) -> Result<(), RunError> {
         let topic = &self.cfg.topics[f.partition.0 as usize];
         let reason = f.error.to_string();
         let value = serde_json::json!({
+            "view": view,
             "plugin": plugin,
             "kind": f.error.kind(),
             "error": reason,
@@ -441,6 +493,13 @@ impl Member<'_> {
             "source": { "topic": topic, "partition": f.partition.1, "offset": f.offset },
         })
         .to_string();
+        let mut headers = vec![
+            ("wafer.plugin", plugin),
+            ("wafer.error.kind", f.error.kind()),
+        ];
+        if several {
+            headers.push(("wafer.view", view));
+        }
         self.sink.send_side(
             &self.cfg.dead_letter_topic,
             Some(f.entity.as_bytes()),
@@ -451,31 +510,34 @@ impl Member<'_> {
                 partition: f.partition.1,
                 offset: f.offset,
             },
-            &[
-                ("wafer.plugin", plugin),
-                ("wafer.error.kind", f.error.kind()),
-            ],
+            &headers,
         )?;
         Ok(())
     }
 
-    fn commit(&mut self, consumer: &Group, processor: &Processor) -> Result<(), RunError> {
+    fn commit(&mut self, views: &[View]) -> Result<(), RunError> {
         if self.positions.is_empty() {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
         for (key, next) in &self.positions {
             let topic = &self.cfg.topics[key.0 as usize];
-            let checkpoint = processor.checkpoint(*key, *next);
+            let checkpoints: BTreeMap<String, Checkpoint> = views
+                .iter()
+                .map(|v| (v.name.clone(), v.processor.checkpoint(*key, *next)))
+                .collect();
             tpl.add_partition_offset(topic, key.1, Offset::Offset(*next))
                 .map_err(|e| RunError::Kafka(e.to_string()))?;
             if let Some(mut e) = tpl.find_partition(topic, key.1) {
-                e.set_metadata(encode_checkpoint(&checkpoint));
+                e.set_metadata(encode_checkpoints(&checkpoints));
             }
         }
+        let consumer = self.consumer;
         match tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync)) {
             Ok(()) => {
-                processor.counters().add_commits(1);
+                for v in views {
+                    v.processor.counters().add_commits(1);
+                }
                 self.positions.clear();
             }
             // Typically a rebalance in progress: the next owner re-reads from the
@@ -494,24 +556,33 @@ mod tests {
 
     #[test]
     fn checkpoint_metadata_round_trips() {
-        for c in [
-            Checkpoint {
-                stream_time: Some(1_772_366_400_000),
-                rebuild_from: 42,
-            },
-            Checkpoint {
-                stream_time: None,
-                rebuild_from: 0,
-            },
-            Checkpoint {
-                stream_time: Some(-5),
-                rebuild_from: 7,
-            },
-        ] {
-            assert_eq!(decode_checkpoint(&encode_checkpoint(&c)), Some(c));
-        }
-        assert_eq!(decode_checkpoint(""), None);
-        assert_eq!(decode_checkpoint("other:1:2"), None);
-        assert_eq!(decode_checkpoint("wafer1:x:2"), None);
+        let map = BTreeMap::from([
+            (
+                "user-activity".to_owned(),
+                Checkpoint {
+                    stream_time: Some(1_772_366_400_000),
+                    rebuild_from: 42,
+                },
+            ),
+            (
+                "items".to_owned(),
+                Checkpoint {
+                    stream_time: None,
+                    rebuild_from: 0,
+                },
+            ),
+            (
+                "neg".to_owned(),
+                Checkpoint {
+                    stream_time: Some(-5),
+                    rebuild_from: 7,
+                },
+            ),
+        ]);
+        assert_eq!(decode_checkpoints(&encode_checkpoints(&map)), Some(map));
+        assert_eq!(decode_checkpoints("wafer2"), Some(BTreeMap::new()));
+        assert_eq!(decode_checkpoints(""), None);
+        assert_eq!(decode_checkpoints("wafer1:1:2"), None);
+        assert_eq!(decode_checkpoints("wafer2;v=x:2"), None);
     }
 }

@@ -1,0 +1,95 @@
+// The plugin's self-description, as plain JavaScript with a small builder.
+// Enum values are the WIT case names, as the component bindings spell them.
+
+/** Type of an input field or of a feature value. */
+export const ValueType = Object.freeze({
+  INT64: 'int64',
+  FLOAT64: 'float64',
+  TEXT: 'text',
+  BOOLEAN: 'boolean',
+});
+
+/**
+ * Aggregations the host computes incrementally for the plugin.
+ * COUNT and DISTINCT_COUNT arrive as integers; SUM as a number; MEAN, MIN,
+ * MAX as a number or null on an empty window; FIRST and LAST in the field's
+ * type, or null on an empty window.
+ */
+export const AggregationKind = Object.freeze({
+  COUNT: 'count',
+  SUM: 'sum',
+  MEAN: 'mean',
+  MIN: 'min',
+  MAX: 'max',
+  DISTINCT_COUNT: 'distinct-count',
+  FIRST: 'first',
+  LAST: 'last',
+});
+
+const VALUE_TYPES = new Set(Object.values(ValueType));
+const AGGREGATION_KINDS = new Set(Object.values(AggregationKind));
+
+function check(kind, known, what) {
+  if (!known.has(kind)) {
+    throw new TypeError(`unknown ${what} ${JSON.stringify(kind)}`);
+  }
+  return kind;
+}
+
+/**
+ * Everything the host needs to know about a plugin. Build it with chained calls:
+ *
+ *   new Descriptor('user-activity', '0.1.0', 'user_id')
+ *     .input('action', ValueType.TEXT)
+ *     .slidingWindow('1h', 3_600_000)
+ *     .aggregate('1h', AggregationKind.COUNT)
+ *     .feature('event_count_1h', ValueType.INT64)
+ */
+export class Descriptor {
+  constructor(name, version, entityKey) {
+    this.name = String(name);
+    this.version = String(version);
+    this.entityKey = String(entityKey);
+    this.inputs = [];
+    this.windows = [];
+    this.aggregations = [];
+    this.features = [];
+  }
+
+  /** Declares an event field the plugin reads. */
+  input(name, kind) {
+    this.inputs.push({ name: String(name), kind: check(kind, VALUE_TYPES, 'value type') });
+    return this;
+  }
+
+  /** Declares a sliding window of `lengthMs` milliseconds (a number or a bigint). */
+  slidingWindow(name, lengthMs) {
+    const ok =
+      (typeof lengthMs === 'number' && Number.isSafeInteger(lengthMs) && lengthMs >= 0) ||
+      (typeof lengthMs === 'bigint' && lengthMs >= 0n && lengthMs < 2n ** 64n);
+    if (!ok) {
+      throw new RangeError(`window ${JSON.stringify(name)}: lengthMs must be a non-negative integer`);
+    }
+    this.windows.push({ name: String(name), lengthMs });
+    return this;
+  }
+
+  /**
+   * Asks for an aggregation over `window`; `field` is omitted for COUNT.
+   * Aggregations reach `compute` in the order they are declared here.
+   */
+  aggregate(window, kind, field = null) {
+    this.aggregations.push({
+      window: String(window),
+      kind: check(kind, AGGREGATION_KINDS, 'aggregation kind'),
+      field: field == null ? null : String(field),
+    });
+    return this;
+  }
+
+  /** Declares a returned feature; `compute` returns values in this order. */
+  feature(name, kind) {
+    this.features.push({ name: String(name), kind: check(kind, VALUE_TYPES, 'value type') });
+    return this;
+  }
+}

@@ -1,0 +1,125 @@
+// The glue between WIT columns (as the componentize-js bindings present them)
+// and rows, natively.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { PluginError, Row } from '../src/index.js';
+import { computeColumns, rowsOf, toWitDescriptor } from '../src/glue.js';
+import { batch, everyTypeDescriptor } from '../testing/fixtures.mjs';
+
+// Returns [count, mean, last, first] as (int, float, text, bool) features.
+const echo = {
+  describe: everyTypeDescriptor,
+  compute: (row) => [row.int(0), row.float(2), row.text(7), row.bool(6)],
+};
+
+const returns = (values) => ({ describe: everyTypeDescriptor, compute: () => values });
+
+const run = (plugin) => computeColumns(plugin, plugin.describe(), batch());
+
+test('the descriptor in WIT form', () => {
+  const d = toWitDescriptor(everyTypeDescriptor());
+  assert.equal(d.entityKey, 'user_id');
+  assert.deepEqual(d.windows, [{ name: '1h', kind: 'sliding', lengthMs: 3_600_000n }]);
+  assert.deepEqual(
+    d.aggregations.map((a) => [a.kind, a.field]),
+    [
+      ['count', undefined],
+      ['sum', 'value'],
+      ['mean', 'value'],
+      ['min', 'n'],
+      ['max', 'n'],
+      ['distinct-count', 'action'],
+      ['first', 'flag'],
+      ['last', 'action'],
+    ],
+  );
+  assert.deepEqual(
+    d.features.map((f) => f.kind),
+    ['int64', 'float64', 'text', 'boolean'],
+  );
+});
+
+test('rows decode dictionaries, null masks and int64', () => {
+  const rows = rowsOf(batch());
+  assert.deepEqual(rows[0].cells, [3, 6, 2, 1, 3, 2, true, 'view']);
+  assert.deepEqual(rows[1].cells, [0, 0, null, null, null, 0, null, null]);
+  // int64 beyond the safe-integer range stays exact, as a bigint.
+  assert.deepEqual(rows[2].cells, [1, 2.5, 2.5, 2.5, 2.5, 2n ** 60n, false, 'view']);
+});
+
+test('columns are typed, dictionary-encoded and masked', () => {
+  const [i, f, t, b] = run(echo);
+  assert.deepEqual(i, { data: { tag: 'int64', val: BigInt64Array.from([3n, 0n, 1n]) }, valid: [] });
+  assert.deepEqual(f, {
+    data: { tag: 'float64', val: Float64Array.from([2, 0, 2.5]) },
+    valid: [true, false, true],
+  });
+  assert.deepEqual(t, {
+    data: { tag: 'text', val: { dictionary: ['view'], codes: Uint32Array.from([0, 0, 0]) } },
+    valid: [true, false, true],
+  });
+  assert.deepEqual(b, { data: { tag: 'boolean', val: [true, false, false] }, valid: [true, false, true] });
+});
+
+test('an empty batch gives empty columns', () => {
+  const cols = computeColumns(echo, echo.describe(), { rows: 0, columns: [] });
+  assert.deepEqual(
+    cols.map((c) => [c.data.tag, c.valid.length]),
+    [
+      ['int64', 0],
+      ['float64', 0],
+      ['text', 0],
+      ['boolean', 0],
+    ],
+  );
+});
+
+test('bigints and integral numbers both fit int64 and float64', () => {
+  const [i, f] = run(returns([2n ** 62n, 7n, 'x', true]));
+  assert.deepEqual([...i.data.val], [2n ** 62n, 2n ** 62n, 2n ** 62n]);
+  assert.deepEqual([...f.data.val], [7, 7, 7]);
+});
+
+const rejects = [
+  [[1, 2.0, 'x'], 'row 0: compute returned 3 values, the descriptor declares 4 features'],
+  [undefined, 'row 0: compute returned undefined'],
+  [[1.5, 2.0, 'x', true], 'row 0, feature i: value 1.5 (number) is not an int64'],
+  [[true, 2.0, 'x', true], 'feature i: value true (boolean) is not an int64'],
+  [[2n ** 63n, 2.0, 'x', true], 'feature i: value 9223372036854775808 does not fit in int64'],
+  [[1, '2', 'x', true], 'feature f: value "2" (string) is not a float64'],
+  [[1, 2.0, 3, true], 'feature t: value 3 (number) is not text'],
+  [[1, 2.0, 'x', 1], 'feature b: value 1 (number) is not a boolean'],
+];
+
+for (const [values, message] of rejects) {
+  test(`rejects ${message}`, () => {
+    assert.throws(
+      () => run(returns(values)),
+      (e) => e instanceof PluginError && e.message.includes(message),
+    );
+  });
+}
+
+test('a throwing plugin fails the batch, naming the row', () => {
+  const fails = {
+    describe: everyTypeDescriptor,
+    compute(row) {
+      if (row.int(0) === 0) throw new RangeError('no events');
+      return [1, 1.0, 'a', true];
+    },
+  };
+  assert.throws(() => run(fails), { name: 'PluginError', message: 'row 1: RangeError: no events' });
+});
+
+test('row accessors', () => {
+  const row = new Row([3, 2.5, 'x', true, null, 2n ** 60n]);
+  assert.deepEqual([row.int(0), row.float(0), row.text(0), row.bool(0)], [3, 3, null, null]);
+  assert.deepEqual([row.int(1), row.float(1), row.bigint(1)], [null, 2.5, null]);
+  assert.deepEqual([row.text(2), row.int(2)], ['x', null]);
+  assert.deepEqual([row.bool(3), row.int(3), row.float(3)], [true, null, null]);
+  assert.deepEqual([row.get(4), row.int(4), row.get(99)], [null, null, null]);
+  assert.deepEqual([row.bigint(5), row.int(5), row.bigint(0)], [2n ** 60n, 2 ** 60, 3n]);
+  assert.equal(row.length, 6);
+});

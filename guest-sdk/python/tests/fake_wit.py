@@ -1,0 +1,109 @@
+"""A stand-in for the ``wit_world.imports.types`` module that componentize-py
+generates from wit/, with the same class and field names, so the glue is
+testable without the toolchain. tests/test_bindings.py runs the same checks
+against the real generated module when the toolchain is installed.
+"""
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Optional, Union
+
+
+class ValueType(Enum):
+    INT64 = 0
+    FLOAT64 = 1
+    TEXT = 2
+    BOOLEAN = 3
+
+
+class WindowKind(Enum):
+    SLIDING = 0
+
+
+class AggregationKind(Enum):
+    COUNT = 0
+    SUM = 1
+    MEAN = 2
+    MIN = 3
+    MAX = 4
+    DISTINCT_COUNT = 5
+    FIRST = 6
+    LAST = 7
+
+
+@dataclass
+class InputField:
+    name: str
+    kind: ValueType
+
+
+@dataclass
+class WindowSpec:
+    name: str
+    kind: WindowKind
+    length_ms: int
+
+
+@dataclass
+class AggregationSpec:
+    window: str
+    kind: AggregationKind
+    field: Optional[str]
+
+
+@dataclass
+class FeatureSpec:
+    name: str
+    kind: ValueType
+
+
+@dataclass
+class Descriptor:
+    name: str
+    version: str
+    entity_key: str
+    inputs: list
+    windows: list
+    aggregations: list
+    features: list
+
+
+@dataclass
+class TextColumn:
+    dictionary: list
+    codes: list
+
+
+@dataclass
+class ColumnData_Int64:
+    value: list
+
+
+@dataclass
+class ColumnData_Float64:
+    value: list
+
+
+@dataclass
+class ColumnData_Text:
+    value: TextColumn
+
+
+@dataclass
+class ColumnData_Boolean:
+    value: list
+
+
+ColumnData = Union[ColumnData_Int64, ColumnData_Float64, ColumnData_Text, ColumnData_Boolean]
+
+
+@dataclass
+class Column:
+    data: ColumnData
+    valid: list
+
+
+@dataclass
+class Batch:
+    rows: int
+    columns: list
