@@ -1,5 +1,9 @@
-//! The admin HTTP endpoint: plugin versions of the running pipeline.
+//! The host's one HTTP server: plugin versions, feature lookups, metrics and
+//! probes of the running pipeline.
 //!
+//! - `GET /features/{view}/{entity}`: the entity's features as stored in the
+//!   online store (Redis, or the embedded store), 404 when absent;
+//! - `GET /metrics`: Prometheus text format (see `docs/operations.md`);
 //! - `GET /views`: the views' names;
 //! - `GET /views/{view}/plugins`: every version seen (name, version, sha256,
 //!   state, origin, reason, counters);
@@ -8,10 +12,11 @@
 //!   version keeps running);
 //! - `POST /views/{view}/plugins/rollback`: queue the previous version again;
 //! - `/plugins` and `/plugins/rollback`: the same for a pipeline with one view;
-//! - `GET /healthz`: liveness.
+//! - `GET /healthz`: liveness; `GET /readyz`: 200 while the source runs, 503
+//!   before and after.
 //!
-//! Bound to loopback by default; with a token, every request needs
-//! `Authorization: Bearer <token>`.
+//! Bound to loopback by default; with a token, every request but the probes
+//! (`/healthz`, `/readyz`) needs `Authorization: Bearer <token>`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +31,7 @@ use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
 use crate::plugin::{PluginManager, ReloadError};
+use crate::serving::Serving;
 
 /// Largest plugin upload accepted (Python and JavaScript components are tens of MiB).
 const MAX_UPLOAD: usize = 256 << 20;
@@ -34,6 +40,7 @@ const MAX_UPLOAD: usize = 256 << 20;
 struct AdminState {
     managers: Arc<BTreeMap<String, Arc<PluginManager>>>,
     token: Option<String>,
+    serving: Serving,
 }
 
 impl AdminState {
@@ -56,13 +63,18 @@ impl AdminState {
     }
 }
 
-/// Starts the endpoint on `listen`; it stops when `shutdown` is cancelled.
+/// Starts the server on `listen`; it stops when `shutdown` is cancelled.
 pub async fn serve(
     listen: &str,
     token: Option<String>,
-    managers: BTreeMap<String, Arc<PluginManager>>,
+    serving: Serving,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
+    let managers: BTreeMap<String, Arc<PluginManager>> = serving
+        .views
+        .iter()
+        .map(|v| (v.name.clone(), v.manager.clone()))
+        .collect();
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() && token.is_none() {
@@ -74,21 +86,25 @@ pub async fn serve(
         .route("/views/{view}/plugins/rollback", post(rollback_view))
         .route("/plugins", get(list).post(load))
         .route("/plugins/rollback", post(rollback))
+        .route("/features/{view}/{entity}", get(features))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .with_state(AdminState {
             managers: Arc::new(managers),
             token,
+            serving,
         });
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = served {
-            tracing::error!(error = %e, "admin endpoint stopped");
+            tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    tracing::info!(%addr, "admin endpoint listening");
+    tracing::info!(%addr, "HTTP server listening (admin, features, metrics)");
     Ok(addr)
 }
 
@@ -117,6 +133,54 @@ fn refusal(status: StatusCode, message: String) -> Box<Response> {
 
 fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn features(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path((view, entity)): Path<(String, String)>,
+) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return *denied;
+    }
+    let Some(served) = state.serving.view(&view) else {
+        return error(StatusCode::NOT_FOUND, format!("no view named `{view}`"));
+    };
+    let key = served.key(&entity);
+    match state.serving.store.get(&key).await {
+        Ok(Some(json)) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json,
+        )
+            .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no features for `{entity}` in view `{view}`"),
+        ),
+        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return *denied;
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.serving.render_metrics(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.serving.is_ready() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
 }
 
 async fn views(State(state): State<AdminState>, headers: HeaderMap) -> Response {

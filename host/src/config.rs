@@ -47,7 +47,8 @@ pub struct Config {
     pub views: Vec<ViewConfig>,
     /// The Redis online store. Without it, features go to an embedded in-memory store.
     pub redis: Option<RedisConfig>,
-    /// The admin HTTP endpoint (plugin versions: list, load, roll back). Off when absent.
+    /// The host's HTTP server: plugin versions (list, load, roll back), feature lookups,
+    /// Prometheus metrics and probes (see `docs/operations.md`). Off when absent.
     pub admin: Option<AdminConfig>,
 }
 
@@ -73,14 +74,15 @@ pub struct ViewSpec {
     pub plugin: PluginConfig,
 }
 
-/// The admin HTTP endpoint.
+/// The host's HTTP server (`[admin]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address to listen on. Keep it on loopback unless a token is set and the network is trusted.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
-    /// When set, every request must carry `Authorization: Bearer <token>`.
+    /// When set, every request but `/healthz` and `/readyz` must carry
+    /// `Authorization: Bearer <token>`.
     pub token: Option<String>,
 }
 
@@ -101,6 +103,10 @@ pub struct PipelineConfig {
     pub max_future_ms: i64,
     /// Event field holding the event time: an ISO-8601 string (no offset = UTC) or epoch ms.
     pub timestamp_field: String,
+    /// A partition that receives no record for this many milliseconds (wall clock) is idle:
+    /// its stream time follows the highest stream time of the host's other partitions of the
+    /// same topic, so its windows still decay (see docs/semantics.md). 0 disables.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -110,6 +116,7 @@ impl Default for PipelineConfig {
             linger_ms: 100,
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),
+            idle_timeout_ms: 60_000,
         }
     }
 }

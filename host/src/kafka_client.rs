@@ -56,3 +56,14 @@ pub fn producer(cfg: &KafkaConfig) -> ClientConfig {
         .set("compression.type", "lz4");
     with_user_properties(c, cfg)
 }
+
+/// A client that reads the group's committed offsets and the partitions' end
+/// offsets to report consumer lag. It never subscribes (so never joins the
+/// group) and never commits.
+pub fn lag_reader(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = base(cfg);
+    c.set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    with_user_properties(c, cfg)
+}

@@ -16,7 +16,8 @@
 //! - [`sinks`]: Redis, Kafka, embedded in-memory store;
 //! - [`kafka_client`]: every Kafka client's settings;
 //! - [`metrics`]: pipeline counters;
-//! - [`admin`]: the admin HTTP endpoint (plugin versions).
+//! - [`admin`]: the host's HTTP server (plugin versions, features, metrics, probes);
+//! - [`serving`]: what that server reads from the running pipeline.
 //!
 //! [`run`] is what the CLI, the tests and the benchmarks call.
 
@@ -27,6 +28,7 @@ pub mod kafka_client;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
+pub mod serving;
 pub mod sinks;
 pub mod sources;
 pub mod view;
@@ -44,6 +46,9 @@ use plugin::{PluginEngine, PluginManager};
 use sinks::memory::MemoryStore;
 use sinks::redis::RedisSink;
 use view::{View, ViewReport};
+
+/// How often the HTTP server's consumer-lag gauges are refreshed.
+const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why a pipeline run stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -120,23 +125,45 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
         }
         views.push(view);
     }
-    // Stops the watchers and the admin endpoint when this run ends.
+    // Stops the watchers, the HTTP server and the lag reader when this run ends.
     let run_scope = shutdown.child_token();
-    let managers: BTreeMap<String, Arc<PluginManager>> = views
+    let redis = match &config.redis {
+        Some(r) => Some(RedisSink::connect(&r.url).await?),
+        None => None,
+    };
+    let memory = MemoryStore::default();
+    let uses_memory = redis.is_none();
+    let store = match &redis {
+        Some(r) => serving::Store::Redis(r.clone()),
+        None => serving::Store::Memory(memory.clone()),
+    };
+    let served = views
         .iter()
-        .map(|v| (v.name.clone(), v.manager.clone()))
+        .zip(&specs)
+        .map(|(v, spec)| serving::ServedView::new(v, spec))
         .collect();
+    let serving = serving::Serving::new(served, store);
     let admin_addr = match &config.admin {
-        Some(admin) => Some(
-            admin::serve(
+        Some(admin) => {
+            let addr = admin::serve(
                 &admin.listen,
                 admin.token.clone(),
-                managers,
+                serving.clone(),
                 run_scope.clone(),
             )
             .await
-            .map_err(|e| RunError::Admin(format!("cannot listen on {}: {e}", admin.listen)))?,
-        ),
+            .map_err(|e| RunError::Admin(format!("cannot listen on {}: {e}", admin.listen)))?;
+            if let Some(kafka) = &config.kafka {
+                serving::spawn_lag_task(
+                    kafka,
+                    serving.lag.clone(),
+                    LAG_INTERVAL,
+                    run_scope.clone(),
+                )
+                .map_err(RunError::Admin)?;
+            }
+            Some(addr)
+        }
         None => None,
     };
     for (view, spec) in views.iter().zip(&specs) {
@@ -149,18 +176,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
             ));
         }
     }
-    let redis = match &config.redis {
-        Some(r) => Some(RedisSink::connect(&r.url).await?),
-        None => None,
-    };
-    let memory = MemoryStore::default();
-    let uses_memory = redis.is_none();
-    if let Some(kafka) = &config.kafka {
-        sources::kafka::run(kafka, &config.pipeline, &mut views, ready, redis, shutdown).await?;
+    serving.set_ready(true);
+    let ran = if let Some(kafka) = &config.kafka {
+        sources::kafka::run(kafka, &config.pipeline, &mut views, ready, redis, shutdown).await
     } else if let Some(file) = &config.file {
-        sources::file::run(file, &config.pipeline, &mut views, redis, &memory, shutdown).await?;
-    }
+        sources::file::run(file, &config.pipeline, &mut views, redis, &memory, shutdown).await
+    } else {
+        Ok(())
+    };
+    serving.set_ready(false);
     run_scope.cancel();
+    ran?;
     let reports: Vec<ViewReport> = views.iter().map(View::report).collect();
     let counters = reports
         .iter()

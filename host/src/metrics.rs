@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident / $add:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident / $add:ident),* $(,)?) => {
         #[derive(Debug, Default)]
         struct Inner { $($name: AtomicU64,)* }
 
@@ -15,11 +15,11 @@ macro_rules! counters {
 
         /// A point-in-time copy of the counters.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-        pub struct Snapshot { $($(#[$doc])* pub $name: u64,)* }
+        pub struct Snapshot { $($(#[doc = $doc])* pub $name: u64,)* }
 
         impl Counters {
             $(
-                $(#[$doc])*
+                $(#[doc = $doc])*
                 pub fn $add(&self, n: u64) {
                     self.0.$name.fetch_add(n, Ordering::Relaxed);
                 }
@@ -28,6 +28,11 @@ macro_rules! counters {
             /// The sum of two snapshots.
             pub fn plus_inner(a: &Snapshot, b: &Snapshot) -> Snapshot {
                 Snapshot { $($name: a.$name + b.$name,)* }
+            }
+
+            /// Every counter of `s` as (name, description, value), in declaration order.
+            pub fn fields_of(s: &Snapshot) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), concat!($($doc),*).trim(), s.$name),)*]
             }
 
             /// Reads every counter.
@@ -71,5 +76,28 @@ impl Snapshot {
     /// The sum of `self` and `other`, counter by counter.
     pub fn plus(&self, other: &Snapshot) -> Snapshot {
         Counters::plus_inner(self, other)
+    }
+
+    /// Every counter as (name, description, value), in declaration order (for `/metrics`).
+    pub fn fields(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Counters::fields_of(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_name_describe_and_read_every_counter() {
+        let c = Counters::default();
+        c.add_events_in(7);
+        c.add_replayed(2);
+        let fields = c.snapshot().fields();
+        assert_eq!(fields.len(), 13);
+        assert_eq!(fields[0], ("events_in", "Records consumed.", 7));
+        assert_eq!(fields.last().unwrap().0, "replayed");
+        assert_eq!(fields.last().unwrap().2, 2);
+        assert!(fields.iter().all(|(_, help, _)| !help.is_empty()));
     }
 }

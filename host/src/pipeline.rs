@@ -342,6 +342,23 @@ impl Processor {
         }
     }
 
+    /// Stream time of `partition`, if it has seen an event.
+    pub fn stream_time(&self, partition: PartitionKey) -> Option<i64> {
+        self.partitions
+            .get(&partition)
+            .and_then(Partition::stream_time)
+    }
+
+    /// Advances an idle `partition`'s stream time to `to` (see
+    /// `docs/semantics.md`); its entities decay as if an event at `to` had
+    /// arrived. False when `to` is not ahead.
+    pub fn advance_idle(&mut self, partition: PartitionKey, to: i64) -> bool {
+        match self.partitions.get_mut(&partition) {
+            Some(p) => p.advance_to(&self.plan, to),
+            None => false,
+        }
+    }
+
     /// Window state size of every partition: (entities, events held).
     pub fn state_size(&self) -> (usize, usize) {
         self.partitions

@@ -148,6 +148,8 @@ impl Env {
 [pipeline]
 batch_size = 300
 linger_ms = 50
+# The reference model does not model idle partitions (tests/tests/idle.rs does).
+idle_timeout_ms = 0
 
 [kafka]
 brokers = "{brokers}"

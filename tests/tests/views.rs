@@ -23,6 +23,7 @@ fn two_views(env: &Env, shadow_topic: &str) -> wafer::config::Config {
 [pipeline]
 batch_size = 200
 linger_ms = 50
+idle_timeout_ms = 0
 
 [kafka]
 brokers = "{brokers}"

@@ -22,6 +22,15 @@ impl MemoryStore {
         }
     }
 
+    /// The value at `key`, if any.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.0
+            .lock()
+            .expect("store lock is never poisoned")
+            .get(key)
+            .cloned()
+    }
+
     /// A copy of every key and value.
     pub fn contents(&self) -> BTreeMap<String, String> {
         self.0.lock().expect("store lock is never poisoned").clone()

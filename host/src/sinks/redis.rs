@@ -1,5 +1,6 @@
 //! The Redis online store: each flush is one pipeline of `SET key value EX ttl`
 //! (or plain `SET` when the update's TTL is 0) and `DEL key` for tombstones.
+//! The HTTP API reads features back with `GET`.
 
 use redis::aio::MultiplexedConnection;
 
@@ -35,5 +36,12 @@ impl RedisSink {
         }
         pipe.query_async::<()>(&mut self.conn).await?;
         Ok(())
+    }
+
+    /// Reads the value at `key` (`GET`), for the feature-serving API.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, SinkError> {
+        let mut conn = self.conn.clone();
+        let value: Option<String> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+        Ok(value)
     }
 }

@@ -114,10 +114,18 @@ struct Member<'a> {
     redis: Option<RedisSink>,
     /// Next offset to commit, per partition touched since the last flush.
     positions: BTreeMap<PartitionKey, i64>,
-    /// Partitions this host holds (rebuilt).
-    owned: std::collections::BTreeSet<PartitionKey>,
+    /// Partitions this host holds (rebuilt), with the wall-clock time of their
+    /// last record and the next offset to read.
+    owned: BTreeMap<PartitionKey, Activity>,
     /// Set when a view's plugin is quarantined under the `pause` policy.
     paused: bool,
+}
+
+/// When a partition last received a record, and where it stands.
+#[derive(Debug, Clone, Copy)]
+struct Activity {
+    last_record: Instant,
+    next_offset: i64,
 }
 
 /// Consumes until `shutdown`, then flushes, commits and returns. `ready` is
@@ -154,6 +162,8 @@ pub async fn run(
     tracing::info!(topics = ?cfg.topics, group = %cfg.group, views = ?names, "consuming");
 
     let linger = Duration::from_millis(pipeline.linger_ms);
+    let idle_timeout =
+        (pipeline.idle_timeout_ms > 0).then(|| Duration::from_millis(pipeline.idle_timeout_ms));
     let mut in_batch = 0usize;
     let mut flush_at: Option<Instant> = None;
     loop {
@@ -172,7 +182,10 @@ pub async fn run(
             }
             continue;
         }
-        let wait_until = flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let mut wait_until = flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        if let Some(idle) = idle_timeout.filter(|_| !member.owned.is_empty()) {
+            wait_until = wait_until.min(Instant::now() + idle / 2);
+        }
         let received = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -188,7 +201,10 @@ pub async fn run(
         };
         member.apply_revocations(views);
         match received {
-            Err(_linger_elapsed) => {
+            Err(_linger_or_idle_check) => {
+                if let Some(idle) = idle_timeout {
+                    member.advance_idle_partitions(views, idle);
+                }
                 member.flush(views, &shutdown).await?;
                 in_batch = 0;
                 flush_at = None;
@@ -202,10 +218,17 @@ pub async fn run(
                     continue;
                 };
                 let key = (topic_index as u32, message.partition());
-                if !member.owned.contains(&key) {
+                if !member.owned.contains_key(&key) {
                     member.rebuild(views, key, message.offset())?;
                 }
                 member.process(views, key, &message)?;
+                member.owned.insert(
+                    key,
+                    Activity {
+                        last_record: Instant::now(),
+                        next_offset: message.offset() + 1,
+                    },
+                );
                 member.positions.insert(key, message.offset() + 1);
                 in_batch += 1;
                 flush_at.get_or_insert_with(|| Instant::now() + linger);
@@ -230,6 +253,39 @@ fn swap_pending(views: &mut [View]) -> bool {
 }
 
 impl Member<'_> {
+    /// Idle partitions (no record for `idle`) take the highest stream time of
+    /// the host's other partitions of the same topic, per view, so that their
+    /// windows decay; the new stream time is committed with the same offset.
+    fn advance_idle_partitions(&mut self, views: &mut [View], idle: Duration) {
+        let now = Instant::now();
+        let idle_keys: Vec<PartitionKey> = self
+            .owned
+            .iter()
+            .filter(|(_, a)| now.duration_since(a.last_record) >= idle)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle_keys {
+            let mut advanced = false;
+            for view in views.iter_mut() {
+                let target = self
+                    .owned
+                    .keys()
+                    .filter(|k| k.0 == key.0 && **k != key)
+                    .filter_map(|k| view.processor.stream_time(*k))
+                    .max();
+                if let Some(target) = target {
+                    advanced |= view.processor.advance_idle(key, target);
+                }
+            }
+            if advanced {
+                let next = self.owned[&key].next_offset;
+                self.positions.entry(key).or_insert(next);
+                tracing::info!(topic = %self.cfg.topics[key.0 as usize], partition = key.1,
+                    "idle partition: stream time advanced to the host's highest");
+            }
+        }
+    }
+
     fn apply_revocations(&mut self, views: &mut [View]) {
         let revoked = std::mem::take(
             &mut *self
@@ -310,7 +366,13 @@ impl Member<'_> {
                         key.1
                     ))
                 })?;
-        self.owned.insert(key);
+        self.owned.insert(
+            key,
+            Activity {
+                last_record: Instant::now(),
+                next_offset: first_offset,
+            },
+        );
         let (end, checkpoints) = match committed.find_partition(&topic, key.1) {
             Some(e) => match e.offset() {
                 Offset::Offset(o) => (Some(o), decode_checkpoints(e.metadata())),

@@ -237,6 +237,18 @@ impl Partition {
         }
     }
 
+    /// Moves stream time forward to `to` without an event (idle partition):
+    /// evicts what leaves the windows and marks those entities for emission.
+    /// Returns false (and does nothing) unless `to` is ahead of stream time.
+    pub fn advance_to(&mut self, plan: &Plan, to: i64) -> bool {
+        if self.stream_time.is_some_and(|now| to > now) {
+            self.advance(plan, to);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Moves stream time forward to `now`, evicting what leaves the windows.
     fn advance(&mut self, plan: &Plan, now: i64) {
         self.stream_time = Some(now);
