@@ -31,6 +31,7 @@ pub mod plugin;
 pub mod serving;
 pub mod sinks;
 pub mod sources;
+pub mod toolkit;
 pub mod view;
 pub mod window;
 

@@ -38,6 +38,31 @@ enum Command {
     },
     /// Print the embedded quickstart configuration.
     Quickstart,
+    /// Plugin author's toolkit: inspect a component, test it without Kafka or Redis.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Print a plugin's self-description: features, types, windows, aggregations, imports.
+    Inspect {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+    },
+    /// Replay a JSONL file of events in event-time order through the plugin with the real
+    /// host engine and print the final features (`<key> <json>` lines), or, with
+    /// `--expect`, print the differences and exit 1 when there are any.
+    Test {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// Events, one JSON object per line.
+        #[arg(long)]
+        events: PathBuf,
+        /// Expected features, in the format this command prints.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +96,31 @@ fn main() -> anyhow::Result<()> {
             print_report(&report);
         }
         Command::Quickstart => print!("{QUICKSTART}"),
+        Command::Plugin(PluginCommand::Inspect { plugin }) => {
+            print!("{}", wafer::toolkit::inspect(&plugin)?);
+        }
+        Command::Plugin(PluginCommand::Test {
+            plugin,
+            events,
+            expect,
+        }) => {
+            let features = runtime.block_on(wafer::toolkit::replay(&plugin, &events))?;
+            match expect {
+                None => print!("{}", wafer::toolkit::format_features(&features)),
+                Some(path) => {
+                    let expected = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let diff = wafer::toolkit::diff(&features, &expected);
+                    if !diff.is_empty() {
+                        for line in &diff {
+                            println!("{line}");
+                        }
+                        anyhow::bail!("{} differences from {}", diff.len(), path.display());
+                    }
+                    eprintln!("wafer: {} entities as expected", features.len());
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -198,11 +198,15 @@ impl PluginEngine {
         };
         let hash = sha256_hex(bytes);
         let component = self.compile(bytes, &hash).map_err(invalid)?;
-        let denied: Vec<String> = component
+        let imports: Vec<String> = component
             .component_type()
             .imports(&self.engine)
             .map(|(name, _)| name.to_owned())
-            .filter(|name| !GRANTED_IMPORTS.contains(&name.as_str()))
+            .collect();
+        let denied: Vec<&str> = imports
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !GRANTED_IMPORTS.contains(name))
             .collect();
         if !denied.is_empty() {
             return Err(PluginError::Invalid {
@@ -225,6 +229,7 @@ impl PluginEngine {
             descriptor: None,
             instance: None,
             content_hash: hash,
+            imports,
         };
         let described = plugin.describe_fresh()?;
         descriptor::validate(&described).map_err(|source| PluginError::Descriptor {
@@ -259,9 +264,15 @@ pub struct Plugin {
     descriptor: Option<Descriptor>,
     instance: Option<(Store<StoreState>, FeaturePlugin)>,
     content_hash: String,
+    imports: Vec<String>,
 }
 
 impl Plugin {
+    /// The interfaces the component imports (all granted, or it would not load).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
     /// `name@version`, as the plugin describes itself.
     pub fn name(&self) -> &str {
         &self.name
