@@ -1,0 +1,2218 @@
+//! `wafer_bench`: the benchmark harness of issue 6 (first version: measurement only).
+//!
+//! Run it through `scripts/bench/run.sh` (`make bench`), which builds what is needed,
+//! starts Kafka and Redis, runs this binary and renders `docs/benchmarks.md` from the
+//! JSON it writes. By hand: `cargo bench -p wafer --bench wafer_bench` (release profile).
+//!
+//! Sections (`WAFER_BENCH_SECTIONS`, comma-separated; default `inproc,memory,e2e,latency`):
+//! - `inproc`: generator -> JSON bytes -> `Processor::process` -> `Processor::flush` every
+//!   `WAFER_BENCH_FLUSH_EVERY` events, no I/O; next to it, in the same repetition, the same
+//!   path without the plugin (decode + windows + drain, rebuilt from the public pieces), and
+//!   the plugin call alone on the same batches: the wasm component vs native Rust
+//!   reimplementations of user-activity. The variants are interleaved and repeated.
+//! - `memory`: window state bytes per event-in-window and per entity, from RSS and live-heap
+//!   deltas measured in fresh child processes (this binary re-executed).
+//! - `e2e`: real Kafka + Redis: events pre-produced into a fresh 4-partition topic, then,
+//!   interleaved per repetition, `wafer::run` until the group's committed offsets reach the
+//!   end, and the Python loop (`scripts/bench/python_loop.py`) over the same topic.
+//! - `latency`: event-to-Redis latency at a fixed offered rate, with probe users observed
+//!   through Redis keyspace notifications.
+//!
+//! Every measurement stops by itself (bounded counts and time caps) and talks to loopback
+//! only (`WAFER_KAFKA_BROKERS`, `WAFER_REDIS_URL` default to 127.0.0.1).
+//! Results go to `WAFER_BENCH_OUT` (default `target/bench/results.json`), rewritten after
+//! every section; progress goes to stderr.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rustc_hash::FxHashMap;
+use serde_json::{json, Value as Json};
+use tokio_util::sync::CancellationToken;
+
+use wafer::event::{format_time, FieldValue, Schema};
+use wafer::metrics::Counters;
+use wafer::pipeline::Processor;
+use wafer::plugin::{
+    AggregationKind, Batch, Column, ColumnData, Descriptor, Plugin, PluginEngine, PluginLimits,
+    TextColumn, ValueType,
+};
+use wafer::window::{AggCell, Partition, Plan, Row};
+
+// ------------------------------------------------------------------------------------------
+// Live-heap accounting (used by the memory child processes only).
+
+/// The system allocator, counting live bytes while `COUNTING` is set.
+struct CountingAlloc;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if COUNTING.load(Ordering::Relaxed) && !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if COUNTING.load(Ordering::Relaxed) && !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if COUNTING.load(Ordering::Relaxed) && !p.is_null() {
+            LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+// ------------------------------------------------------------------------------------------
+// Settings.
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_str(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn brokers() -> String {
+    env_str("WAFER_KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+fn redis_url() -> String {
+    env_str("WAFER_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+/// Partitions of the input (in-process and Kafka alike).
+const PARTITIONS: i32 = 4;
+/// 2026-03-01T00:00:00Z: event times of the in-process and memory sections start here.
+const START_MS: i64 = 1_772_323_200_000;
+const HOUR_MS: i64 = 3_600_000;
+
+struct Settings {
+    plugin: PathBuf,
+    users: u64,
+    reps: usize,
+    inproc_events: usize,
+    flush_every: usize,
+    span_ms: i64,
+    e2e_events: usize,
+    e2e_reps: usize,
+    e2e_timeout: Duration,
+    batch_size: usize,
+    linger_ms: u64,
+    py_events: usize,
+    py_seconds: f64,
+    python: Option<PathBuf>,
+    lat_rate: u64,
+    lat_seconds: u64,
+    lat_warmup: u64,
+    lat_lingers: Vec<u64>,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let root = repo_root();
+        let python = std::env::var_os("WAFER_BENCH_PYTHON")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let p = root.join(".toolchains/bench-venv/bin/python");
+                p.exists().then_some(p)
+            });
+        Self {
+            plugin: std::env::var_os("WAFER_BENCH_PLUGIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target/plugins/user_activity.wasm")),
+            users: env_or("WAFER_BENCH_USERS", 100_000),
+            reps: env_or("WAFER_BENCH_REPS", 5),
+            inproc_events: env_or("WAFER_BENCH_INPROC_EVENTS", 1_000_000),
+            flush_every: env_or("WAFER_BENCH_FLUSH_EVERY", 5000),
+            span_ms: env_or("WAFER_BENCH_SPAN_S", 7200i64) * 1000,
+            e2e_events: env_or("WAFER_BENCH_EVENTS", 1_000_000),
+            e2e_reps: env_or("WAFER_BENCH_E2E_REPS", 3),
+            e2e_timeout: Duration::from_secs(env_or("WAFER_BENCH_E2E_TIMEOUT_S", 240)),
+            batch_size: env_or("WAFER_BENCH_BATCH_SIZE", 5000),
+            linger_ms: env_or("WAFER_BENCH_LINGER_MS", 100),
+            py_events: env_or("WAFER_BENCH_PY_EVENTS", 100_000),
+            py_seconds: env_or("WAFER_BENCH_PY_SECONDS", 90.0),
+            python,
+            lat_rate: env_or("WAFER_BENCH_LAT_RATE", 20_000),
+            lat_seconds: env_or("WAFER_BENCH_LAT_SECONDS", 20),
+            lat_warmup: env_or("WAFER_BENCH_LAT_WARMUP_S", 5),
+            lat_lingers: env_str("WAFER_BENCH_LAT_LINGERS", "100,20")
+                .split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .collect(),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Measurement helpers.
+
+/// CPU time of the calling thread, in ns (`/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident set size of this process in bytes (`/proc/self/statm`, resident pages).
+fn rss_bytes() -> u64 {
+    let pages: u64 = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    pages * page_size()
+}
+
+fn page_size() -> u64 {
+    // The kernel reports the page size to every process in its auxiliary vector; the
+    // statm unit is that page size. 4 KiB on x86-64 Linux unless huge pages are forced.
+    std::fs::read("/proc/self/auxv")
+        .ok()
+        .and_then(|auxv| {
+            auxv.chunks_exact(16).find_map(|kv| {
+                let key = u64::from_ne_bytes(kv[..8].try_into().ok()?);
+                let value = u64::from_ne_bytes(kv[8..].try_into().ok()?);
+                (key == 6).then_some(value) // AT_PAGESZ
+            })
+        })
+        .unwrap_or(4096)
+}
+
+/// CPU seconds (user + system) used so far by process `pid` ("self" for this one).
+fn process_cpu_s(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// (busy, total) CPU ticks of the whole machine (`/proc/stat`).
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// The pid of a service started by scripts/services.sh (`kafka` or `redis`).
+fn service_pid(name: &str) -> Option<String> {
+    let dir = std::env::var_os("WAFER_SERVICES_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wafer-services"))
+        })?;
+    let pid = std::fs::read_to_string(dir.join("run").join(format!("{name}.pid"))).ok()?;
+    let pid = pid.trim().to_owned();
+    Path::new("/proc").join(&pid).exists().then_some(pid)
+}
+
+/// Per thread of this process: (name, CPU ns, ns spent runnable but waiting for a CPU),
+/// from `/proc/self/task/*/{comm,schedstat}`.
+fn threads_snapshot() -> HashMap<String, (String, u64, u64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let name = std::fs::read_to_string(path.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let stat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        let mut f = stat
+            .split_whitespace()
+            .map(|x| x.parse::<u64>().unwrap_or(0));
+        let (cpu, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        out.insert(
+            entry.file_name().to_string_lossy().into_owned(),
+            (name, cpu, wait),
+        );
+    }
+    out
+}
+
+/// Thread names grouped: digits and trailing separators dropped (`rdk:broker12` -> `rdk:broker`).
+fn thread_group(name: &str) -> String {
+    let t = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '/' || c == '_');
+    if t.is_empty() {
+        name.to_owned()
+    } else {
+        t.to_owned()
+    }
+}
+
+/// CPU used by this process, the broker, Redis and the whole machine over a span.
+struct CpuSpan {
+    start: Instant,
+    threads: HashMap<String, (String, u64, u64)>,
+    me: Option<f64>,
+    kafka: Option<(String, f64)>,
+    redis: Option<(String, f64)>,
+    machine: (u64, u64),
+}
+
+impl CpuSpan {
+    fn start() -> Self {
+        let svc = |name: &str| {
+            let pid = service_pid(name)?;
+            let cpu = process_cpu_s(&pid)?;
+            Some((pid, cpu))
+        };
+        Self {
+            start: Instant::now(),
+            threads: threads_snapshot(),
+            me: process_cpu_s("self"),
+            kafka: svc("kafka"),
+            redis: svc("redis"),
+            machine: machine_ticks(),
+        }
+    }
+
+    /// Cores used on average (CPU seconds / wall seconds) by each, over the span.
+    fn finish(&self) -> Json {
+        let wall = self.start.elapsed().as_secs_f64();
+        let cores = |before: Option<f64>, now: Option<f64>| match (before, now) {
+            (Some(b), Some(n)) => json!((n - b) / wall),
+            _ => Json::Null,
+        };
+        let svc = |s: &Option<(String, f64)>| match s {
+            Some((pid, b)) => cores(Some(*b), process_cpu_s(pid)),
+            None => Json::Null,
+        };
+        let (busy, total) = machine_ticks();
+        let machine = (busy - self.machine.0) as f64 / (total - self.machine.1).max(1) as f64;
+        // Per thread group of this process: cores used, and cores' worth of time spent
+        // runnable but not running (the machine was busy with something else).
+        let mut groups: HashMap<String, (f64, f64)> = HashMap::new();
+        let (mut wait_total, wall_ns) = (0.0, wall * 1e9);
+        for (tid, (name, cpu, wait)) in threads_snapshot() {
+            let (cpu0, wait0) = self.threads.get(&tid).map_or((0, 0), |(_, c, w)| (*c, *w));
+            let g = groups.entry(thread_group(&name)).or_default();
+            g.0 += cpu.saturating_sub(cpu0) as f64 / wall_ns;
+            g.1 += wait.saturating_sub(wait0) as f64 / wall_ns;
+            wait_total += wait.saturating_sub(wait0) as f64 / wall_ns;
+        }
+        let mut groups: Vec<(String, (f64, f64))> = groups.into_iter().collect();
+        groups.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+        let threads: Vec<Json> = groups
+            .iter()
+            .filter(|(_, (c, w))| *c >= 0.005 || *w >= 0.005)
+            .map(|(name, (c, w))| json!({ "threads": name, "cores": c, "waiting_cores": w }))
+            .collect();
+        json!({
+            "threads": threads,
+            "runqueue_wait_cores": wait_total,
+            "wall_s": wall,
+            "bench_process_cores": cores(self.me, process_cpu_s("self")),
+            "kafka_cores": svc(&self.kafka),
+            "redis_cores": svc(&self.redis),
+            "machine_busy_fraction": machine,
+        })
+    }
+}
+
+/// Wall and thread-CPU time of one timed run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Timing {
+    wall_ns: u64,
+    cpu_ns: u64,
+}
+
+impl Timing {
+    fn measure<R>(f: impl FnOnce() -> R) -> (Self, R) {
+        let cpu = thread_cpu_ns();
+        let start = Instant::now();
+        let r = f();
+        let wall_ns = start.elapsed().as_nanos() as u64;
+        let cpu_ns = thread_cpu_ns().saturating_sub(cpu);
+        (Self { wall_ns, cpu_ns }, r)
+    }
+}
+
+/// Median, min, max and spread of a sample.
+fn stats(xs: &[f64]) -> Json {
+    if xs.is_empty() {
+        return Json::Null;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    let (min, max) = (v[0], v[v.len() - 1]);
+    json!({
+        "median": median,
+        "min": min,
+        "max": max,
+        "spread_pct": if median != 0.0 { (max - min) / median.abs() * 100.0 } else { 0.0 },
+        "n": v.len(),
+        "values": xs,
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn say(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+// ------------------------------------------------------------------------------------------
+// Event generator.
+
+/// Tiny deterministic generator (xorshift*), so every run sees the same stream.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+const ACTIONS: [&str; 6] = [
+    "view",
+    "click",
+    "add_to_cart",
+    "purchase",
+    "search",
+    "share",
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Users {
+    /// `n` users, skewed: user `a*b/n` for uniform a, b (low ids much more frequent).
+    Skewed(u64),
+    /// Every event has its own user.
+    Distinct,
+}
+
+/// Pre-generated JSON payloads in one buffer, with their partition and event time.
+struct Events {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    partition: Vec<i32>,
+    time_ms: Vec<i64>,
+    user: Vec<u32>,
+}
+
+impl Events {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn payload(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.buf[start..self.ends[i]]
+    }
+
+    fn key(&self, i: usize) -> String {
+        user_name(self.user[i])
+    }
+
+    fn distinct_users(&self) -> usize {
+        let mut u = self.user.clone();
+        u.sort_unstable();
+        u.dedup();
+        u.len()
+    }
+}
+
+fn user_name(k: u32) -> String {
+    format!("user_{k:07}")
+}
+
+fn write_event(buf: &mut Vec<u8>, user: &str, action: &str, value: f64, time_ms: i64) {
+    use std::io::Write;
+    write!(
+        buf,
+        r#"{{"user_id":"{user}","action":"{action}","value":{value},"timestamp":"{}"}}"#,
+        format_time(time_ms)
+    )
+    .expect("writing to a Vec cannot fail");
+}
+
+/// `n` events of `users`, event times advancing evenly from `start_ms` over `span_ms`,
+/// one in ten up to 2 s out of order (never late); user k lives on partition k mod 4.
+fn generate(n: usize, users: Users, start_ms: i64, span_ms: i64, seed: u64) -> Events {
+    let mut rng = Rng::new(seed);
+    let mut ev = Events {
+        buf: Vec::with_capacity(n * 100),
+        ends: Vec::with_capacity(n),
+        partition: Vec::with_capacity(n),
+        time_ms: Vec::with_capacity(n),
+        user: Vec::with_capacity(n),
+    };
+    for i in 0..n {
+        let k = match users {
+            Users::Skewed(u) => (rng.below(u) * rng.below(u)) / u.max(1),
+            Users::Distinct => i as u64,
+        } as u32;
+        let mut t = start_ms + ((i as i128 * span_ms as i128) / n.max(1) as i128) as i64;
+        if rng.below(10) == 0 {
+            t -= rng.below(2000) as i64;
+        }
+        let action = ACTIONS[rng.below(ACTIONS.len() as u64) as usize];
+        let value = rng.below(100_000) as f64 / 100.0;
+        write_event(&mut ev.buf, &user_name(k), action, value, t);
+        ev.ends.push(ev.buf.len());
+        ev.partition.push((k % PARTITIONS as u32) as i32);
+        ev.time_ms.push(t);
+        ev.user.push(k);
+    }
+    ev
+}
+
+// ------------------------------------------------------------------------------------------
+// Plugin loading.
+
+fn engine() -> anyhow::Result<PluginEngine> {
+    PluginEngine::with_cache(wafer::config::default_cache_dir())
+}
+
+fn load(engine: &PluginEngine, path: &Path, timeout: Duration) -> anyhow::Result<Plugin> {
+    let limits = PluginLimits {
+        call_timeout: timeout,
+        ..PluginLimits::default()
+    };
+    engine
+        .load_file(path, limits)
+        .with_context(|| format!("loading {}", path.display()))
+}
+
+fn processor(plugin: Plugin) -> Processor {
+    Processor::new(
+        plugin,
+        "timestamp",
+        86_400_000,
+        None,
+        3600,
+        Counters::default(),
+    )
+}
+
+// ------------------------------------------------------------------------------------------
+// In-process: the full path through `Processor`.
+
+/// Feeds every event to `p` and flushes every partition every `flush_every` events
+/// (and at the end), discarding the updates. Returns the number of updates.
+fn feed(p: &mut Processor, ev: &Events, flush_every: usize) -> u64 {
+    feed_range(p, ev, 0..ev.len(), flush_every)
+}
+
+/// [`feed`] over the events of `range` only (offsets count from the range's start).
+/// Always inlined, so that the profiled loop has its own copy (callgrind's toggle on
+/// `profile_loop` would otherwise also count the warm-up's calls).
+#[inline(always)]
+fn feed_range(
+    p: &mut Processor,
+    ev: &Events,
+    range: std::ops::Range<usize>,
+    flush_every: usize,
+) -> u64 {
+    let mut offsets = [range.start as i64; PARTITIONS as usize];
+    let mut updates = 0u64;
+    for i in range {
+        let part = ev.partition[i];
+        let offset = offsets[part as usize];
+        offsets[part as usize] += 1;
+        let outcome = p.process((0, part), offset, ev.time_ms[i], Some(ev.payload(i)));
+        black_box(&outcome);
+        if (i + 1).is_multiple_of(flush_every) {
+            for k in 0..PARTITIONS {
+                updates += black_box(p.flush((0, k))).updates.len() as u64;
+            }
+        }
+    }
+    for k in 0..PARTITIONS {
+        updates += black_box(p.flush((0, k))).updates.len() as u64;
+    }
+    updates
+}
+
+// ------------------------------------------------------------------------------------------
+// In-process: the same path without the plugin, from the public pieces
+// (`Schema::decode`, an interner like the processor's, `Partition::apply`, `Partition::drain`).
+
+/// Interns text values as `Processor` does, so windows store 8-byte cells.
+#[derive(Default)]
+struct Interner {
+    ids: FxHashMap<Box<str>, u32>,
+    strings: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        let id = self.strings.len() as u32;
+        self.strings.push(s.into());
+        self.ids.insert(s.into(), id);
+        id
+    }
+}
+
+struct Core {
+    plan: Plan,
+    schema: Schema,
+    parts: Vec<Partition>,
+    interner: Interner,
+    cells: Vec<u64>,
+}
+
+impl Core {
+    fn new(d: &Descriptor) -> Self {
+        let plan = Plan::new(d);
+        let parts = (0..PARTITIONS).map(|_| Partition::new(&plan)).collect();
+        Self {
+            schema: Schema {
+                entity_key: d.entity_key.clone(),
+                timestamp_field: "timestamp".into(),
+                inputs: d.inputs.iter().map(|i| (i.name.clone(), i.kind)).collect(),
+                max_future_ms: 86_400_000,
+            },
+            plan,
+            parts,
+            interner: Interner::default(),
+            cells: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, part: i32, offset: i64, reference_ms: i64, payload: &[u8]) {
+        let Ok(event) = self.schema.decode(Some(payload), reference_ms) else {
+            return;
+        };
+        self.cells.clear();
+        for (input, _) in &self.plan.stored {
+            self.cells.push(match &event.fields[*input] {
+                FieldValue::Int(v) => *v as u64,
+                FieldValue::Float(v) => v.to_bits(),
+                FieldValue::Bool(v) => u64::from(*v),
+                FieldValue::Text(s) => u64::from(self.interner.intern(s)),
+            });
+        }
+        let _ = black_box(self.parts[part as usize].apply(
+            &self.plan,
+            offset,
+            &event.entity,
+            event.time_ms,
+            &self.cells,
+        ));
+    }
+
+    /// Feeds every event, draining every partition every `flush_every` events; with
+    /// `capture`, turns each drain into the plugin batch the processor would build.
+    fn feed(&mut self, ev: &Events, flush_every: usize, capture: bool) -> (u64, Vec<Batch>) {
+        let mut offsets = [0i64; PARTITIONS as usize];
+        let mut rows = 0u64;
+        let mut batches = Vec::new();
+        for i in 0..ev.len() {
+            let part = ev.partition[i];
+            let offset = offsets[part as usize];
+            offsets[part as usize] += 1;
+            self.apply(part, offset, ev.time_ms[i], ev.payload(i));
+            if (i + 1).is_multiple_of(flush_every) {
+                rows += self.drain_all(capture, &mut batches);
+            }
+        }
+        rows += self.drain_all(capture, &mut batches);
+        (rows, batches)
+    }
+
+    fn drain_all(&mut self, capture: bool, batches: &mut Vec<Batch>) -> u64 {
+        let mut rows = 0;
+        for k in 0..PARTITIONS as usize {
+            let emission = black_box(self.parts[k].drain(&self.plan));
+            rows += emission.rows.len() as u64;
+            if capture && !emission.rows.is_empty() {
+                batches.push(self.batch(&emission.rows));
+            }
+        }
+        rows
+    }
+
+    /// The plugin input for `rows`, laid out as `Processor` lays it out: one column per
+    /// aggregation, text dictionary-encoded per batch, `valid` empty when nothing is null.
+    fn batch(&self, rows: &[Row]) -> Batch {
+        let columns = self
+            .plan
+            .aggs
+            .iter()
+            .enumerate()
+            .map(|(a, op)| {
+                let cells: Vec<AggCell> = rows.iter().map(|r| r.cells[a]).collect();
+                let valid: Vec<bool> = cells.iter().map(|c| *c != AggCell::Null).collect();
+                let valid = if valid.iter().all(|v| *v) {
+                    Vec::new()
+                } else {
+                    valid
+                };
+                let stored = |c: &AggCell| match c {
+                    AggCell::Stored(x) => *x,
+                    _ => 0,
+                };
+                let data = match (op.kind, op.field_type) {
+                    (AggregationKind::First | AggregationKind::Last, Some(kind)) => match kind {
+                        ValueType::Int64 => {
+                            ColumnData::Int64(cells.iter().map(|c| stored(c) as i64).collect())
+                        }
+                        ValueType::Float64 => ColumnData::Float64(
+                            cells.iter().map(|c| f64::from_bits(stored(c))).collect(),
+                        ),
+                        ValueType::Boolean => {
+                            ColumnData::Boolean(cells.iter().map(|c| stored(c) != 0).collect())
+                        }
+                        ValueType::Text => {
+                            let mut local: FxHashMap<u32, u32> = FxHashMap::default();
+                            let mut dictionary = Vec::new();
+                            let codes = cells
+                                .iter()
+                                .map(|c| {
+                                    let id = stored(c) as u32;
+                                    *local.entry(id).or_insert_with(|| {
+                                        dictionary
+                                            .push(self.interner.strings[id as usize].to_string());
+                                        (dictionary.len() - 1) as u32
+                                    })
+                                })
+                                .collect();
+                            ColumnData::Text(TextColumn { dictionary, codes })
+                        }
+                    },
+                    _ => match cells.iter().find(|c| **c != AggCell::Null) {
+                        Some(AggCell::Int(_)) => ColumnData::Int64(
+                            cells
+                                .iter()
+                                .map(|c| if let AggCell::Int(v) = c { *v } else { 0 })
+                                .collect(),
+                        ),
+                        _ => ColumnData::Float64(
+                            cells
+                                .iter()
+                                .map(|c| if let AggCell::Float(v) = c { *v } else { 0.0 })
+                                .collect(),
+                        ),
+                    },
+                };
+                Column { data, valid }
+            })
+            .collect();
+        Batch {
+            rows: rows.len() as u32,
+            columns,
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Native user-activity, two ways.
+//
+// `native_sdk` is the plugin's own logic as the Rust SDK runs it inside the component
+// (guest-sdk/rust/src/glue.rs + plugins/user-activity): per row, one `Value` per cell
+// (text cloned into a `String`), `compute` returning a `Vec<Value>`, typed column builders
+// with a per-batch dictionary. Only the WIT lowering/lifting, the sandbox and the host's
+// output check are missing: that is what the WASM boundary costs.
+//
+// `native_columnar` is what a hand-written columnar implementation over the same
+// `Batch` costs: a lower bound for this plugin's logic.
+
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bool(bool),
+}
+
+fn sdk_cell(column: &Column, row: usize) -> Value {
+    if !column.valid.is_empty() && !column.valid.get(row).copied().unwrap_or(false) {
+        return Value::Null;
+    }
+    let value = match &column.data {
+        ColumnData::Int64(v) => v.get(row).map(|x| Value::Int(*x)),
+        ColumnData::Float64(v) => v.get(row).map(|x| Value::Float(*x)),
+        ColumnData::Boolean(v) => v.get(row).map(|x| Value::Bool(*x)),
+        ColumnData::Text(t) => t
+            .codes
+            .get(row)
+            .and_then(|c| t.dictionary.get(*c as usize))
+            .map(|s| Value::Text(s.clone())),
+    };
+    value.unwrap_or(Value::Null)
+}
+
+/// plugins/user-activity's `compute`, over the SDK's row accessors.
+fn user_activity_row(cells: &[Value]) -> Result<Vec<Value>, String> {
+    let int = |i: usize| match cells.get(i) {
+        Some(Value::Int(v)) => Some(*v),
+        _ => None,
+    };
+    let float = |i: usize| match cells.get(i) {
+        Some(Value::Float(v)) => Some(*v),
+        Some(Value::Int(v)) => Some(*v as f64),
+        _ => None,
+    };
+    let text = |i: usize| match cells.get(i) {
+        Some(Value::Text(v)) => Some(v.as_str()),
+        _ => None,
+    };
+    let count = int(0).unwrap_or(0);
+    let unique = int(1).unwrap_or(0);
+    let sum = float(2).unwrap_or(0.0);
+    let avg = if count > 0 { sum / count as f64 } else { 0.0 };
+    let last = text(3).map_or(Value::Null, |a| Value::Text(a.to_owned()));
+    Ok(vec![
+        Value::Int(count),
+        Value::Int(unique),
+        Value::Float(avg),
+        last,
+    ])
+}
+
+struct SdkColumnBuilder {
+    data: ColumnData,
+    valid: Vec<bool>,
+    any_null: bool,
+    dictionary_index: HashMap<String, u32>,
+}
+
+impl SdkColumnBuilder {
+    fn new(kind: ValueType, rows: usize) -> Self {
+        let data = match kind {
+            ValueType::Int64 => ColumnData::Int64(Vec::with_capacity(rows)),
+            ValueType::Float64 => ColumnData::Float64(Vec::with_capacity(rows)),
+            ValueType::Boolean => ColumnData::Boolean(Vec::with_capacity(rows)),
+            ValueType::Text => ColumnData::Text(TextColumn {
+                dictionary: Vec::new(),
+                codes: Vec::with_capacity(rows),
+            }),
+        };
+        Self {
+            data,
+            valid: Vec::with_capacity(rows),
+            any_null: false,
+            dictionary_index: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, value: Value) -> Result<(), String> {
+        let is_null = matches!(value, Value::Null);
+        match (&mut self.data, value) {
+            (ColumnData::Int64(v), Value::Int(x)) => v.push(x),
+            (ColumnData::Int64(v), Value::Null) => v.push(0),
+            (ColumnData::Float64(v), Value::Float(x)) => v.push(x),
+            (ColumnData::Float64(v), Value::Int(x)) => v.push(x as f64),
+            (ColumnData::Float64(v), Value::Null) => v.push(0.0),
+            (ColumnData::Boolean(v), Value::Bool(x)) => v.push(x),
+            (ColumnData::Boolean(v), Value::Null) => v.push(false),
+            (ColumnData::Text(t), Value::Text(s)) => {
+                let next = t.dictionary.len() as u32;
+                let code = *self.dictionary_index.entry(s).or_insert_with_key(|k| {
+                    t.dictionary.push(k.clone());
+                    next
+                });
+                t.codes.push(code);
+            }
+            (ColumnData::Text(t), Value::Null) => t.codes.push(0),
+            (_, value) => return Err(format!("value {value:?} does not match the column")),
+        }
+        self.any_null |= is_null;
+        self.valid.push(!is_null);
+        Ok(())
+    }
+
+    fn finish(self) -> Column {
+        Column {
+            data: self.data,
+            valid: if self.any_null {
+                self.valid
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+/// The feature list, rebuilt per call as the SDK's glue rebuilds the descriptor.
+fn user_activity_features() -> Vec<(String, ValueType)> {
+    vec![
+        ("event_count_1h".to_owned(), ValueType::Int64),
+        ("unique_actions_1h".to_owned(), ValueType::Int64),
+        ("avg_value_1h".to_owned(), ValueType::Float64),
+        ("last_action".to_owned(), ValueType::Text),
+    ]
+}
+
+fn native_sdk(input: &Batch) -> Result<Vec<Column>, String> {
+    let features = user_activity_features();
+    let rows = input.rows as usize;
+    let mut builders: Vec<SdkColumnBuilder> = features
+        .iter()
+        .map(|(_, kind)| SdkColumnBuilder::new(*kind, rows))
+        .collect();
+    let mut cells = Vec::with_capacity(input.columns.len());
+    for r in 0..rows {
+        cells.clear();
+        cells.extend(input.columns.iter().map(|c| sdk_cell(c, r)));
+        let out = user_activity_row(&cells).map_err(|e| format!("row {r}: {e}"))?;
+        if out.len() != features.len() {
+            return Err(format!("row {r}: wrong number of values"));
+        }
+        for ((value, builder), (name, _)) in out.into_iter().zip(&mut builders).zip(&features) {
+            builder
+                .push(value)
+                .map_err(|e| format!("row {r}, feature {name}: {e}"))?;
+        }
+    }
+    Ok(builders.into_iter().map(SdkColumnBuilder::finish).collect())
+}
+
+fn native_columnar(input: &Batch) -> Vec<Column> {
+    let ints = |c: &Column| match &c.data {
+        ColumnData::Int64(v) => v.clone(),
+        _ => vec![0; input.rows as usize],
+    };
+    let count = ints(&input.columns[0]);
+    let unique = ints(&input.columns[1]);
+    let avg = match &input.columns[2].data {
+        ColumnData::Float64(sum) => sum
+            .iter()
+            .zip(&count)
+            .map(|(s, n)| if *n > 0 { s / *n as f64 } else { 0.0 })
+            .collect(),
+        _ => vec![0.0; input.rows as usize],
+    };
+    vec![
+        Column {
+            data: ColumnData::Int64(count),
+            valid: Vec::new(),
+        },
+        Column {
+            data: ColumnData::Int64(unique),
+            valid: Vec::new(),
+        },
+        Column {
+            data: ColumnData::Float64(avg),
+            valid: Vec::new(),
+        },
+        Column {
+            data: input.columns[3].data.clone(),
+            valid: input.columns[3].valid.clone(),
+        },
+    ]
+}
+
+/// Checks that the three implementations agree on `batches` (a sanity check, untimed).
+fn check_same_outputs(plugin: &mut Plugin, batches: &[Batch]) -> anyhow::Result<()> {
+    for b in batches.iter().take(20) {
+        let wasm = plugin.compute(b).context("wasm compute")?;
+        let sdk = native_sdk(b).map_err(anyhow::Error::msg)?;
+        let col = native_columnar(b);
+        for (name, out) in [("native-sdk", &sdk), ("native-columnar", &col)] {
+            if out.len() != wasm.len() {
+                bail!("{name}: {} columns, wasm {}", out.len(), wasm.len());
+            }
+            for (i, (a, w)) in out.iter().zip(&wasm).enumerate() {
+                if !same_column(a, w) {
+                    bail!("{name}: column {i} differs from the wasm plugin's");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same_column(a: &Column, b: &Column) -> bool {
+    let rows = |c: &Column| -> Vec<String> {
+        let n = match &c.data {
+            ColumnData::Int64(v) => v.len(),
+            ColumnData::Float64(v) => v.len(),
+            ColumnData::Boolean(v) => v.len(),
+            ColumnData::Text(t) => t.codes.len(),
+        };
+        (0..n)
+            .map(|r| {
+                if !c.valid.is_empty() && !c.valid[r] {
+                    return "null".into();
+                }
+                match &c.data {
+                    ColumnData::Int64(v) => v[r].to_string(),
+                    ColumnData::Float64(v) => v[r].to_string(),
+                    ColumnData::Boolean(v) => v[r].to_string(),
+                    ColumnData::Text(t) => t.dictionary[t.codes[r] as usize].clone(),
+                }
+            })
+            .collect()
+    };
+    rows(a) == rows(b)
+}
+
+// ------------------------------------------------------------------------------------------
+// Section: in-process throughput and WASM cost.
+
+fn section_inproc(s: &Settings) -> anyhow::Result<Json> {
+    let n = s.inproc_events;
+    say(format!(
+        "inproc: generating {n} events over {} users",
+        s.users
+    ));
+    let ev = generate(n, Users::Skewed(s.users), START_MS, s.span_ms, 1);
+    let engine = engine()?;
+    let mut wasm = load(&engine, &s.plugin, Duration::from_secs(1))?;
+    let descriptor = wasm.descriptor().clone();
+
+    // The batches the processor hands the plugin, captured once (untimed).
+    let (rows, batches) = Core::new(&descriptor).feed(&ev, s.flush_every, true);
+    let batch_rows: Vec<u32> = batches.iter().map(|b| b.rows).collect();
+    check_same_outputs(&mut wasm, &batches)?;
+    say(format!(
+        "inproc: {} batches, {rows} rows; outputs of wasm and native agree",
+        batches.len()
+    ));
+
+    // Python and JavaScript builds of user-activity, when they were built.
+    let mut others: Vec<(&str, Plugin)> = Vec::new();
+    let mut other_notes = serde_json::Map::new();
+    for (label, file) in [
+        ("python", "user_activity_py.wasm"),
+        ("javascript", "user_activity_js.wasm"),
+    ] {
+        let path = repo_root().join("target/plugins").join(file);
+        if !path.exists() {
+            other_notes.insert(label.into(), json!("not built"));
+            continue;
+        }
+        say(format!(
+            "inproc: loading {file} (compiled once, then cached)"
+        ));
+        match load(&engine, &path, Duration::from_secs(10)) {
+            Ok(p) => others.push((label, p)),
+            Err(e) => {
+                other_notes.insert(label.into(), json!(format!("{e:#}")));
+            }
+        }
+    }
+    // The interpreted guests run on a prefix of the batches (about 20k rows).
+    let mut subset = 0;
+    let mut subset_rows = 0u64;
+    while subset < batches.len() && subset_rows < 20_000 {
+        subset_rows += u64::from(batches[subset].rows);
+        subset += 1;
+    }
+
+    let variants = ["full", "core", "plugin-wasm", "plugin-native"];
+    let mut raw: HashMap<&str, Vec<Timing>> = HashMap::new();
+    let mut updates = 0u64;
+    for rep in 0..s.reps {
+        let mut order = variants.to_vec();
+        order.rotate_left(rep % variants.len());
+        for v in order {
+            match v {
+                "full" => {
+                    let mut p = processor(load(&engine, &s.plugin, Duration::from_secs(1))?);
+                    let (t, u) = Timing::measure(|| feed(&mut p, &ev, s.flush_every));
+                    updates = u;
+                    raw.entry("full").or_default().push(t);
+                }
+                "core" => {
+                    let mut core = Core::new(&descriptor);
+                    let (t, _) = Timing::measure(|| core.feed(&ev, s.flush_every, false));
+                    raw.entry("core").or_default().push(t);
+                }
+                "plugin-wasm" => {
+                    let (t, _) = Timing::measure(|| {
+                        for b in &batches {
+                            black_box(wasm.compute(b).expect("wasm compute"));
+                        }
+                    });
+                    raw.entry("plugin-wasm").or_default().push(t);
+                    for (label, p) in &mut others {
+                        let (t, _) = Timing::measure(|| {
+                            for b in &batches[..subset] {
+                                black_box(p.compute(b).expect("compute"));
+                            }
+                        });
+                        raw.entry(label).or_default().push(t);
+                    }
+                }
+                _ => {
+                    let (t, _) = Timing::measure(|| {
+                        for b in &batches {
+                            black_box(native_sdk(black_box(b)).expect("native compute"));
+                        }
+                    });
+                    raw.entry("plugin-native-sdk").or_default().push(t);
+                    let (t, _) = Timing::measure(|| {
+                        for b in &batches {
+                            black_box(native_columnar(black_box(b)));
+                        }
+                    });
+                    raw.entry("plugin-native-columnar").or_default().push(t);
+                }
+            }
+        }
+        let full = raw["full"].last().expect("measured");
+        say(format!(
+            "inproc rep {}/{}: full {:.0} ev/s (wall), {:.0} ev/s (thread cpu)",
+            rep + 1,
+            s.reps,
+            n as f64 / (full.wall_ns as f64 / 1e9),
+            n as f64 / (full.cpu_ns as f64 / 1e9),
+        ));
+    }
+
+    let per = |name: &str, f: &dyn Fn(&Timing) -> f64| -> Vec<f64> {
+        raw.get(name)
+            .map(|ts| ts.iter().map(f).collect())
+            .unwrap_or_default()
+    };
+    let wall = |t: &Timing| t.wall_ns as f64;
+    let cpu = |t: &Timing| t.cpu_ns as f64;
+    let mut derived = serde_json::Map::new();
+    for (clock, f) in [("wall", &wall as &dyn Fn(&Timing) -> f64), ("cpu", &cpu)] {
+        let full = per("full", f);
+        let core = per("core", f);
+        let pw = per("plugin-wasm", f);
+        let ps = per("plugin-native-sdk", f);
+        let pc = per("plugin-native-columnar", f);
+        let rate =
+            |ns: &[f64], count: f64| -> Vec<f64> { ns.iter().map(|t| count / (t / 1e9)).collect() };
+        // Per repetition: the full path with the plugin call replaced by the native call.
+        let native_path: Vec<f64> = (0..full.len()).map(|i| full[i] - pw[i] + ps[i]).collect();
+        let columnar_path: Vec<f64> = (0..full.len()).map(|i| full[i] - pw[i] + pc[i]).collect();
+        let glue: Vec<f64> = (0..full.len()).map(|i| full[i] - core[i] - pw[i]).collect();
+        let mut other = serde_json::Map::new();
+        for (label, _) in &others {
+            let t = per(label, f);
+            other.insert(
+                (*label).into(),
+                json!({
+                    "ns_per_row": stats(&t.iter().map(|t| t / subset_rows as f64).collect::<Vec<_>>()),
+                    "rows_per_s": stats(&rate(&t, subset_rows as f64)),
+                }),
+            );
+        }
+        derived.insert(
+            clock.into(),
+            json!({
+                "full_events_per_s": stats(&rate(&full, n as f64)),
+                "core_events_per_s": stats(&rate(&core, n as f64)),
+                "native_path_events_per_s": stats(&rate(&native_path, n as f64)),
+                "columnar_path_events_per_s": stats(&rate(&columnar_path, n as f64)),
+                "ns_per_event": {
+                    "full": stats(&full.iter().map(|t| t / n as f64).collect::<Vec<_>>()),
+                    "core": stats(&core.iter().map(|t| t / n as f64).collect::<Vec<_>>()),
+                    "plugin_wasm": stats(&pw.iter().map(|t| t / n as f64).collect::<Vec<_>>()),
+                    "plugin_native_sdk": stats(&ps.iter().map(|t| t / n as f64).collect::<Vec<_>>()),
+                    "plugin_native_columnar": stats(&pc.iter().map(|t| t / n as f64).collect::<Vec<_>>()),
+                    "glue": stats(&glue.iter().map(|t| t / n as f64).collect::<Vec<_>>()),
+                },
+                "ns_per_row": {
+                    "plugin_wasm": stats(&pw.iter().map(|t| t / rows as f64).collect::<Vec<_>>()),
+                    "plugin_native_sdk": stats(&ps.iter().map(|t| t / rows as f64).collect::<Vec<_>>()),
+                    "plugin_native_columnar": stats(&pc.iter().map(|t| t / rows as f64).collect::<Vec<_>>()),
+                },
+                "wasm_over_native_path": stats(&(0..full.len()).map(|i| native_path[i] / full[i]).collect::<Vec<_>>()),
+                "wasm_over_columnar_path": stats(&(0..full.len()).map(|i| columnar_path[i] / full[i]).collect::<Vec<_>>()),
+                "plugin_call_wasm_over_native": stats(&(0..full.len()).map(|i| ps[i] / pw[i]).collect::<Vec<_>>()),
+                "other_languages": other,
+            }),
+        );
+    }
+    let mut sorted_rows = batch_rows.clone();
+    sorted_rows.sort_unstable();
+    Ok(json!({
+        "events": n,
+        "users": s.users,
+        "distinct_users": ev.distinct_users(),
+        "partitions": PARTITIONS,
+        "flush_every": s.flush_every,
+        "span_s": s.span_ms / 1000,
+        "payload_bytes_avg": ev.buf.len() as f64 / n as f64,
+        "reps": s.reps,
+        "updates_per_run": updates,
+        "batches": batches.len(),
+        "rows": rows,
+        "rows_per_batch_median": sorted_rows.get(sorted_rows.len() / 2).copied().unwrap_or(0),
+        "other_languages_rows": subset_rows,
+        "other_languages_notes": other_notes,
+        "derived": derived,
+    }))
+}
+
+// ------------------------------------------------------------------------------------------
+// Section: memory, in child processes.
+
+fn memory_child() -> anyhow::Result<()> {
+    COUNTING.store(true, Ordering::SeqCst);
+    let scenario = env_str("WAFER_BENCH_MEM_SCENARIO", "skewed");
+    let n: usize = env_or("WAFER_BENCH_MEM_EVENTS", 1_000_000);
+    let users: u64 = env_or("WAFER_BENCH_USERS", 100_000);
+    let plugin_path = Settings::from_env().plugin;
+    let who = match scenario.as_str() {
+        "distinct" => Users::Distinct,
+        _ => Users::Skewed(users),
+    };
+    // 30 minutes of event time: every event stays inside the 1 h window.
+    let ev = generate(n, who, START_MS, HOUR_MS / 2, 7);
+    let engine = engine()?;
+    let mut p = processor(load(&engine, &plugin_path, Duration::from_secs(1))?);
+    // A first flush warms the plugin instance up before the baseline is taken.
+    let warm = generate(1, Users::Distinct, START_MS - HOUR_MS * 10, 1, 3);
+    p.process((0, 99), 0, warm.time_ms[0], Some(warm.payload(0)));
+    drop(p.flush((0, 99)));
+    p.release((0, 99));
+    let (rss0, heap0) = (rss_bytes(), LIVE_BYTES.load(Ordering::SeqCst));
+    let updates = feed(&mut p, &ev, 5000);
+    let (rss1, heap1) = (rss_bytes(), LIVE_BYTES.load(Ordering::SeqCst));
+    let (entities, events) = p.state_size();
+    println!(
+        "{}",
+        json!({
+            "scenario": scenario,
+            "events_fed": n,
+            "entities": entities,
+            "events_held": events,
+            "rss_delta": rss1 as i64 - rss0 as i64,
+            "heap_delta": heap1 - heap0,
+            "rss_total": rss1,
+            "updates": updates,
+        })
+    );
+    Ok(())
+}
+
+fn run_memory_child(scenario: &str, events: usize) -> anyhow::Result<Json> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .env("WAFER_BENCH_CHILD", "memory")
+        .env("WAFER_BENCH_MEM_SCENARIO", scenario)
+        .env("WAFER_BENCH_MEM_EVENTS", events.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the memory child")?;
+    if !out.status.success() {
+        bail!("memory child ({scenario}) failed: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("memory child printed {text:?}"))
+}
+
+fn section_memory(s: &Settings) -> anyhow::Result<Json> {
+    let reps = s.reps.clamp(1, 3);
+    let mut skewed = Vec::new();
+    let mut distinct = Vec::new();
+    for rep in 0..reps {
+        say(format!("memory rep {}/{reps}", rep + 1));
+        skewed.push(run_memory_child("skewed", 1_000_000)?);
+        distinct.push(run_memory_child("distinct", 1_000_000)?);
+    }
+    // Two scenarios, two unknowns: bytes = a * events_held + b * entities.
+    let solve = |key: &str| -> Vec<(f64, f64)> {
+        skewed
+            .iter()
+            .zip(&distinct)
+            .map(|(s1, s2)| {
+                let f = |j: &Json, k: &str| j[k].as_f64().unwrap_or(0.0);
+                let (e1, n1, m1) = (f(s1, "events_held"), f(s1, "entities"), f(s1, key));
+                let (e2, n2, m2) = (f(s2, "events_held"), f(s2, "entities"), f(s2, key));
+                let det = e1 * n2 - e2 * n1;
+                let a = (m1 * n2 - m2 * n1) / det;
+                let b = (e1 * m2 - e2 * m1) / det;
+                (a, b)
+            })
+            .collect()
+    };
+    let mut fits = serde_json::Map::new();
+    for key in ["rss_delta", "heap_delta"] {
+        let ab = solve(key);
+        fits.insert(
+            key.into(),
+            json!({
+                "bytes_per_event": stats(&ab.iter().map(|x| x.0).collect::<Vec<_>>()),
+                "bytes_per_entity": stats(&ab.iter().map(|x| x.1).collect::<Vec<_>>()),
+                "skewed_bytes_per_event_held": stats(&skewed.iter().map(|j| j[key].as_f64().unwrap_or(0.0) / j["events_held"].as_f64().unwrap_or(1.0)).collect::<Vec<_>>()),
+                "distinct_bytes_per_entity": stats(&distinct.iter().map(|j| j[key].as_f64().unwrap_or(0.0) / j["entities"].as_f64().unwrap_or(1.0)).collect::<Vec<_>>()),
+            }),
+        );
+    }
+    Ok(json!({
+        "skewed": skewed,
+        "distinct": distinct,
+        "fit": fits,
+        "rss_total_at_1m_entities": stats(&distinct.iter().map(|j| j["rss_total"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>()),
+    }))
+}
+
+// ------------------------------------------------------------------------------------------
+// Kafka and Redis helpers.
+
+async fn create_topics(topics: &[(&str, i32)]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await?
+    {
+        if let Err((t, e)) = r {
+            bail!("creating topic {t}: {e}");
+        }
+    }
+    Ok(())
+}
+
+async fn delete_topics(topics: &[String]) {
+    let Ok(admin) = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create::<AdminClient<DefaultClientContext>>()
+    else {
+        return;
+    };
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let _ = admin
+        .delete_topics(
+            &names,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await;
+}
+
+/// Produces every event to `topic` (partition and key from the event), waits for all acks.
+async fn produce_all(topic: &str, ev: &Events) -> anyhow::Result<Duration> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()?;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < ev.len() {
+        let end = (i + 20_000).min(ev.len());
+        let mut acks = Vec::with_capacity(end - i);
+        for j in i..end {
+            let key = ev.key(j);
+            let record = FutureRecord::to(topic)
+                .partition(ev.partition[j])
+                .key(&key)
+                .payload(ev.payload(j));
+            acks.push(producer.send_result(record).map_err(|(e, _)| e)?);
+        }
+        for ack in acks {
+            ack.await?.map_err(|(e, _)| e)?;
+        }
+        i = end;
+    }
+    Ok(started.elapsed())
+}
+
+fn end_offsets(topic: &str) -> anyhow::Result<Vec<i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", "wafer-bench-watermarks")
+        .create()?;
+    (0..PARTITIONS)
+        .map(|p| {
+            Ok(consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))?
+                .1)
+        })
+        .collect()
+}
+
+/// Committed offsets of `group` on `topic`'s partitions (-1 when none).
+fn committed(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i64>> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let c = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok((0..PARTITIONS)
+        .map(|p| match c.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect())
+}
+
+fn group_reader(group: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?)
+}
+
+/// Deletes every Redis key starting with `prefix`.
+fn redis_cleanup(prefix: &str) -> anyhow::Result<u64> {
+    let client = redis::Client::open(redis_url())?;
+    let mut con = client.get_connection()?;
+    let mut cursor: u64 = 0;
+    let mut deleted = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query(&mut con)?;
+        if !keys.is_empty() {
+            deleted += redis::cmd("UNLINK").arg(&keys).query::<u64>(&mut con)?;
+        }
+        cursor = next;
+        if cursor == 0 {
+            return Ok(deleted);
+        }
+    }
+}
+
+struct Names {
+    base: String,
+}
+
+impl Names {
+    fn new(what: &str) -> Self {
+        Self {
+            base: format!(
+                "bench-{what}-{}-{}",
+                std::process::id(),
+                chrono::Utc::now().timestamp_millis()
+            ),
+        }
+    }
+    fn get(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.base)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn wafer_config(
+    s: &Settings,
+    group: &str,
+    input: &str,
+    output: &str,
+    dlq: &str,
+    late: &str,
+    key_prefix: &str,
+    linger_ms: u64,
+) -> anyhow::Result<wafer::config::Config> {
+    let text = format!(
+        r#"
+[pipeline]
+batch_size = {batch}
+linger_ms = {linger_ms}
+
+[kafka]
+brokers = "{brokers}"
+group = "{group}"
+topics = ["{input}"]
+output_topic = "{output}"
+dead_letter_topic = "{dlq}"
+late_topic = "{late}"
+
+[redis]
+url = "{redis}"
+
+[plugin]
+path = "{plugin}"
+key_template = "{key_prefix}:features:{{user_id}}"
+ttl_secs = 3600
+"#,
+        batch = s.batch_size,
+        brokers = brokers(),
+        redis = redis_url(),
+        plugin = s.plugin.display(),
+    );
+    Ok(wafer::config::Config::parse(&text, "bench config")?)
+}
+
+// ------------------------------------------------------------------------------------------
+// Section: end to end, Wafer and the Python loop interleaved.
+
+struct WaferRun {
+    seconds: f64,
+    steady_events_per_s: f64,
+    first_commit_s: f64,
+    report: Json,
+}
+
+async fn run_wafer_until_caught_up(
+    config: wafer::config::Config,
+    group: &str,
+    topic: &str,
+    ends: &[i64],
+    timeout: Duration,
+) -> anyhow::Result<WaferRun> {
+    let reader = group_reader(group)?;
+    let shutdown = CancellationToken::new();
+    let cpu = CpuSpan::start();
+    let started = Instant::now();
+    let task = tokio::spawn(wafer::run(config, shutdown.clone()));
+    let total: i64 = ends.iter().sum();
+    let mut first: Option<(Instant, i64)> = None;
+    let result = loop {
+        if task.is_finished() {
+            break Err(anyhow::anyhow!("wafer stopped before catching up"));
+        }
+        let at = tokio::task::block_in_place(|| committed(&reader, topic))?;
+        let now = Instant::now();
+        let done: i64 = at.iter().map(|o| (*o).max(0)).sum();
+        if first.is_none() && done > 0 {
+            first = Some((now, done));
+        }
+        if at.iter().zip(ends).all(|(a, e)| a >= e) {
+            break Ok((now, cpu.finish()));
+        }
+        if started.elapsed() > timeout {
+            break Err(anyhow::anyhow!(
+                "not caught up after {timeout:?}: committed {at:?} of {ends:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    shutdown.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .context("wafer did not stop within 60 s")??;
+    let (done_at, cpu) = result?;
+    let report = report.map_err(|e| anyhow::anyhow!("wafer run failed: {e}"))?;
+    let seconds = (done_at - started).as_secs_f64();
+    let (first_at, first_done) = first.unwrap_or((done_at, 0));
+    let steady = if done_at > first_at {
+        (total - first_done) as f64 / (done_at - first_at).as_secs_f64()
+    } else {
+        f64::NAN
+    };
+    Ok(WaferRun {
+        seconds,
+        steady_events_per_s: steady,
+        first_commit_s: (first_at - started).as_secs_f64(),
+        report: json!({
+            "counters": report.counters,
+            "state": report.state,
+            "cpu": cpu,
+        }),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_python(
+    python: &Path,
+    topic: &str,
+    group: &str,
+    output: &str,
+    key_prefix: &str,
+    max_events: usize,
+    max_seconds: f64,
+) -> anyhow::Result<Json> {
+    let script = repo_root().join("scripts/bench/python_loop.py");
+    let cpu = CpuSpan::start();
+    let mut child = std::process::Command::new(python)
+        .arg(&script)
+        .args(["--brokers", &brokers()])
+        .args(["--topic", topic])
+        .args(["--group", group])
+        .args(["--output-topic", output])
+        .args(["--redis-url", &redis_url()])
+        .args([
+            "--key-template",
+            &format!("{key_prefix}:features:{{user_id}}"),
+        ])
+        .args(["--max-events", &max_events.to_string()])
+        .args(["--max-seconds", &max_seconds.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", script.display()))?;
+    let deadline = Instant::now() + Duration::from_secs_f64(max_seconds + 60.0);
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("python loop did not stop by itself");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("python loop failed: {}", out.status);
+    }
+    let cpu = cpu.finish();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut report: Json = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .with_context(|| format!("python loop printed {text:?}"))?;
+    report["cpu"] = cpu;
+    Ok(report)
+}
+
+async fn section_e2e(s: &Settings) -> anyhow::Result<Json> {
+    let names = Names::new("e2e");
+    let input = names.get("user-events");
+    let out_w = names.get("ml-features");
+    let out_p = names.get("py-ml-features");
+    let dlq = names.get("dead-letters");
+    let late = names.get("late");
+    create_topics(&[
+        (&input, PARTITIONS),
+        (&out_w, 1),
+        (&out_p, 1),
+        (&dlq, 1),
+        (&late, 1),
+    ])
+    .await?;
+    let topics = vec![
+        input.clone(),
+        out_w.clone(),
+        out_p.clone(),
+        dlq.clone(),
+        late.clone(),
+    ];
+    let result = e2e_runs(s, &names, &input, &out_w, &out_p, &dlq, &late).await;
+    delete_topics(&topics).await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn e2e_runs(
+    s: &Settings,
+    names: &Names,
+    input: &str,
+    out_w: &str,
+    out_p: &str,
+    dlq: &str,
+    late: &str,
+) -> anyhow::Result<Json> {
+    let n = s.e2e_events;
+    // Event times end at the wall clock, so the Python loop's wall-clock hour sees them.
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    say(format!(
+        "e2e: generating and producing {n} events to {input}"
+    ));
+    let ev = generate(n, Users::Skewed(s.users), now_ms - s.span_ms, s.span_ms, 11);
+    let produce_time = produce_all(input, &ev).await?;
+    let ends = tokio::task::block_in_place(|| end_offsets(input))?;
+    say(format!(
+        "e2e: produced in {:.1} s ({:.0} ev/s); end offsets {ends:?}",
+        produce_time.as_secs_f64(),
+        n as f64 / produce_time.as_secs_f64()
+    ));
+    let py_events = s.py_events.min(n);
+    let mut wafer_runs = Vec::new();
+    let mut python_runs = Vec::new();
+    let mut errors = Vec::new();
+    for rep in 0..s.e2e_reps {
+        let wafer_first = rep % 2 == 0;
+        for side in [wafer_first, !wafer_first] {
+            if side {
+                let group = names.get(&format!("wafer-{rep}"));
+                let prefix = names.get(&format!("w{rep}"));
+                let config =
+                    wafer_config(s, &group, input, out_w, dlq, late, &prefix, s.linger_ms)?;
+                say(format!("e2e rep {}: wafer", rep + 1));
+                match run_wafer_until_caught_up(config, &group, input, &ends, s.e2e_timeout).await {
+                    Ok(r) => {
+                        say(format!(
+                            "e2e rep {}: wafer {:.0} ev/s ({:.1} s; steady {:.0} ev/s)",
+                            rep + 1,
+                            n as f64 / r.seconds,
+                            r.seconds,
+                            r.steady_events_per_s
+                        ));
+                        wafer_runs.push(r);
+                    }
+                    Err(e) => errors.push(format!("wafer rep {}: {e:#}", rep + 1)),
+                }
+                let cleaned = tokio::task::block_in_place(|| redis_cleanup(&prefix));
+                if let Err(e) = cleaned {
+                    errors.push(format!("redis cleanup: {e:#}"));
+                }
+            } else if let Some(python) = &s.python {
+                let group = names.get(&format!("python-{rep}"));
+                let prefix = names.get(&format!("p{rep}"));
+                say(format!(
+                    "e2e rep {}: python loop over {py_events} events",
+                    rep + 1
+                ));
+                let r = tokio::task::block_in_place(|| {
+                    run_python(
+                        python,
+                        input,
+                        &group,
+                        out_p,
+                        &prefix,
+                        py_events,
+                        s.py_seconds,
+                    )
+                });
+                match r {
+                    Ok(j) => {
+                        say(format!(
+                            "e2e rep {}: python {} events in {:.1} s",
+                            rep + 1,
+                            j["events"],
+                            j["seconds"].as_f64().unwrap_or(0.0)
+                        ));
+                        python_runs.push(j);
+                    }
+                    Err(e) => errors.push(format!("python rep {}: {e:#}", rep + 1)),
+                }
+                let cleaned = tokio::task::block_in_place(|| redis_cleanup(&prefix));
+                if let Err(e) = cleaned {
+                    errors.push(format!("redis cleanup: {e:#}"));
+                }
+            }
+        }
+    }
+    let wafer_rate: Vec<f64> = wafer_runs.iter().map(|r| n as f64 / r.seconds).collect();
+    let wafer_steady: Vec<f64> = wafer_runs.iter().map(|r| r.steady_events_per_s).collect();
+    let py_rate: Vec<f64> = python_runs
+        .iter()
+        .map(|j| j["events"].as_f64().unwrap_or(0.0) / j["seconds"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let py_steady: Vec<f64> = python_runs
+        .iter()
+        .map(|j| {
+            (j["events"].as_f64().unwrap_or(0.0) - 1.0)
+                / j["first_to_last_seconds"].as_f64().unwrap_or(f64::NAN)
+        })
+        .collect();
+    // Ratios per repetition pair (same repetition = neighbours in time).
+    let pairs = wafer_rate.len().min(py_rate.len());
+    let ratio: Vec<f64> = (0..pairs).map(|i| wafer_rate[i] / py_rate[i]).collect();
+    let ratio_steady: Vec<f64> = (0..pairs).map(|i| wafer_steady[i] / py_steady[i]).collect();
+    Ok(json!({
+        "events": n,
+        "users": s.users,
+        "distinct_users": ev.distinct_users(),
+        "partitions": PARTITIONS,
+        "span_s": s.span_ms / 1000,
+        "batch_size": s.batch_size,
+        "linger_ms": s.linger_ms,
+        "produce_seconds": produce_time.as_secs_f64(),
+        "python_events": py_events,
+        "python_max_seconds": s.py_seconds,
+        "wafer_events_per_s": stats(&wafer_rate),
+        "wafer_steady_events_per_s": stats(&wafer_steady),
+        "wafer_seconds": stats(&wafer_runs.iter().map(|r| r.seconds).collect::<Vec<_>>()),
+        "wafer_first_commit_s": stats(&wafer_runs.iter().map(|r| r.first_commit_s).collect::<Vec<_>>()),
+        "wafer_reports": wafer_runs.iter().map(|r| r.report.clone()).collect::<Vec<_>>(),
+        "python_events_per_s": stats(&py_rate),
+        "python_steady_events_per_s": stats(&py_steady),
+        "python_runs": python_runs,
+        "python_missing": s.python.is_none(),
+        "wafer_over_python": stats(&ratio),
+        "wafer_over_python_steady": stats(&ratio_steady),
+        "errors": errors,
+    }))
+}
+
+// ------------------------------------------------------------------------------------------
+// Section: event-to-Redis latency at a fixed offered rate.
+
+/// Probe users: every `PROBE_EVERY`-th event goes to one of them, round robin.
+const PROBES: u32 = 1000;
+const PROBE_EVERY: u64 = 50;
+
+#[derive(Default)]
+struct ProbeState {
+    sends: Vec<Instant>,
+    seen: usize,
+}
+
+struct Probes {
+    users: Mutex<Vec<ProbeState>>,
+    samples: Mutex<Vec<(Instant, f64)>>,
+}
+
+/// Makes Redis publish keyspace events for string commands; returns the previous setting.
+fn enable_keyspace_events(con: &mut redis::Connection) -> anyhow::Result<String> {
+    let old: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("notify-keyspace-events")
+        .query(con)?;
+    let old = old.get(1).cloned().unwrap_or_default();
+    let mut flags = old.clone();
+    if !flags.contains('K') {
+        flags.push('K');
+    }
+    if !flags.contains('$') && !flags.contains('A') {
+        flags.push('$');
+    }
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg(&flags)
+        .query::<()>(con)?;
+    Ok(old)
+}
+
+/// Watches the probe keys: on each `set`, reads the value and attributes the probe events
+/// it now counts (`event_count_1h`) to the time the value was read back.
+fn listen(
+    probes: Arc<Probes>,
+    pattern: String,
+    stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<()>,
+) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url())?;
+    let mut getter = client.get_connection()?;
+    let mut con = client.get_connection()?;
+    con.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut pubsub = con.as_pubsub();
+    pubsub.psubscribe(&pattern)?;
+    let _ = ready.send(());
+    while !stop.load(Ordering::Relaxed) {
+        let msg = match pubsub.get_message() {
+            Ok(m) => m,
+            Err(e) if e.is_timeout() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let channel = msg.get_channel_name();
+        let Some(key) = channel.split_once(':').map(|(_, k)| k.to_owned()) else {
+            continue;
+        };
+        let Some(index) = key
+            .rsplit(':')
+            .next()
+            .and_then(|u| u.strip_prefix("probe_"))
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let value: Option<String> = redis::cmd("GET").arg(&key).query(&mut getter)?;
+        let read_at = Instant::now();
+        let Some(count) = value
+            .and_then(|v| serde_json::from_str::<Json>(&v).ok())
+            .and_then(|j| j["event_count_1h"].as_u64())
+        else {
+            continue;
+        };
+        let mut users = probes.users.lock().expect("never poisoned");
+        let state = &mut users[index];
+        let upto = (count as usize).min(state.sends.len());
+        if upto > state.seen {
+            let mut samples = probes.samples.lock().expect("never poisoned");
+            for sent in &state.sends[state.seen..upto] {
+                samples.push((*sent, (read_at - *sent).as_secs_f64() * 1000.0));
+            }
+            state.seen = upto;
+        }
+    }
+    Ok(())
+}
+
+/// Produces `rate` events/s for `seconds` (plus warm-up), every 50th to a probe user.
+fn paced_producer(
+    topic: &str,
+    rate: u64,
+    total: Duration,
+    users: u64,
+    probes: &Probes,
+) -> anyhow::Result<(u64, f64)> {
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "1")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let mut rng = Rng::new(5);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut buf = Vec::with_capacity(128);
+    let mut probe_seq = 0u32;
+    while started.elapsed() < total {
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < due {
+            let (user, probe, partition) = if sent.is_multiple_of(PROBE_EVERY) {
+                let p = probe_seq % PROBES;
+                probe_seq += 1;
+                (
+                    format!("probe_{p:04}"),
+                    Some(p),
+                    (p % PARTITIONS as u32) as i32,
+                )
+            } else {
+                let k = ((rng.below(users) * rng.below(users)) / users.max(1)) as u32;
+                (user_name(k), None, (k % PARTITIONS as u32) as i32)
+            };
+            let action = ACTIONS[rng.below(ACTIONS.len() as u64) as usize];
+            let value = rng.below(100_000) as f64 / 100.0;
+            buf.clear();
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            write_event(&mut buf, &user, action, value, now_ms);
+            if let Some(p) = probe {
+                probes.users.lock().expect("never poisoned")[p as usize]
+                    .sends
+                    .push(Instant::now());
+            }
+            let mut record = BaseRecord::to(topic)
+                .partition(partition)
+                .key(&user)
+                .payload(&buf);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    producer.flush(Duration::from_secs(30))?;
+    Ok((sent, sent as f64 / elapsed))
+}
+
+async fn latency_run(s: &Settings, linger_ms: u64) -> anyhow::Result<Json> {
+    let names = Names::new(&format!("lat{linger_ms}"));
+    let input = names.get("user-events");
+    let output = names.get("ml-features");
+    let dlq = names.get("dead-letters");
+    let late = names.get("late");
+    create_topics(&[(&input, PARTITIONS), (&output, 1), (&dlq, 1), (&late, 1)]).await?;
+    let prefix = names.get("k");
+    let group = names.get("wafer");
+    let config = wafer_config(s, &group, &input, &output, &dlq, &late, &prefix, linger_ms)?;
+    let probes = Arc::new(Probes {
+        users: Mutex::new((0..PROBES).map(|_| ProbeState::default()).collect()),
+        samples: Mutex::new(Vec::new()),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let listener = {
+        let probes = probes.clone();
+        let stop = stop.clone();
+        let pattern = format!("__keyspace@*__:{prefix}:features:probe_*");
+        std::thread::spawn(move || listen(probes, pattern, stop, ready_tx))
+    };
+    let _ = ready_rx.recv_timeout(Duration::from_secs(10));
+    let shutdown = CancellationToken::new();
+    let host = tokio::spawn(wafer::run(config, shutdown.clone()));
+    let warmup = Duration::from_secs(s.lat_warmup);
+    let measure = Duration::from_secs(s.lat_seconds);
+    let started = Instant::now();
+    let cpu = CpuSpan::start();
+    let produced = {
+        let probes = probes.clone();
+        let input = input.clone();
+        let (rate, users) = (s.lat_rate, s.users);
+        tokio::task::spawn_blocking(move || {
+            paced_producer(&input, rate, warmup + measure, users, &probes)
+        })
+        .await?
+    };
+    let cpu = cpu.finish();
+    // Let the last events reach Redis.
+    let drain_deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pending: usize = probes
+            .users
+            .lock()
+            .expect("never poisoned")
+            .iter()
+            .map(|p| p.sends.len() - p.seen)
+            .sum();
+        if pending == 0 || Instant::now() > drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    shutdown.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(60), host).await;
+    let listened = listener
+        .join()
+        .map_err(|_| anyhow::anyhow!("listener panicked"))?;
+    let _ = tokio::task::block_in_place(|| redis_cleanup(&prefix));
+    delete_topics(&[input, output, dlq, late]).await;
+    let (sent, rate) = produced?;
+    listened?;
+    match report {
+        Ok(Ok(Ok(_))) => {}
+        Ok(Ok(Err(e))) => bail!("wafer run failed: {e}"),
+        Ok(Err(e)) => bail!("wafer task: {e}"),
+        Err(_) => bail!("wafer did not stop within 60 s"),
+    }
+    let window_start = started + warmup;
+    let samples = probes.samples.lock().expect("never poisoned");
+    let mut lat: Vec<f64> = samples
+        .iter()
+        .filter(|(sent, _)| *sent >= window_start)
+        .map(|(_, l)| *l)
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let probes_sent: usize = probes
+        .users
+        .lock()
+        .expect("never poisoned")
+        .iter()
+        .map(|p| p.sends.iter().filter(|t| **t >= window_start).count())
+        .sum();
+    let unobserved: usize = probes
+        .users
+        .lock()
+        .expect("never poisoned")
+        .iter()
+        .map(|p| p.sends.len() - p.seen)
+        .sum();
+    Ok(json!({
+        "linger_ms": linger_ms,
+        "batch_size": s.batch_size,
+        "offered_rate": s.lat_rate,
+        "achieved_rate": rate,
+        "events_sent": sent,
+        "warmup_s": s.lat_warmup,
+        "measured_s": s.lat_seconds,
+        "probe_samples": lat.len(),
+        "probe_events_sent_in_window": probes_sent,
+        "unobserved_probe_events": unobserved,
+        "p50_ms": percentile(&lat, 50.0),
+        "p90_ms": percentile(&lat, 90.0),
+        "p99_ms": percentile(&lat, 99.0),
+        "max_ms": lat.last().copied().unwrap_or(f64::NAN),
+        "cpu": cpu,
+    }))
+}
+
+async fn section_latency(s: &Settings) -> anyhow::Result<Json> {
+    let client = redis::Client::open(redis_url())?;
+    let mut con = client.get_connection()?;
+    let old = enable_keyspace_events(&mut con)?;
+    let mut runs = Vec::new();
+    let mut errors = Vec::new();
+    for linger in &s.lat_lingers {
+        say(format!(
+            "latency: {} events/s for {} s (+{} s warm-up), linger_ms = {linger}",
+            s.lat_rate, s.lat_seconds, s.lat_warmup
+        ));
+        match latency_run(s, *linger).await {
+            Ok(r) => {
+                say(format!(
+                    "latency: p50 {:.1} ms, p99 {:.1} ms",
+                    r["p50_ms"].as_f64().unwrap_or(f64::NAN),
+                    r["p99_ms"].as_f64().unwrap_or(f64::NAN)
+                ));
+                runs.push(r);
+            }
+            Err(e) => errors.push(format!("linger {linger}: {e:#}")),
+        }
+    }
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg(&old)
+        .query::<()>(&mut con)?;
+    Ok(json!({ "runs": runs, "errors": errors }))
+}
+
+// ------------------------------------------------------------------------------------------
+// Profile child: the full in-process path, for callgrind (`--toggle-collect=*profile_loop*`)
+// or perf.
+
+#[inline(never)]
+fn profile_loop(p: &mut Processor, ev: &Events, range: std::ops::Range<usize>) -> u64 {
+    feed_range(p, ev, range, 5000)
+}
+
+/// The full in-process path for a profiler: the same stream density as the in-process
+/// section (events per second of event time), a warm-up long enough to fill the 1 h
+/// window (not profiled: callgrind collects inside `profile_loop` only, perf is enabled
+/// around it), then `WAFER_BENCH_PROFILE_EVENTS` profiled events.
+fn profile_child() -> anyhow::Result<()> {
+    let s = Settings::from_env();
+    let n: usize = env_or("WAFER_BENCH_PROFILE_EVENTS", 50_000);
+    let ms_per_event = s.span_ms as f64 / s.inproc_events.max(1) as f64;
+    let fill = (HOUR_MS as f64 / ms_per_event) as usize;
+    let warm: usize = env_or("WAFER_BENCH_PROFILE_WARM", fill + 1);
+    let total = warm + n;
+    let ev = generate(
+        total,
+        Users::Skewed(s.users),
+        START_MS,
+        (total as f64 * ms_per_event) as i64,
+        1,
+    );
+    let engine = engine()?;
+    let mut p = processor(load(&engine, &s.plugin, Duration::from_secs(60))?);
+    // Under `perf record -D -1 --control fifo:CTL,ACK` (or callgrind driven by run.sh through
+    // the same two fifos), profile the loop only: "enable" before it, "disable" after it,
+    // each acknowledged by a line on the ack fifo.
+    let control = |command: &str| -> anyhow::Result<()> {
+        use std::io::{BufRead, Write};
+        let (Some(ctl), Some(ack)) = (
+            std::env::var_os("WAFER_BENCH_CTL"),
+            std::env::var_os("WAFER_BENCH_ACK"),
+        ) else {
+            return Ok(());
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(ctl)?
+            .write_all(format!("{command}\n").as_bytes())?;
+        let mut reply = String::new();
+        std::io::BufReader::new(std::fs::File::open(ack)?).read_line(&mut reply)?;
+        Ok(())
+    };
+    feed_range(&mut p, &ev, 0..warm, 5000);
+    control("enable")?;
+    let (t, updates) = Timing::measure(|| profile_loop(&mut p, &ev, warm..total));
+    control("disable")?;
+    println!(
+        "{}",
+        json!({ "events": n, "warm_events": warm, "updates": updates, "wall_ns": t.wall_ns, "state": p.state_size() })
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+
+fn write_results(path: &Path, results: &Json) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(results)?)?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match std::env::var("WAFER_BENCH_CHILD").as_deref() {
+        Ok("memory") => return memory_child(),
+        Ok("profile") => return profile_child(),
+        _ => {}
+    }
+    let s = Settings::from_env();
+    if !s.plugin.exists() {
+        bail!(
+            "{} is missing: run `make plugins` first",
+            s.plugin.display()
+        );
+    }
+    let out = std::env::var_os("WAFER_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/bench/results.json"));
+    let sections = env_str("WAFER_BENCH_SECTIONS", "inproc,memory,e2e,latency");
+    let sections: Vec<&str> = sections.split(',').map(str::trim).collect();
+    let mut results = json!({
+        "started": chrono::Utc::now().to_rfc3339(),
+        "plugin": s.plugin.display().to_string(),
+        "sections": sections,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    for section in &sections {
+        let started = Instant::now();
+        let r = match *section {
+            "inproc" => section_inproc(&s),
+            "memory" => section_memory(&s),
+            "e2e" => runtime.block_on(section_e2e(&s)),
+            "latency" => runtime.block_on(section_latency(&s)),
+            "" => continue,
+            other => Err(anyhow::anyhow!("unknown section `{other}`")),
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        say(format!("section {section} done in {elapsed:.1} s"));
+        results[*section] = match r {
+            Ok(mut j) => {
+                j["section_seconds"] = json!(elapsed);
+                j
+            }
+            Err(e) => {
+                say(format!("section {section} failed: {e:#}"));
+                json!({ "error": format!("{e:#}"), "section_seconds": elapsed })
+            }
+        };
+        write_results(&out, &results)?;
+    }
+    results["finished"] = json!(chrono::Utc::now().to_rfc3339());
+    write_results(&out, &results)?;
+    say(format!("results written to {}", out.display()));
+    Ok(())
+}
