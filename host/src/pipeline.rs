@@ -3,11 +3,15 @@
 //! feature updates through the plugin. No I/O happens here, so the Kafka
 //! source, the file source, the tests and the benchmarks run the same code.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
 use crate::event::{format_time, DecodeError, FieldValue, Schema};
 use crate::metrics::Counters;
-use crate::plugin::{Batch, Column, ColumnData, Plugin, PluginError, TextColumn, ValueType};
+use crate::plugin::{
+    Batch, Column, ColumnData, FeatureSpec, Plugin, PluginError, TextColumn, ValueType,
+};
 use crate::window::{AggCell, Checkpoint, Late, Partition, Plan, Row};
 
 /// A source partition: (index of the topic in the source's topic list, partition).
@@ -25,7 +29,7 @@ pub enum Outcome {
 }
 
 /// One write to the online store and the feature topic.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct FeatureUpdate {
     /// Entity id (the Kafka record key).
     pub entity: String,
@@ -33,8 +37,77 @@ pub struct FeatureUpdate {
     pub key: String,
     /// Time to live of the online-store key, in seconds (0 = none).
     pub ttl_secs: u64,
+    /// Event time the values are as of: the partition's stream time at the
+    /// flush, in ms since the epoch (`computed_at` of the JSON record).
+    pub as_of_ms: i64,
     /// Feature JSON, or `None` for a tombstone (the entity's windows are empty).
     pub value: Option<String>,
+    /// The same values, typed, or `None` for a tombstone.
+    pub features: Option<FeatureRow>,
+}
+
+/// The feature columns one plugin call returned, shared by the updates of
+/// its rows so that no update copies its values.
+#[derive(Debug)]
+pub struct FeatureColumns {
+    /// Name and type of each feature, in declaration order.
+    pub specs: Arc<[FeatureSpec]>,
+    /// `name@version#sha256` of the plugin that computed them.
+    pub plugin: Arc<str>,
+    /// One column per feature, as the plugin returned them (checked by the engine).
+    pub columns: Vec<Column>,
+}
+
+/// One entity's features: a row of a [`FeatureColumns`].
+#[derive(Debug, Clone)]
+pub struct FeatureRow {
+    pub columns: Arc<FeatureColumns>,
+    pub row: usize,
+}
+
+/// A typed feature value, borrowed from its column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FeatureValue<'a> {
+    Null,
+    Int64(i64),
+    Float64(f64),
+    Boolean(bool),
+    Text(&'a str),
+}
+
+impl FeatureRow {
+    /// Name and type of every feature, in declaration order.
+    pub fn specs(&self) -> &[FeatureSpec] {
+        &self.columns.specs
+    }
+
+    /// `name@version#sha256` of the plugin that computed the row.
+    pub fn plugin(&self) -> &str {
+        &self.columns.plugin
+    }
+
+    /// Value of feature `f` (declaration order).
+    pub fn get(&self, f: usize) -> FeatureValue<'_> {
+        let column = &self.columns.columns[f];
+        let row = self.row;
+        if !column.valid.is_empty() && !column.valid[row] {
+            return FeatureValue::Null;
+        }
+        match &column.data {
+            ColumnData::Int64(v) => FeatureValue::Int64(v[row]),
+            ColumnData::Float64(v) => FeatureValue::Float64(v[row]),
+            ColumnData::Boolean(v) => FeatureValue::Boolean(v[row]),
+            ColumnData::Text(t) => FeatureValue::Text(&t.dictionary[t.codes[row] as usize]),
+        }
+    }
+
+    /// Every feature as (name, value), in declaration order.
+    pub fn values(&self) -> impl Iterator<Item = (&str, FeatureValue<'_>)> + '_ {
+        self.specs()
+            .iter()
+            .enumerate()
+            .map(|(f, spec)| (spec.name.as_str(), self.get(f)))
+    }
 }
 
 /// A plugin failure isolated to one entity: its update is not written, and
@@ -117,6 +190,9 @@ impl Interner {
 /// Decoding, window state of every owned partition, and the plugin.
 pub struct Processor {
     plugin: Plugin,
+    /// The plugin's feature specs and `name@version`, shared by its outputs.
+    feature_specs: Arc<[FeatureSpec]>,
+    plugin_tag: Arc<str>,
     plan: Plan,
     schema: Schema,
     layout: Layout,
@@ -172,6 +248,8 @@ impl Processor {
             failure_streak: 0,
             max_consecutive_failures: 10,
             quarantined: false,
+            feature_specs: d.features.clone().into(),
+            plugin_tag: plugin_tag(&plugin),
             plugin,
         }
     }
@@ -203,6 +281,8 @@ impl Processor {
     pub fn swap_plugin(&mut self, plugin: Plugin) -> Plugin {
         self.failure_streak = 0;
         self.quarantined = false;
+        self.feature_specs = plugin.descriptor().features.clone().into();
+        self.plugin_tag = plugin_tag(&plugin);
         std::mem::replace(&mut self.plugin, plugin)
     }
 
@@ -220,6 +300,11 @@ impl Processor {
     /// The plugin in use.
     pub fn plugin(&self) -> &Plugin {
         &self.plugin
+    }
+
+    /// `name@version#sha256` of the plugin in use, the tag of its outputs.
+    pub fn plugin_tag(&self) -> &str {
+        &self.plugin_tag
     }
 
     /// The shared counters.
@@ -374,6 +459,7 @@ impl Processor {
         let Some(state) = self.partitions.get_mut(&partition) else {
             return Flush::default();
         };
+        let as_of_ms = state.stream_time().unwrap_or_default();
         let computed_at = state.stream_time().map(format_time).unwrap_or_default();
         let mut carried_tombstones = Vec::new();
         if !self.quarantined {
@@ -409,13 +495,24 @@ impl Processor {
                     if batch.rows <= RECENT_BATCH_ROWS {
                         *self.recent_batch.lock().expect("never poisoned") = Some(batch);
                     }
+                    let columns = Arc::new(FeatureColumns {
+                        specs: self.feature_specs.clone(),
+                        plugin: self.plugin_tag.clone(),
+                        columns,
+                    });
                     for (i, row) in rows.iter().enumerate() {
-                        let value = self.feature_json(&row.key, &columns, i, &computed_at);
+                        let features = FeatureRow {
+                            columns: columns.clone(),
+                            row: i,
+                        };
+                        let value = self.feature_json(&row.key, &features, &computed_at);
                         flush.updates.push(FeatureUpdate {
                             key: self.key(&row.key),
                             entity: row.key.to_string(),
                             ttl_secs: self.layout.ttl_secs,
+                            as_of_ms,
                             value: Some(value),
+                            features: Some(features),
                         });
                     }
                 }
@@ -446,7 +543,9 @@ impl Processor {
                 key: self.key(&entity),
                 entity: entity.into(),
                 ttl_secs: self.layout.ttl_secs,
+                as_of_ms,
                 value: None,
+                features: None,
             });
         }
         flush
@@ -557,36 +656,25 @@ impl Processor {
         ColumnData::Text(TextColumn { dictionary, codes })
     }
 
-    fn feature_json(
-        &self,
-        entity: &str,
-        columns: &[Column],
-        row: usize,
-        computed_at: &str,
-    ) -> String {
+    fn feature_json(&self, entity: &str, features: &FeatureRow, computed_at: &str) -> String {
         let mut out = String::with_capacity(128);
         out.push('{');
         push_json_str(&mut out, &self.schema.entity_key);
         out.push(':');
         push_json_str(&mut out, entity);
-        for (feature, column) in self.plugin.descriptor().features.iter().zip(columns) {
+        for (name, value) in features.values() {
             out.push(',');
-            push_json_str(&mut out, &feature.name);
+            push_json_str(&mut out, name);
             out.push(':');
-            if !column.valid.is_empty() && !column.valid[row] {
-                out.push_str("null");
-                continue;
-            }
-            match &column.data {
-                ColumnData::Int64(v) => out.push_str(&v[row].to_string()),
-                ColumnData::Float64(v) => match serde_json::Number::from_f64(v[row]) {
+            match value {
+                FeatureValue::Null => out.push_str("null"),
+                FeatureValue::Int64(v) => out.push_str(&v.to_string()),
+                FeatureValue::Float64(v) => match serde_json::Number::from_f64(v) {
                     Some(n) => out.push_str(&n.to_string()),
                     None => out.push_str("null"),
                 },
-                ColumnData::Boolean(v) => out.push_str(if v[row] { "true" } else { "false" }),
-                ColumnData::Text(t) => {
-                    push_json_str(&mut out, &t.dictionary[t.codes[row] as usize])
-                }
+                FeatureValue::Boolean(v) => out.push_str(if v { "true" } else { "false" }),
+                FeatureValue::Text(t) => push_json_str(&mut out, t),
             }
         }
         out.push_str(",\"computed_at\":");
@@ -594,6 +682,11 @@ impl Processor {
         out.push('}');
         out
     }
+}
+
+/// `name@version#sha256` of `plugin`, the tag of its outputs.
+fn plugin_tag(plugin: &Plugin) -> Arc<str> {
+    format!("{}#{}", plugin.name(), plugin.content_hash()).into()
 }
 
 fn push_json_str(out: &mut String, s: &str) {

@@ -128,8 +128,7 @@ impl View {
 
     /// The plugin tag of feature records: `name@version#sha256`.
     pub fn plugin_tag(&self) -> String {
-        let p = self.processor.plugin();
-        format!("{}#{}", p.name(), p.content_hash())
+        self.processor.plugin_tag().to_owned()
     }
 
     /// The view's report.
