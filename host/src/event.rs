@@ -2,28 +2,33 @@
 //! typed input fields a plugin declared. Every failure names its reason, which
 //! goes with the event to the dead-letter topic.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use chrono::{DateTime, NaiveDateTime};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::plugin::ValueType;
 
-/// A value of an input field, as the window state stores it.
+/// A value of an input field, as the window state stores it. Text borrows
+/// from the payload when it holds no escapes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FieldValue {
+pub enum FieldValue<'a> {
     Int(i64),
     Float(f64),
-    Text(String),
+    Text(Cow<'a, str>),
     Bool(bool),
 }
 
-/// A decoded event.
+/// A decoded event, borrowing from its payload where it can.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub struct Event<'a> {
     /// Entity id (the value of the plugin's entity-key field).
-    pub entity: String,
+    pub entity: Cow<'a, str>,
     /// Event time, milliseconds since the Unix epoch (UTC).
     pub time_ms: i64,
     /// Input fields, in the order of [`Schema::inputs`].
-    pub fields: Vec<FieldValue>,
+    pub fields: Vec<FieldValue<'a>>,
 }
 
 /// Why an event was rejected.
@@ -75,34 +80,51 @@ impl Schema {
     /// Decodes `payload`. `reference_ms` is the record's Kafka timestamp (or the wall
     /// clock), against which absurd future timestamps are judged; using the record
     /// timestamp keeps the decision the same when a partition is replayed.
-    pub fn decode(&self, payload: Option<&[u8]>, reference_ms: i64) -> Result<Event, DecodeError> {
+    ///
+    /// One pass over the JSON: only the fields the schema names are read (the
+    /// last occurrence of a repeated key wins), everything else is skipped
+    /// without being built, and strings without escapes are borrowed.
+    pub fn decode<'a>(
+        &self,
+        payload: Option<&'a [u8]>,
+        reference_ms: i64,
+    ) -> Result<Event<'a>, DecodeError> {
         let payload = payload.ok_or(DecodeError::Empty)?;
-        let value: serde_json::Value =
-            serde_json::from_slice(payload).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-        let object = value.as_object().ok_or_else(|| {
-            DecodeError::InvalidJson(format!("expected an object, found {}", kind_of(&value)))
-        })?;
-        let entity = match object.get(&self.entity_key) {
-            None | Some(serde_json::Value::Null) => {
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let slots = de
+            .deserialize_any(TopLevel { schema: self })
+            .and_then(|top| de.end().map(|()| top))
+            .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+        let mut slots = match slots {
+            Ok(slots) => slots,
+            Err(found) => {
+                return Err(DecodeError::InvalidJson(format!(
+                    "expected an object, found {found}"
+                )))
+            }
+        };
+        let entity = match slots[ENTITY_SLOT].take() {
+            None | Some(Raw::Null) => {
                 return Err(DecodeError::MissingField(self.entity_key.clone()))
             }
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-            Some(other) => return Err(wrong_type(&self.entity_key, "a string", other)),
+            Some(Raw::Str(s)) => s,
+            Some(Raw::Int(n)) => Cow::Owned(n.to_string()),
+            Some(Raw::UInt(n)) => Cow::Owned(n.to_string()),
+            Some(other) => return Err(wrong_type(&self.entity_key, "a string", &other)),
         };
-        let time_ms = match object.get(&self.timestamp_field) {
-            None | Some(serde_json::Value::Null) => {
+        let time_ms = match slots[TIME_SLOT].take() {
+            None | Some(Raw::Null) => {
                 return Err(DecodeError::MissingField(self.timestamp_field.clone()))
             }
-            Some(serde_json::Value::String(s)) => parse_timestamp(s)?,
-            Some(serde_json::Value::Number(n)) => n
-                .as_i64()
-                .ok_or_else(|| DecodeError::BadTimestamp(n.to_string()))?,
+            Some(Raw::Str(s)) => parse_timestamp(&s)?,
+            Some(Raw::Int(n)) => n,
+            Some(Raw::UInt(n)) => return Err(DecodeError::BadTimestamp(n.to_string())),
+            Some(Raw::Float(f)) => return Err(DecodeError::BadTimestamp(float_text(f))),
             Some(other) => {
                 return Err(wrong_type(
                     &self.timestamp_field,
                     "an ISO-8601 string or epoch milliseconds",
-                    other,
+                    &other,
                 ))
             }
         };
@@ -116,14 +138,11 @@ impl Schema {
             });
         }
         let mut fields = Vec::with_capacity(self.inputs.len());
-        for (name, kind) in &self.inputs {
-            let raw = match object.get(name) {
-                None | Some(serde_json::Value::Null) => {
-                    return Err(DecodeError::MissingField(name.clone()))
-                }
-                Some(v) => v,
-            };
-            fields.push(field_value(name, *kind, raw)?);
+        for ((name, kind), slot) in self.inputs.iter().zip(&mut slots[FIRST_INPUT_SLOT..]) {
+            match slot.take() {
+                None | Some(Raw::Null) => return Err(DecodeError::MissingField(name.clone())),
+                Some(raw) => fields.push(field_value(name, *kind, raw)?),
+            }
         }
         Ok(Event {
             entity,
@@ -131,34 +150,187 @@ impl Schema {
             fields,
         })
     }
-}
 
-fn field_value(
-    name: &str,
-    kind: ValueType,
-    raw: &serde_json::Value,
-) -> Result<FieldValue, DecodeError> {
-    use serde_json::Value as J;
-    match (kind, raw) {
-        (ValueType::Text, J::String(s)) => Ok(FieldValue::Text(s.clone())),
-        (ValueType::Float64, J::Number(n)) => n
-            .as_f64()
-            .filter(|f| f.is_finite())
-            .map(FieldValue::Float)
-            .ok_or_else(|| wrong_type(name, "a finite number", raw)),
-        (ValueType::Int64, J::Number(n)) => n
-            .as_i64()
-            .map(FieldValue::Int)
-            .ok_or_else(|| wrong_type(name, "an integer", raw)),
-        (ValueType::Boolean, J::Bool(b)) => Ok(FieldValue::Bool(*b)),
-        (ValueType::Text, _) => Err(wrong_type(name, "a string", raw)),
-        (ValueType::Float64, _) => Err(wrong_type(name, "a number", raw)),
-        (ValueType::Int64, _) => Err(wrong_type(name, "an integer", raw)),
-        (ValueType::Boolean, _) => Err(wrong_type(name, "a boolean", raw)),
+    /// The slots a top-level key fills: entity, timestamp, then each input.
+    fn slots_of<'s>(&'s self, key: &'s str) -> impl Iterator<Item = usize> + 's {
+        std::iter::once(self.entity_key.as_str())
+            .chain(std::iter::once(self.timestamp_field.as_str()))
+            .chain(self.inputs.iter().map(|(name, _)| name.as_str()))
+            .enumerate()
+            .filter(move |(_, name)| *name == key)
+            .map(|(slot, _)| slot)
     }
 }
 
-fn wrong_type(field: &str, expected: &'static str, found: &serde_json::Value) -> DecodeError {
+const ENTITY_SLOT: usize = 0;
+const TIME_SLOT: usize = 1;
+const FIRST_INPUT_SLOT: usize = 2;
+
+/// A JSON value the schema asked for, kept only as far as decoding needs.
+#[derive(Debug, Clone, PartialEq)]
+enum Raw<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Array,
+    Object,
+}
+
+impl<'de> serde::Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Raw<'de>, E> {
+        Ok(Raw::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
+        Ok(Raw::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
+        Ok(i64::try_from(v).map_or(Raw::UInt(v), Raw::Int))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
+        Ok(Raw::Float(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Raw::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Raw::Object)
+    }
+}
+
+/// An object key, borrowed unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The event as a whole: the schema's slots if it is an object, otherwise
+/// the kind of value found.
+struct TopLevel<'s> {
+    schema: &'s Schema,
+}
+
+type Slots<'a> = Result<Vec<Option<Raw<'a>>>, &'static str>;
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = Slots<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Slots<'de>, A::Error> {
+        let mut slots = vec![None; FIRST_INPUT_SLOT + self.schema.inputs.len()];
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            let mut wanted = self.schema.slots_of(&key).peekable();
+            if wanted.peek().is_none() {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value: Raw = map.next_value()?;
+            for slot in wanted {
+                slots[slot] = Some(value.clone());
+            }
+        }
+        Ok(Ok(slots))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Slots<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err("an array"))
+    }
+    fn visit_unit<E>(self) -> Result<Slots<'de>, E> {
+        Ok(Err("null"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Slots<'de>, E> {
+        Ok(Err("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Slots<'de>, E> {
+        Ok(Err("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Slots<'de>, E> {
+        Ok(Err("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Slots<'de>, E> {
+        Ok(Err("a number"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Slots<'de>, E> {
+        Ok(Err("a string"))
+    }
+}
+
+/// How serde_json prints a float (the text of a bad timestamp).
+fn float_text(f: f64) -> String {
+    serde_json::Number::from_f64(f).map_or_else(|| f.to_string(), |n| n.to_string())
+}
+
+fn field_value<'a>(
+    name: &str,
+    kind: ValueType,
+    raw: Raw<'a>,
+) -> Result<FieldValue<'a>, DecodeError> {
+    match (kind, raw) {
+        (ValueType::Text, Raw::Str(s)) => Ok(FieldValue::Text(s)),
+        (ValueType::Float64, Raw::Int(n)) => Ok(FieldValue::Float(n as f64)),
+        (ValueType::Float64, Raw::UInt(n)) => Ok(FieldValue::Float(n as f64)),
+        (ValueType::Float64, Raw::Float(f)) if f.is_finite() => Ok(FieldValue::Float(f)),
+        (ValueType::Float64, raw @ Raw::Float(_)) => Err(wrong_type(name, "a finite number", &raw)),
+        (ValueType::Int64, Raw::Int(n)) => Ok(FieldValue::Int(n)),
+        (ValueType::Int64, raw @ (Raw::UInt(_) | Raw::Float(_))) => {
+            Err(wrong_type(name, "an integer", &raw))
+        }
+        (ValueType::Boolean, Raw::Bool(b)) => Ok(FieldValue::Bool(b)),
+        (ValueType::Text, raw) => Err(wrong_type(name, "a string", &raw)),
+        (ValueType::Float64, raw) => Err(wrong_type(name, "a number", &raw)),
+        (ValueType::Int64, raw) => Err(wrong_type(name, "an integer", &raw)),
+        (ValueType::Boolean, raw) => Err(wrong_type(name, "a boolean", &raw)),
+    }
+}
+
+fn wrong_type(field: &str, expected: &'static str, found: &Raw) -> DecodeError {
     DecodeError::WrongType {
         field: field.to_owned(),
         expected,
@@ -166,14 +338,14 @@ fn wrong_type(field: &str, expected: &'static str, found: &serde_json::Value) ->
     }
 }
 
-fn kind_of(v: &serde_json::Value) -> &'static str {
+fn kind_of(v: &Raw) -> &'static str {
     match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+        Raw::Null => "null",
+        Raw::Bool(_) => "a boolean",
+        Raw::Int(_) | Raw::UInt(_) | Raw::Float(_) => "a number",
+        Raw::Str(_) => "a string",
+        Raw::Array => "an array",
+        Raw::Object => "an object",
     }
 }
 
@@ -279,7 +451,7 @@ mod tests {
                 0,
             )
             .unwrap();
-        assert_eq!((e.entity.as_str(), e.time_ms), ("42", 1000));
+        assert_eq!((e.entity.as_ref(), e.time_ms), ("42", 1000));
     }
 
     #[test]
@@ -318,5 +490,203 @@ mod tests {
             );
         }
         assert_eq!(s.decode(None, 0).unwrap_err(), DecodeError::Empty);
+    }
+
+    /// The decoder as it was first written: the whole payload parsed into a
+    /// `serde_json::Value` tree, then fields looked up. The streaming decoder
+    /// must agree with it on every payload, error messages included.
+    fn reference_decode(
+        s: &Schema,
+        payload: &[u8],
+        reference_ms: i64,
+    ) -> Result<Event<'static>, String> {
+        use serde_json::Value as J;
+        let value: J = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+        let kind = |v: &J| match v {
+            J::Null => "null",
+            J::Bool(_) => "a boolean",
+            J::Number(_) => "a number",
+            J::String(_) => "a string",
+            J::Array(_) => "an array",
+            J::Object(_) => "an object",
+        };
+        let wrong = |field: &str, expected: &str, v: &J| {
+            format!("field `{field}` must be {expected}, found {}", kind(v))
+        };
+        let object = value
+            .as_object()
+            .ok_or_else(|| format!("invalid JSON: expected an object, found {}", kind(&value)))?;
+        let present = |name: &str| object.get(name).filter(|v| !v.is_null());
+        let entity = match present(&s.entity_key) {
+            None => return Err(format!("missing field `{}`", s.entity_key)),
+            Some(J::String(x)) => x.clone(),
+            Some(J::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+            Some(v) => return Err(wrong(&s.entity_key, "a string", v)),
+        };
+        let time_ms = match present(&s.timestamp_field) {
+            None => return Err(format!("missing field `{}`", s.timestamp_field)),
+            Some(J::String(x)) => parse_timestamp(x).map_err(|e| e.to_string())?,
+            Some(J::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| DecodeError::BadTimestamp(n.to_string()).to_string())?,
+            Some(v) => {
+                return Err(wrong(
+                    &s.timestamp_field,
+                    "an ISO-8601 string or epoch milliseconds",
+                    v,
+                ))
+            }
+        };
+        if time_ms.saturating_sub(reference_ms) > s.max_future_ms {
+            return Err("future".into());
+        }
+        let mut fields = Vec::new();
+        for (name, kind) in &s.inputs {
+            let Some(v) = present(name) else {
+                return Err(format!("missing field `{name}`"));
+            };
+            fields.push(match (kind, v) {
+                (ValueType::Text, J::String(x)) => FieldValue::Text(Cow::Owned(x.clone())),
+                (ValueType::Float64, J::Number(n)) => match n.as_f64().filter(|f| f.is_finite()) {
+                    Some(f) => FieldValue::Float(f),
+                    None => return Err(wrong(name, "a finite number", v)),
+                },
+                (ValueType::Int64, J::Number(n)) => match n.as_i64() {
+                    Some(i) => FieldValue::Int(i),
+                    None => return Err(wrong(name, "an integer", v)),
+                },
+                (ValueType::Boolean, J::Bool(b)) => FieldValue::Bool(*b),
+                (ValueType::Text, _) => return Err(wrong(name, "a string", v)),
+                (ValueType::Float64, _) => return Err(wrong(name, "a number", v)),
+                (ValueType::Int64, _) => return Err(wrong(name, "an integer", v)),
+                (ValueType::Boolean, _) => return Err(wrong(name, "a boolean", v)),
+            });
+        }
+        Ok(Event {
+            entity: Cow::Owned(entity),
+            time_ms,
+            fields,
+        })
+    }
+
+    /// Deterministic pseudo-random payloads: fields in any order, repeated,
+    /// missing, null, of every JSON type, keys and strings with escapes,
+    /// nesting, unknown fields, and truncated (invalid) documents.
+    #[test]
+    fn streaming_decoder_agrees_with_the_value_tree_decoder() {
+        let s = Schema {
+            entity_key: "user_id".into(),
+            timestamp_field: "ts".into(),
+            inputs: vec![
+                ("action".into(), ValueType::Text),
+                ("value".into(), ValueType::Float64),
+                ("n".into(), ValueType::Int64),
+                ("flag".into(), ValueType::Boolean),
+                ("user_id".into(), ValueType::Text),
+            ],
+            max_future_ms: 86_400_000,
+        };
+        let keys = [
+            "\"user_id\"",
+            "\"user\\u005fid\"",
+            "\"ts\"",
+            "\"action\"",
+            "\"value\"",
+            "\"n\"",
+            "\"flag\"",
+            "\"other\"",
+            "\"acti\\\"on\"",
+        ];
+        let values = [
+            "null",
+            "true",
+            "false",
+            "0",
+            "-7",
+            "42",
+            "9223372036854775807",
+            "18446744073709551615",
+            "1.5",
+            "-0.0",
+            "1e3",
+            "2.5e-3",
+            "\"u1\"",
+            "\"a\\\"b\\n\\u00e9\"",
+            "\"\"",
+            "\"2026-03-01T12:00:00Z\"",
+            "\"1772366400000\"",
+            "\"soon\"",
+            "1772366400000",
+            "[1,{\"a\":[]}]",
+            "{\"ts\":1,\"x\":{}}",
+            "\"click\"",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut agreed_ok = 0;
+        for _ in 0..20_000 {
+            // Half the documents start from a valid event, in a random order,
+            // then get random extra entries (which may repeat and override).
+            let mut entries: Vec<(&str, &str)> = Vec::new();
+            if next(2) == 0 {
+                let valid = [
+                    (keys[0], "\"u1\""),
+                    (keys[2], "1772366400000"),
+                    (keys[3], "\"click\""),
+                    (keys[4], "2.5"),
+                    (keys[5], "-7"),
+                    (keys[6], "true"),
+                ];
+                for _ in 0..valid.len() {
+                    let (k, v) = valid[next(valid.len())];
+                    if !entries.iter().any(|(e, _)| *e == k) {
+                        entries.push((k, v));
+                    }
+                }
+                entries.extend(
+                    valid
+                        .iter()
+                        .filter(|(k, _)| !entries.iter().any(|(e, _)| e == k))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                );
+            }
+            for _ in 0..next(if entries.is_empty() { 9 } else { 3 }) {
+                entries.push((keys[next(keys.len())], values[next(values.len())]));
+            }
+            let body: Vec<String> = entries.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            let doc = format!("{{{}}}", body.join(","));
+            let payload = match next(20) {
+                0 => doc[..next(doc.len())].to_owned(),
+                1 => values[next(values.len())].to_owned(),
+                2 => format!("{doc} x"),
+                _ => doc,
+            };
+            // serde_json words a syntax error differently depending on what
+            // was being parsed; only the kind of rejection has to agree there.
+            let syntax = |e: String| {
+                if e.starts_with("invalid JSON") && !e.contains("expected an object") {
+                    "invalid JSON".to_owned()
+                } else {
+                    e
+                }
+            };
+            let got = s
+                .decode(Some(payload.as_bytes()), NOON)
+                .map_err(|e| match e {
+                    DecodeError::FutureTimestamp { .. } => "future".to_owned(),
+                    e => e.to_string(),
+                })
+                .map_err(syntax);
+            let want = reference_decode(&s, payload.as_bytes(), NOON).map_err(syntax);
+            assert_eq!(got, want, "payload {payload}");
+            agreed_ok += usize::from(got.is_ok());
+        }
+        assert!(agreed_ok > 1_000, "only {agreed_ok} valid events generated");
     }
 }

@@ -157,11 +157,52 @@ const RECENT_BATCH_ROWS: u32 = 512;
 
 /// How feature records are laid out.
 #[derive(Debug, Clone)]
-pub struct Layout {
-    /// Online-store key template, `{entity}` or `{<entity key>}` replaced by the id.
-    pub key_template: String,
+struct Layout {
+    key: KeyTemplate,
     /// Time to live of online-store keys, in seconds (0 = none).
-    pub ttl_secs: u64,
+    ttl_secs: u64,
+}
+
+/// An online-store key template, split once: `{entity}` and `{<entity key>}`
+/// stand for the entity id.
+#[derive(Debug, Clone)]
+struct KeyTemplate {
+    /// Literal text around the placeholders: the id goes between two parts.
+    parts: Vec<String>,
+}
+
+impl KeyTemplate {
+    fn new(template: &str, entity_key: &str) -> Self {
+        let named = format!("{{{entity_key}}}");
+        let mut parts = vec![String::new()];
+        let mut rest = template;
+        while !rest.is_empty() {
+            if let Some(after) = rest
+                .strip_prefix("{entity}")
+                .or_else(|| rest.strip_prefix(named.as_str()))
+            {
+                parts.push(String::new());
+                rest = after;
+            } else {
+                let c = rest.chars().next().expect("not empty");
+                parts.last_mut().expect("never empty").push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        Self { parts }
+    }
+
+    fn render(&self, entity: &str) -> String {
+        let literal: usize = self.parts.iter().map(String::len).sum();
+        let mut key = String::with_capacity(literal + entity.len() * (self.parts.len() - 1));
+        for (i, part) in self.parts.iter().enumerate() {
+            if i > 0 {
+                key.push_str(entity);
+            }
+            key.push_str(part);
+        }
+        key
+    }
 }
 
 /// Interns text values so windows store 8-byte cells.
@@ -236,7 +277,7 @@ impl Processor {
             plan,
             schema,
             layout: Layout {
-                key_template,
+                key: KeyTemplate::new(&key_template, &d.entity_key),
                 ttl_secs,
             },
             interner: Interner::default(),
@@ -577,10 +618,7 @@ impl Processor {
     }
 
     fn key(&self, entity: &str) -> String {
-        self.layout
-            .key_template
-            .replace("{entity}", entity)
-            .replace(&format!("{{{}}}", self.schema.entity_key), entity)
+        self.layout.key.render(entity)
     }
 
     /// Builds the plugin's input: one column per aggregation.
@@ -668,11 +706,12 @@ impl Processor {
             out.push(':');
             match value {
                 FeatureValue::Null => out.push_str("null"),
-                FeatureValue::Int64(v) => out.push_str(&v.to_string()),
-                FeatureValue::Float64(v) => match serde_json::Number::from_f64(v) {
-                    Some(n) => out.push_str(&n.to_string()),
-                    None => out.push_str("null"),
-                },
+                FeatureValue::Int64(v) => out.push_str(itoa::Buffer::new().format(v)),
+                // As serde_json prints a float; JSON has no NaN or infinity.
+                FeatureValue::Float64(v) if v.is_finite() => {
+                    out.push_str(zmij::Buffer::new().format_finite(v))
+                }
+                FeatureValue::Float64(_) => out.push_str("null"),
                 FeatureValue::Boolean(v) => out.push_str(if v { "true" } else { "false" }),
                 FeatureValue::Text(t) => push_json_str(&mut out, t),
             }
@@ -689,6 +728,77 @@ fn plugin_tag(plugin: &Plugin) -> Arc<str> {
     format!("{}#{}", plugin.name(), plugin.content_hash()).into()
 }
 
+/// Appends `s` as a JSON string, escaped as serde_json escapes it.
 fn push_json_str(out: &mut String, s: &str) {
-    out.push_str(&serde_json::to_string(s).expect("strings always serialize"));
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&serde_json::to_string(s).expect("strings always serialize"));
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_templates_put_the_id_at_every_placeholder() {
+        let cases = [
+            ("features:{user_id}", "features:u1"),
+            ("features:{entity}", "features:u1"),
+            ("{entity}|{user_id}|{other}", "u1|u1|{other}"),
+            ("plain", "plain"),
+            ("", ""),
+            ("é{entity}ü", "éu1ü"),
+        ];
+        for (template, want) in cases {
+            assert_eq!(KeyTemplate::new(template, "user_id").render("u1"), want);
+        }
+        // An id that looks like a placeholder is not substituted again.
+        assert_eq!(
+            KeyTemplate::new("k:{entity}", "user_id").render("{user_id}"),
+            "k:{user_id}"
+        );
+    }
+
+    #[test]
+    fn json_strings_and_numbers_match_serde_json() {
+        let strings = [
+            "",
+            "plain",
+            "quote\"",
+            "back\\slash",
+            "new\nline",
+            "\u{1}",
+            "é☃",
+            "\u{7f}",
+        ];
+        for s in strings {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap());
+        }
+        for f in [
+            0.0,
+            -0.0,
+            1.5,
+            1e16,
+            1e-7,
+            123456.789,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            let ours = zmij::Buffer::new().format_finite(f).to_owned();
+            assert_eq!(ours, serde_json::to_string(&f).unwrap());
+            assert_eq!(ours, serde_json::Number::from_f64(f).unwrap().to_string());
+        }
+        for i in [0i64, -1, i64::MAX, i64::MIN] {
+            assert_eq!(
+                itoa::Buffer::new().format(i),
+                serde_json::to_string(&i).unwrap()
+            );
+        }
+    }
 }
