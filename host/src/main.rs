@@ -64,8 +64,9 @@ impl From<Lang> for Language {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Create a plugin project in DIR/NAME that builds and passes its own tests as
-    /// generated: the feature logic, its native tests, sample events.jsonl with the
+    /// Create a plugin project in DIR/NAME that builds and passes its own tests as generated.
+    ///
+    /// The project holds the feature logic, its native tests, sample events.jsonl with the
     /// expected.txt that `wafer plugin test` checks, and the plugin contract
     /// (wit/wafer.wit) and the language's SDK (guest-sdk/) written from the copies
     /// built into this binary, so the project needs no Wafer checkout.
@@ -79,8 +80,9 @@ enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
-    /// Build a plugin project into a component, DIR/dist/<name>.wasm, and print its
-    /// path. The language is told by the files: Cargo.toml (Rust: cargo for
+    /// Build a plugin project into a component, DIR/dist/<name>.wasm, and print its path.
+    ///
+    /// The language is told by the files: Cargo.toml (Rust: cargo for
     /// wasm32-unknown-unknown, linked by rustup's wasm-component-ld), pyproject.toml
     /// or app.py (Python: componentize-py), package.json (JavaScript:
     /// componentize-js on src/component.js).
