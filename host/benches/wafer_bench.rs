@@ -1043,6 +1043,9 @@ fn section_inproc(s: &Settings) -> anyhow::Result<Json> {
 
     // Python and JavaScript builds of user-activity, when they were built.
     let mut others: Vec<(&str, Plugin)> = Vec::new();
+    // The same languages' full paths (Processor with that plugin), Rust's included.
+    let mut full_paths: Vec<(&str, &str, PathBuf)> =
+        vec![("rust", "prefix-full-rust", s.plugin.clone())];
     let mut other_notes = serde_json::Map::new();
     for (label, file) in [
         ("python", "user_activity_py.wasm"),
@@ -1057,7 +1060,15 @@ fn section_inproc(s: &Settings) -> anyhow::Result<Json> {
             "inproc: loading {file} (compiled once, then cached)"
         ));
         match load(&engine, &path, Duration::from_secs(10)) {
-            Ok(p) => others.push((label, p)),
+            Ok(p) => {
+                others.push((label, p));
+                let key = if label == "python" {
+                    "prefix-full-python"
+                } else {
+                    "prefix-full-javascript"
+                };
+                full_paths.push((label, key, path));
+            }
             Err(e) => {
                 other_notes.insert(label.into(), json!(format!("{e:#}")));
             }
@@ -1070,6 +1081,9 @@ fn section_inproc(s: &Settings) -> anyhow::Result<Json> {
         subset_rows += u64::from(batches[subset].rows);
         subset += 1;
     }
+    // The events whose flushes made those batches (a flush makes one batch per
+    // partition with changes), for the full path of every language.
+    let prefix_events = (subset.div_ceil(PARTITIONS as usize) * s.flush_every).min(n);
 
     let variants = ["full", "core", "plugin-wasm", "plugin-native"];
     let mut raw: HashMap<&str, Vec<Timing>> = HashMap::new();
@@ -1104,6 +1118,13 @@ fn section_inproc(s: &Settings) -> anyhow::Result<Json> {
                             }
                         });
                         raw.entry(label).or_default().push(t);
+                    }
+                    for (_, key, path) in &full_paths {
+                        let mut p = processor(load(&engine, path, Duration::from_secs(10))?);
+                        let (t, _) = Timing::measure(|| {
+                            feed_range(&mut p, &ev, 0..prefix_events, s.flush_every)
+                        });
+                        raw.entry(*key).or_default().push(t);
                     }
                 }
                 _ => {
@@ -1163,10 +1184,18 @@ fn section_inproc(s: &Settings) -> anyhow::Result<Json> {
                 }),
             );
         }
+        let mut languages = serde_json::Map::new();
+        for (label, key, _) in &full_paths {
+            languages.insert(
+                (*label).into(),
+                json!(stats(&rate(&per(key, f), prefix_events as f64))),
+            );
+        }
         derived.insert(
             clock.into(),
             json!({
                 "full_events_per_s": stats(&rate(&full, n as f64)),
+                "languages_full_path_events_per_s": languages,
                 "core_events_per_s": stats(&rate(&core, n as f64)),
                 "native_path_events_per_s": stats(&rate(&native_path, n as f64)),
                 "columnar_path_events_per_s": stats(&rate(&columnar_path, n as f64)),
@@ -1206,6 +1235,7 @@ fn section_inproc(s: &Settings) -> anyhow::Result<Json> {
         "rows": rows,
         "rows_per_batch_median": sorted_rows.get(sorted_rows.len() / 2).copied().unwrap_or(0),
         "other_languages_rows": subset_rows,
+        "languages_full_path_events": prefix_events,
         "other_languages_notes": other_notes,
         "derived": derived,
     }))

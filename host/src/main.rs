@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use wafer::config::{Config, QUICKSTART};
+use wafer::toolkit::Language;
 
 /// Wafer: real-time ML features from Kafka events, computed by WebAssembly plugins.
 #[derive(Parser)]
@@ -38,13 +39,64 @@ enum Command {
     },
     /// Print the embedded quickstart configuration.
     Quickstart,
-    /// Plugin author's toolkit: inspect a component, test it without Kafka or Redis.
+    /// Plugin author's toolkit: scaffold a plugin project, build its component,
+    /// inspect a component, test it without Kafka or Redis.
     #[command(subcommand)]
     Plugin(PluginCommand),
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+impl From<Lang> for Language {
+    fn from(lang: Lang) -> Self {
+        match lang {
+            Lang::Rust => Language::Rust,
+            Lang::Python => Language::Python,
+            Lang::Js => Language::Js,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Create a plugin project in DIR/NAME that builds and passes its own tests as generated.
+    ///
+    /// The project holds the feature logic, its native tests, sample events.jsonl with the
+    /// expected.txt that `wafer plugin test` checks, and the plugin contract
+    /// (wit/wafer.wit) and the language's SDK (guest-sdk/) written from the copies
+    /// built into this binary, so the project needs no Wafer checkout.
+    New {
+        /// Language of the plugin.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// Plugin name: lowercase letters, digits, `-` and `_`, starting with a letter.
+        name: String,
+        /// Directory to create the project in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin project into a component, DIR/dist/<name>.wasm, and print its path.
+    ///
+    /// The language is told by the files: Cargo.toml (Rust: cargo for
+    /// wasm32-unknown-unknown, linked by rustup's wasm-component-ld), pyproject.toml
+    /// or app.py (Python: componentize-py), package.json (JavaScript:
+    /// componentize-js on src/component.js).
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Directory holding the pinned Python and JavaScript toolchains
+        /// (python-venv/, js/), as the repository's scripts/build-plugins-{py,js}.sh
+        /// install them; by default the nearest .toolchains above the project or
+        /// above the wafer executable (componentize-py is also taken from PATH).
+        #[arg(long, env = "WAFER_TOOLCHAINS")]
+        toolchains: Option<PathBuf>,
+    },
     /// Print a plugin's self-description: features, types, windows, aggregations, imports.
     Inspect {
         /// The plugin component (.wasm).
@@ -96,6 +148,32 @@ fn main() -> anyhow::Result<()> {
             print_report(&report);
         }
         Command::Quickstart => print!("{QUICKSTART}"),
+        Command::Plugin(PluginCommand::New { lang, name, dir }) => {
+            let lang = Language::from(lang);
+            let project = wafer::toolkit::scaffold::new_project(lang, &name, &dir)?;
+            let test = match lang {
+                Language::Rust => "cargo test",
+                Language::Python => "python3 -m pytest",
+                Language::Js => "node --test",
+            };
+            let module = name.replace('-', "_");
+            eprintln!(
+                "wafer: created the {lang} plugin `{name}`; try:\n  cd {}\n  {test}\n  wafer plugin build\n  \
+                 wafer plugin test dist/{module}.wasm --events events.jsonl --expect expected.txt",
+                project.display()
+            );
+            println!("{}", project.display());
+        }
+        Command::Plugin(PluginCommand::Build { dir, toolchains }) => {
+            let built = wafer::toolkit::build::build(&dir, toolchains.as_deref())
+                .with_context(|| format!("cannot build the plugin in {}", dir.display()))?;
+            for warning in &built.warnings {
+                eprintln!("wafer: warning: {warning}");
+            }
+            for component in &built.components {
+                println!("{}", component.display());
+            }
+        }
         Command::Plugin(PluginCommand::Inspect { plugin }) => {
             print!("{}", wafer::toolkit::inspect(&plugin)?);
         }

@@ -1,16 +1,82 @@
-//! The plugin author's toolkit behind `wafer plugin`: describe a component,
-//! and replay events through it with the real host engine, without Kafka or
-//! Redis.
+//! The plugin author's toolkit behind `wafer plugin`: scaffold a project,
+//! build its component, describe a component, and replay events through it
+//! with the real host engine, without Kafka or Redis.
+//!
+//! - [`scaffold`]: `wafer plugin new` (templates, embedded WIT and SDKs);
+//! - [`build`]: `wafer plugin build` (per-language toolchains);
+//! - this module: `wafer plugin inspect` and `wafer plugin test`.
+
+pub mod build;
+pub mod scaffold;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::plugin::{type_name, PluginEngine, PluginLimits};
 use crate::RunError;
+
+/// A language plugins are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Rust,
+    Python,
+    Js,
+}
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Language::Rust => "rust",
+            Language::Python => "python",
+            Language::Js => "js",
+        })
+    }
+}
+
+/// Why scaffolding or building a plugin project failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolkitError {
+    /// The plugin name cannot be used.
+    #[error("invalid plugin name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    /// The project directory exists and is not empty.
+    #[error("{} already exists and is not empty: choose another name or --dir", .0.display())]
+    Exists(PathBuf),
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The directory holds no project of a known language.
+    #[error(
+        "{}: not a plugin project (no Cargo.toml for Rust, pyproject.toml or app.py for Python, package.json for JavaScript)",
+        .0.display()
+    )]
+    UnknownProject(PathBuf),
+    /// The project lacks something the build needs.
+    #[error("{}: {what}", path.display())]
+    Incomplete { path: PathBuf, what: String },
+    /// A build tool is not installed.
+    #[error("{tool} not found: {install}")]
+    ToolchainMissing { tool: String, install: String },
+    /// A build tool ran and failed.
+    #[error("`{command}` failed ({status}); its output is above")]
+    ToolFailed { command: String, status: String },
+}
+
+impl ToolkitError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        ToolkitError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
 
 /// A readable self-description of the component at `path`: name, version,
 /// entity key, inputs, windows, aggregations, features and imports.

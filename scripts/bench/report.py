@@ -532,6 +532,19 @@ def render(results, env, profile_dir):
                 w(f"| {label} (`user_activity_{label[:2] if label == 'python' else 'js'}.wasm`) | {spread(r.get('ns_per_row'))} | {spread(r.get('rows_per_s'))} |")
             for label, note in notes.items():
                 w(f"| {label} | {note} | — |")
+        languages = wall.get("languages_full_path_events_per_s", {})
+        if languages:
+            w("")
+            w(
+                f"The same plugin in each language, full path (decode, windows, plugin, feature JSON) "
+                f"on the first {num(inproc.get('languages_full_path_events'))} events, the ones whose "
+                f"flushes made those batches:"
+            )
+            w("")
+            w("| plugin | events/s (wall) |")
+            w("|---|---|")
+            for label, r in languages.items():
+                w(f"| {label} | {spread(r)} |")
         w("")
 
     # ---------------------------------------------------------------- memory

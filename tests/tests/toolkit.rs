@@ -1,6 +1,15 @@
-//! `wafer plugin inspect` and `wafer plugin test`, through the release binary.
+//! The plugin toolkit through the release binary: `wafer plugin inspect` and
+//! `wafer plugin test` on the built plugins, and, for each language, the whole
+//! author's path: `wafer plugin new`, the project's own native tests,
+//! `wafer plugin build`, then `inspect` and `test` on the component.
+//!
+//! Python and JavaScript builds use the toolchains the repository's scripts
+//! installed (`scripts/build-plugins-{py,js}.sh install`); the Rust build runs
+//! offline from the registry cache into `target/plugin-new`, so later runs are
+//! incremental.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 fn wafer() -> Command {
     let binary = wafer_tests::repo_root().join("target/release/wafer");
@@ -90,4 +99,197 @@ fn test_replays_events_and_checks_expectations() {
         "{diff}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The features `wafer plugin test` must end with on the sample events every
+/// template ships (`events.jsonl`), worked out by hand from the template's
+/// logic: stream time ends at 09:12:00, so the 10-minute sliding window is
+/// (09:02:00, 09:12:00].
+/// - alice: 09:00 (view, 10.0) has left; 09:04 (buy, 25.0) and 09:09:30 (view,
+///   4.0) remain: 2 events, mean (25 + 4) / 2 = 14.5, max 25.0, last view.
+/// - bob: 09:01 (view, 3.5) has left; 09:12 (buy, 12.5) remains: 1 event,
+///   mean 12.5, max 12.5, last buy.
+/// - carol: her only event, 09:01:30, has left, so her key is deleted.
+const TEMPLATE_FEATURES: &str = concat!(
+    r#"features:alice {"user_id":"alice","events_10m":2,"avg_value_10m":14.5,"max_value_10m":25.0,"last_action":"view","computed_at":"2026-03-01T09:12:00.000Z"}"#,
+    "\n",
+    r#"features:bob {"user_id":"bob","events_10m":1,"avg_value_10m":12.5,"max_value_10m":12.5,"last_action":"buy","computed_at":"2026-03-01T09:12:00.000Z"}"#,
+    "\n",
+);
+
+/// A fresh, empty directory for one test's projects.
+fn scratch(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wafer-plugin-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `output`, or a panic showing what `what` printed.
+fn succeeded(what: &str, output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Environment of every build step: the Rust one offline and incremental.
+fn build_env(c: &mut Command) -> &mut Command {
+    c.env("CARGO_NET_OFFLINE", "true").env(
+        "CARGO_TARGET_DIR",
+        wafer_tests::repo_root().join("target/plugin-new"),
+    )
+}
+
+/// `wafer plugin new`, the project's own tests, `wafer plugin build`, then
+/// `inspect` and `test` of the component, checked against hand-worked values.
+fn author_path(lang: &str, native_test: &[&str]) {
+    let parent = scratch(lang);
+    let name = format!("clicks-{lang}");
+    let module = name.replace('-', "_");
+
+    let printed = succeeded(
+        "wafer plugin new",
+        wafer()
+            .args(["plugin", "new", "--lang", lang, &name, "--dir"])
+            .arg(&parent)
+            .output()
+            .unwrap(),
+    );
+    let project = parent.join(&name);
+    assert_eq!(Path::new(printed.trim()), project);
+
+    succeeded(
+        &native_test.join(" "),
+        build_env(Command::new(native_test[0]).args(&native_test[1..]))
+            .current_dir(&project)
+            .output()
+            .unwrap(),
+    );
+
+    let printed = succeeded(
+        "wafer plugin build",
+        build_env(wafer().args(["plugin", "build"]).arg(&project))
+            .output()
+            .unwrap(),
+    );
+    let component = project.join("dist").join(format!("{module}.wasm"));
+    assert_eq!(
+        printed.lines().collect::<Vec<_>>(),
+        [component.to_str().unwrap()]
+    );
+    assert!(component.is_file());
+
+    let described = succeeded(
+        "wafer plugin inspect",
+        wafer()
+            .args(["plugin", "inspect"])
+            .arg(&component)
+            .output()
+            .unwrap(),
+    );
+    for expected in [
+        format!("plugin      {name}@0.1.0"),
+        "entity key  user_id".to_owned(),
+        "10m                      WindowKind::Sliding 600000 ms".to_owned(),
+        "0 AggregationKind::Count(-) over 10m".to_owned(),
+        "2 AggregationKind::Max(value) over 10m".to_owned(),
+        "max_value_10m            float64".to_owned(),
+        "last_action              text".to_owned(),
+    ] {
+        assert!(
+            described.contains(&expected),
+            "missing `{expected}` in:\n{described}"
+        );
+    }
+    let imports: Vec<&str> = described
+        .lines()
+        .skip_while(|l| *l != "imports")
+        .skip(1)
+        .collect();
+    assert!(
+        imports
+            .iter()
+            .all(|i| i.trim().starts_with("wafer:plugin/")),
+        "imports beyond the WIT's: {imports:?}"
+    );
+
+    let features = succeeded(
+        "wafer plugin test",
+        wafer()
+            .args(["plugin", "test"])
+            .arg(&component)
+            .arg("--events")
+            .arg(project.join("events.jsonl"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(features, TEMPLATE_FEATURES);
+    succeeded(
+        "wafer plugin test --expect",
+        wafer()
+            .args(["plugin", "test"])
+            .arg(&component)
+            .arg("--events")
+            .arg(project.join("events.jsonl"))
+            .arg("--expect")
+            .arg(project.join("expected.txt"))
+            .output()
+            .unwrap(),
+    );
+    let _ = std::fs::remove_dir_all(&parent);
+}
+
+#[test]
+fn rust_plugin_from_new_to_test() {
+    author_path("rust", &["cargo", "test"]);
+}
+
+#[test]
+fn python_plugin_from_new_to_test() {
+    author_path("python", &["python3", "-m", "pytest", "-q"]);
+}
+
+#[test]
+fn js_plugin_from_new_to_test() {
+    author_path("js", &["node", "--test"]);
+}
+
+#[test]
+fn build_names_the_script_that_installs_a_missing_toolchain() {
+    let parent = scratch("missing");
+    let empty = parent.join("no-toolchains");
+    std::fs::create_dir_all(&empty).unwrap();
+    for (lang, script) in [
+        ("python", "scripts/build-plugins-py.sh install"),
+        ("js", "scripts/build-plugins-js.sh install"),
+    ] {
+        succeeded(
+            "wafer plugin new",
+            wafer()
+                .args(["plugin", "new", "--lang", lang, "bare", "--dir"])
+                .arg(parent.join(lang))
+                .output()
+                .unwrap(),
+        );
+        // An empty toolchain directory, and no componentize-py on PATH.
+        let out = wafer()
+            .args(["plugin", "build", "--toolchains"])
+            .arg(&empty)
+            .arg(parent.join(lang).join("bare"))
+            .env("PATH", &empty)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{lang} built without a toolchain");
+        assert!(
+            stderr.contains("not found") && stderr.contains(script),
+            "{lang}: the error does not name `{script}`:\n{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&parent);
 }
