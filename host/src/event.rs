@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, NaiveDateTime};
 
+use crate::entity::EntityKey;
 use crate::plugin::ValueType;
 
 /// A value of an input field, as the window state stores it.
@@ -18,7 +19,8 @@ pub enum FieldValue {
 /// A decoded event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    /// Entity id (the value of the plugin's entity-key field).
+    /// Entity id: the value of the entity-key field, or the id of the tuple of
+    /// entity fields (see [`crate::entity`]).
     pub entity: String,
     /// Event time, milliseconds since the Unix epoch (UTC).
     pub time_ms: i64,
@@ -61,8 +63,8 @@ pub enum DecodeError {
 /// What to read from each event.
 #[derive(Debug, Clone)]
 pub struct Schema {
-    /// Field identifying the entity (string, or integer turned into a string).
-    pub entity_key: String,
+    /// Fields identifying the entity (strings, or integers turned into strings).
+    pub entity: EntityKey,
     /// Field holding the event time.
     pub timestamp_field: String,
     /// Input fields and their types.
@@ -82,14 +84,26 @@ impl Schema {
         let object = value.as_object().ok_or_else(|| {
             DecodeError::InvalidJson(format!("expected an object, found {}", kind_of(&value)))
         })?;
-        let entity = match object.get(&self.entity_key) {
-            None | Some(serde_json::Value::Null) => {
-                return Err(DecodeError::MissingField(self.entity_key.clone()))
+        let mut parts = Vec::with_capacity(self.entity.fields().len());
+        for (i, field) in self.entity.fields().iter().enumerate() {
+            let part = match object.get(field) {
+                None | Some(serde_json::Value::Null) => {
+                    return Err(DecodeError::MissingField(field.clone()))
+                }
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+                Some(other) => return Err(wrong_type(field, "a string", other)),
+            };
+            if self.entity.is_integer(i) && part.parse::<i64>().is_err() {
+                return Err(DecodeError::WrongType {
+                    field: field.clone(),
+                    expected: "an integer (it is an integer Feast join key)",
+                    found: format!("`{part}`"),
+                });
             }
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-            Some(other) => return Err(wrong_type(&self.entity_key, "a string", other)),
-        };
+            parts.push(part);
+        }
+        let entity = self.entity.id(&parts);
         let time_ms = match object.get(&self.timestamp_field) {
             None | Some(serde_json::Value::Null) => {
                 return Err(DecodeError::MissingField(self.timestamp_field.clone()))
@@ -221,7 +235,7 @@ mod tests {
 
     fn schema() -> Schema {
         Schema {
-            entity_key: "user_id".into(),
+            entity: EntityKey::single("user_id"),
             timestamp_field: "timestamp".into(),
             inputs: vec![
                 ("action".into(), ValueType::Text),
@@ -280,6 +294,44 @@ mod tests {
             )
             .unwrap();
         assert_eq!((e.entity.as_str(), e.time_ms), ("42", 1000));
+    }
+
+    #[test]
+    fn composite_keys_take_every_field() {
+        let mut s = schema();
+        s.entity = EntityKey::new(vec!["user_id".into(), "shop".into()]);
+        s.entity.require_integer("shop");
+        let e = s
+            .decode(
+                Some(br#"{"user_id":"a:b","shop":7,"action":"x","value":1,"timestamp":1}"#),
+                NOON,
+            )
+            .unwrap();
+        assert_eq!(e.entity, r"a\:b:7");
+        let e = s
+            .decode(
+                Some(br#"{"user_id":"u","shop":"12","action":"x","value":1,"timestamp":1}"#),
+                NOON,
+            )
+            .unwrap();
+        assert_eq!(e.entity, "u:12");
+        let missing = s.decode(
+            Some(br#"{"user_id":"u","action":"x","value":1,"timestamp":1}"#),
+            NOON,
+        );
+        assert_eq!(missing, Err(DecodeError::MissingField("shop".into())));
+        let not_integer = s
+            .decode(
+                Some(br#"{"user_id":"u","shop":"web","action":"x","value":1,"timestamp":1}"#),
+                NOON,
+            )
+            .unwrap_err();
+        assert!(
+            not_integer
+                .to_string()
+                .contains("field `shop` must be an integer"),
+            "{not_integer}"
+        );
     }
 
     #[test]
