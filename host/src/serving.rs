@@ -57,10 +57,7 @@ impl Store {
     pub async fn get(&self, view: &ServedView, entity: &str) -> Result<Option<String>, SinkError> {
         match self {
             Store::Redis(r) => r.read(&view.online, entity).await,
-            Store::Memory(m) => Ok(view
-                .online
-                .key(entity)
-                .and_then(|k| m.get(&String::from_utf8_lossy(&k)))),
+            Store::Memory(m) => Ok(view.online.template_key(entity).and_then(|k| m.get(&k))),
         }
     }
 }

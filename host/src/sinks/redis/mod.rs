@@ -126,10 +126,7 @@ impl OnlineLayout {
     /// when `id` is not one, or an integer Feast join key is not an integer.
     pub fn key(&self, id: &str) -> Option<Vec<u8>> {
         match &self.feast {
-            None => self
-                .entity
-                .online_key(&self.key_template, id)
-                .map(String::into_bytes),
+            None => self.template_key(id).map(String::into_bytes),
             Some(f) => {
                 let values = self.entity.split(id)?;
                 let mut join_keys = Vec::with_capacity(values.len());
@@ -141,6 +138,11 @@ impl OnlineLayout {
                 Some(feast::redis_key(&join_keys, &f.project))
             }
         }
+    }
+
+    /// The `key_template` key of entity `id`: the embedded store's key in every layout.
+    pub fn template_key(&self, id: &str) -> Option<String> {
+        self.entity.online_key(&self.key_template, id)
     }
 
     fn features(&self) -> Arc<[FeatureSpec]> {
