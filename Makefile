@@ -6,7 +6,7 @@ WASM_LD        := $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/
 WASM_TARGET    := wasm32-unknown-unknown
 PLUGIN_OUT     := target/plugins
 
-.PHONY: build host plugins plugins-py plugins-js test-guests fixtures demo test test-unit test-integration lint fmt services services-stop bench toolchain
+.PHONY: build host plugins plugins-py plugins-js test-guests fixtures feast-venv demo test test-unit test-integration lint fmt services services-stop bench toolchain
 
 toolchain:
 	rustup show active-toolchain >/dev/null || rustup toolchain install
@@ -52,12 +52,16 @@ fixtures: toolchain
 	cp tests/fixtures/target/$(WASM_TARGET)/release/misbehave.wasm target/fixtures/
 	cp tests/fixtures/target/wasm32-wasip2/release/wasi_import.wasm target/fixtures/
 
+## Pinned Feast in .toolchains/feast-venv, for the Feast interop test (tests/tests/feast.rs).
+feast-venv:
+	scripts/feast/setup-venv.sh >/dev/null
+
 ## Quickstart on the embedded default: sample events -> plugin -> in-memory store.
 demo: build
 	./target/release/wafer demo
 
 ## Every test: unit tests, plugin logic natively, integration tests on real Kafka + Redis.
-test: plugins plugins-py plugins-js fixtures host services
+test: plugins plugins-py plugins-js fixtures feast-venv host services
 	$(CARGO) test --release --workspace
 	cd plugins && $(CARGO) test --release
 	$(MAKE) test-guests

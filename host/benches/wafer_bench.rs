@@ -636,7 +636,7 @@ impl Core {
         let parts = (0..PARTITIONS).map(|_| Partition::new(&plan)).collect();
         Self {
             schema: Schema {
-                entity_key: d.entity_key.clone(),
+                entity: wafer::entity::EntityKey::single(&d.entity_key),
                 timestamp_field: "timestamp".into(),
                 inputs: d.inputs.iter().map(|i| (i.name.clone(), i.kind)).collect(),
                 max_future_ms: 86_400_000,

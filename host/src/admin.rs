@@ -2,7 +2,8 @@
 //! probes of the running pipeline.
 //!
 //! - `GET /features/{view}/{entity}`: the entity's features as stored in the
-//!   online store (Redis, or the embedded store), 404 when absent;
+//!   online store (Redis in any layout, or the embedded store) as the feature
+//!   record JSON, 404 when absent;
 //! - `GET /metrics`: Prometheus text format (see `docs/operations.md`);
 //! - `GET /views`: the views' names;
 //! - `GET /views/{view}/plugins`: every version seen (name, version, sha256,
@@ -146,8 +147,7 @@ async fn features(
     let Some(served) = state.serving.view(&view) else {
         return error(StatusCode::NOT_FOUND, format!("no view named `{view}`"));
     };
-    let key = served.key(&entity);
-    match state.serving.store.get(&key).await {
+    match state.serving.store.get(served, &entity).await {
         Ok(Some(json)) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             json,

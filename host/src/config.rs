@@ -173,9 +173,20 @@ pub struct PluginConfig {
     /// Online-store key; `{entity}` or `{<entity key field>}` is replaced by the entity id.
     /// Default: `features:{<entity key field>}`, e.g. `features:{user_id}`.
     pub key_template: Option<String>,
-    /// Time to live of each online-store key, in seconds (0 = no expiry).
+    /// Time to live of each online-store key, in seconds (0 = no expiry). With the `feast`
+    /// layout, the TTL of the entity's whole hash, shared by the views writing to it.
     #[serde(default = "default_ttl")]
     pub ttl_secs: u64,
+    /// Event fields identifying an entity, instead of the plugin's entity key, e.g.
+    /// `["user_id", "device"]`: events are grouped by the tuple of their values. The tuple's
+    /// id is the values joined by `:` (`\` and `:` in values escaped with `\`).
+    pub entity_fields: Option<Vec<String>>,
+    /// How features are stored in Redis: `"json"` (one JSON string per entity, the default),
+    /// `"hash"` (one hash per entity, a field per feature) or `"feast"` (Feast's own layout).
+    #[serde(default)]
+    pub layout: LayoutKind,
+    /// The Feast feature view this view writes (required with `layout = "feast"`).
+    pub feast: Option<FeastConfig>,
     /// Cap on the plugin's linear memory, in MiB.
     #[serde(default = "default_memory")]
     pub max_memory_mb: u64,
@@ -207,6 +218,44 @@ pub struct PluginConfig {
     /// Directory of precompiled plugin artifacts, keyed by content hash and engine.
     /// Default: `$XDG_CACHE_HOME/wafer/artifacts` or `~/.cache/wafer/artifacts`.
     pub cache_dir: Option<PathBuf>,
+}
+
+/// How a view's features are stored in Redis (see docs/config.md, "Online layouts").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutKind {
+    /// `SET <key> <feature JSON>`: the feature record's JSON text.
+    #[default]
+    Json,
+    /// `HSET <key>`: one field per feature plus `_as_of_ms`.
+    Hash,
+    /// Feast's Redis online-store layout, readable by `get_online_features`.
+    Feast,
+}
+
+/// Where a `feast`-layout view writes in Feast's online store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeastConfig {
+    /// The Feast project (`project` in `feature_store.yaml`), appended to every Redis key.
+    pub project: String,
+    /// The Feast feature view holding this view's features (same feature names and types).
+    pub feature_view: String,
+    /// Value type of each join key whose Feast entity is not a string, by entity field:
+    /// `"int64"` or `"int32"` (e.g. `{ merchant_id = "int64" }`); others are `"string"`.
+    /// Join keys are named like the entity fields.
+    #[serde(default)]
+    pub join_key_types: std::collections::BTreeMap<String, JoinKeyType>,
+}
+
+/// The Feast value type of a join key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinKeyType {
+    #[default]
+    String,
+    Int64,
+    Int32,
 }
 
 fn default_watch() -> bool {
@@ -394,6 +443,43 @@ impl Config {
         if p.max_instances == 0 || p.max_consecutive_failures == 0 {
             return invalid("[plugin] max_instances and max_consecutive_failures must be positive");
         }
+        if let Some(fields) = &p.entity_fields {
+            let unique: std::collections::HashSet<&String> = fields.iter().collect();
+            if fields.is_empty() || fields.iter().any(String::is_empty) {
+                return invalid("[plugin] entity_fields must name at least one field");
+            }
+            if unique.len() != fields.len() {
+                return invalid("[plugin] entity_fields must not repeat a field");
+            }
+        }
+        match (p.layout, &p.feast) {
+            (LayoutKind::Feast, None) => {
+                return invalid(
+                    "[plugin] layout = \"feast\" needs a [plugin.feast] section (project, feature_view)",
+                )
+            }
+            (LayoutKind::Json | LayoutKind::Hash, Some(_)) => {
+                return invalid("[plugin.feast] is only used with layout = \"feast\"")
+            }
+            _ => {}
+        }
+        if let Some(feast) = &p.feast {
+            if feast.project.is_empty() || feast.feature_view.is_empty() {
+                return invalid("[plugin.feast] project and feature_view must not be empty");
+            }
+            for name in feast.join_key_types.keys() {
+                if !name.is_ascii() {
+                    return invalid("[plugin.feast] join key names must be ASCII (Feast before 0.61 encodes others differently)");
+                }
+                if let Some(fields) = &p.entity_fields {
+                    if !fields.contains(name) {
+                        return Err(ConfigError::Invalid(format!(
+                            "[plugin.feast] join_key_types names `{name}`, which is not in entity_fields"
+                        )));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -417,6 +503,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn layouts_and_entity_fields_are_checked() {
+        let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert_eq!(c.plugin.unwrap().layout, LayoutKind::Json);
+        let c = Config::parse(
+            &format!(
+                "{base}entity_fields = ['user_id', 'shop']\nlayout = 'feast'\n\
+                 [plugin.feast]\nproject = 'demo'\nfeature_view = 'fv'\n\
+                 join_key_types = {{ shop = 'int64' }}\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        let p = c.plugin.unwrap();
+        assert_eq!(p.layout, LayoutKind::Feast);
+        assert_eq!(p.feast.unwrap().join_key_types["shop"], JoinKeyType::Int64);
+        for (extra, reason) in [
+            ("layout = 'feast'\n", "needs a [plugin.feast]"),
+            ("layout = 'tree'\n", "unknown variant"),
+            ("entity_fields = []\n", "at least one field"),
+            ("entity_fields = ['a', 'a']\n", "must not repeat"),
+            (
+                "[plugin.feast]\nproject = 'd'\nfeature_view = 'f'\n",
+                "only used with layout",
+            ),
+            (
+                "entity_fields = ['a']\nlayout = 'feast'\n[plugin.feast]\nproject = 'd'\n\
+                 feature_view = 'f'\njoin_key_types = { b = 'int64' }\n",
+                "not in entity_fields",
+            ),
+        ] {
+            let err = Config::parse(&format!("{base}{extra}"), "t").unwrap_err();
+            assert!(err.to_string().contains(reason), "{extra}: {err}");
+        }
     }
 
     #[test]

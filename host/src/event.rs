@@ -8,6 +8,7 @@ use std::fmt;
 use chrono::{DateTime, NaiveDateTime};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::entity::EntityKey;
 use crate::plugin::ValueType;
 
 /// A value of an input field, as the window state stores it. Text borrows
@@ -23,7 +24,8 @@ pub enum FieldValue<'a> {
 /// A decoded event, borrowing from its payload where it can.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event<'a> {
-    /// Entity id (the value of the plugin's entity-key field).
+    /// Entity id: the value of the entity-key field, or the id of the tuple of
+    /// entity fields (see [`crate::entity`]).
     pub entity: Cow<'a, str>,
     /// Event time, milliseconds since the Unix epoch (UTC).
     pub time_ms: i64,
@@ -66,8 +68,8 @@ pub enum DecodeError {
 /// What to read from each event.
 #[derive(Debug, Clone)]
 pub struct Schema {
-    /// Field identifying the entity (string, or integer turned into a string).
-    pub entity_key: String,
+    /// Fields identifying the entity (strings, or integers turned into strings).
+    pub entity: EntityKey,
     /// Field holding the event time.
     pub timestamp_field: String,
     /// Input fields and their types.
@@ -103,16 +105,32 @@ impl Schema {
                 )))
             }
         };
-        let entity = match slots[ENTITY_SLOT].take() {
-            None | Some(Raw::Null) => {
-                return Err(DecodeError::MissingField(self.entity_key.clone()))
+        let key_fields = self.entity.fields();
+        let mut parts: Vec<Cow<'a, str>> = Vec::with_capacity(key_fields.len());
+        for (i, field) in key_fields.iter().enumerate() {
+            let part = match slots[i].take() {
+                None | Some(Raw::Null) => return Err(DecodeError::MissingField(field.clone())),
+                Some(Raw::Str(s)) => s,
+                Some(Raw::Int(n)) => Cow::Owned(n.to_string()),
+                Some(Raw::UInt(n)) => Cow::Owned(n.to_string()),
+                Some(other) => return Err(wrong_type(field, "a string", &other)),
+            };
+            if self.entity.is_integer(i) && part.parse::<i64>().is_err() {
+                return Err(DecodeError::WrongType {
+                    field: field.clone(),
+                    expected: "an integer (it is an integer Feast join key)",
+                    found: format!("`{part}`"),
+                });
             }
-            Some(Raw::Str(s)) => s,
-            Some(Raw::Int(n)) => Cow::Owned(n.to_string()),
-            Some(Raw::UInt(n)) => Cow::Owned(n.to_string()),
-            Some(other) => return Err(wrong_type(&self.entity_key, "a string", &other)),
+            parts.push(part);
+        }
+        let entity = if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Cow::Owned(self.entity.id(&parts))
         };
-        let time_ms = match slots[TIME_SLOT].take() {
+        let time_slot = key_fields.len();
+        let time_ms = match slots[time_slot].take() {
             None | Some(Raw::Null) => {
                 return Err(DecodeError::MissingField(self.timestamp_field.clone()))
             }
@@ -138,7 +156,7 @@ impl Schema {
             });
         }
         let mut fields = Vec::with_capacity(self.inputs.len());
-        for ((name, kind), slot) in self.inputs.iter().zip(&mut slots[FIRST_INPUT_SLOT..]) {
+        for ((name, kind), slot) in self.inputs.iter().zip(&mut slots[time_slot + 1..]) {
             match slot.take() {
                 None | Some(Raw::Null) => return Err(DecodeError::MissingField(name.clone())),
                 Some(raw) => fields.push(field_value(name, *kind, raw)?),
@@ -151,9 +169,13 @@ impl Schema {
         })
     }
 
-    /// The slots a top-level key fills: entity, timestamp, then each input.
+    /// The slots a top-level key fills: each entity field, the timestamp, then
+    /// each input.
     fn slots_of<'s>(&'s self, key: &'s str) -> impl Iterator<Item = usize> + 's {
-        std::iter::once(self.entity_key.as_str())
+        self.entity
+            .fields()
+            .iter()
+            .map(String::as_str)
             .chain(std::iter::once(self.timestamp_field.as_str()))
             .chain(self.inputs.iter().map(|(name, _)| name.as_str()))
             .enumerate()
@@ -161,10 +183,6 @@ impl Schema {
             .map(|(slot, _)| slot)
     }
 }
-
-const ENTITY_SLOT: usize = 0;
-const TIME_SLOT: usize = 1;
-const FIRST_INPUT_SLOT: usize = 2;
 
 /// A JSON value the schema asked for, kept only as far as decoding needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,7 +282,8 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Slots<'de>, A::Error> {
-        let mut slots = vec![None; FIRST_INPUT_SLOT + self.schema.inputs.len()];
+        let schema = self.schema;
+        let mut slots = vec![None; schema.entity.fields().len() + 1 + schema.inputs.len()];
         while let Some(Key(key)) = map.next_key::<Key>()? {
             let mut wanted = self.schema.slots_of(&key).peekable();
             if wanted.peek().is_none() {
@@ -393,7 +412,7 @@ mod tests {
 
     fn schema() -> Schema {
         Schema {
-            entity_key: "user_id".into(),
+            entity: EntityKey::single("user_id"),
             timestamp_field: "timestamp".into(),
             inputs: vec![
                 ("action".into(), ValueType::Text),
@@ -452,6 +471,44 @@ mod tests {
             )
             .unwrap();
         assert_eq!((e.entity.as_ref(), e.time_ms), ("42", 1000));
+    }
+
+    #[test]
+    fn composite_keys_take_every_field() {
+        let mut s = schema();
+        s.entity = EntityKey::new(vec!["user_id".into(), "shop".into()]);
+        s.entity.require_integer("shop");
+        let e = s
+            .decode(
+                Some(br#"{"user_id":"a:b","shop":7,"action":"x","value":1,"timestamp":1}"#),
+                NOON,
+            )
+            .unwrap();
+        assert_eq!(e.entity, r"a\:b:7");
+        let e = s
+            .decode(
+                Some(br#"{"user_id":"u","shop":"12","action":"x","value":1,"timestamp":1}"#),
+                NOON,
+            )
+            .unwrap();
+        assert_eq!(e.entity, "u:12");
+        let missing = s.decode(
+            Some(br#"{"user_id":"u","action":"x","value":1,"timestamp":1}"#),
+            NOON,
+        );
+        assert_eq!(missing, Err(DecodeError::MissingField("shop".into())));
+        let not_integer = s
+            .decode(
+                Some(br#"{"user_id":"u","shop":"web","action":"x","value":1,"timestamp":1}"#),
+                NOON,
+            )
+            .unwrap_err();
+        assert!(
+            not_integer
+                .to_string()
+                .contains("field `shop` must be an integer"),
+            "{not_integer}"
+        );
     }
 
     #[test]
@@ -517,12 +574,22 @@ mod tests {
             .as_object()
             .ok_or_else(|| format!("invalid JSON: expected an object, found {}", kind(&value)))?;
         let present = |name: &str| object.get(name).filter(|v| !v.is_null());
-        let entity = match present(&s.entity_key) {
-            None => return Err(format!("missing field `{}`", s.entity_key)),
-            Some(J::String(x)) => x.clone(),
-            Some(J::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-            Some(v) => return Err(wrong(&s.entity_key, "a string", v)),
-        };
+        let mut parts = Vec::new();
+        for (i, field) in s.entity.fields().iter().enumerate() {
+            let part = match present(field) {
+                None => return Err(format!("missing field `{field}`")),
+                Some(J::String(x)) => x.clone(),
+                Some(J::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+                Some(v) => return Err(wrong(field, "a string", v)),
+            };
+            if s.entity.is_integer(i) && part.parse::<i64>().is_err() {
+                return Err(format!(
+                    "field `{field}` must be an integer (it is an integer Feast join key), found `{part}`"
+                ));
+            }
+            parts.push(part);
+        }
+        let entity = s.entity.id(&parts);
         let time_ms = match present(&s.timestamp_field) {
             None => return Err(format!("missing field `{}`", s.timestamp_field)),
             Some(J::String(x)) => parse_timestamp(x).map_err(|e| e.to_string())?,
@@ -574,8 +641,16 @@ mod tests {
     /// nesting, unknown fields, and truncated (invalid) documents.
     #[test]
     fn streaming_decoder_agrees_with_the_value_tree_decoder() {
+        let mut composite = EntityKey::new(vec!["user_id".into(), "n".into()]);
+        composite.require_integer("n");
+        for entity in [EntityKey::single("user_id"), composite] {
+            agrees_on_random_payloads(entity);
+        }
+    }
+
+    fn agrees_on_random_payloads(entity: EntityKey) {
         let s = Schema {
-            entity_key: "user_id".into(),
+            entity,
             timestamp_field: "ts".into(),
             inputs: vec![
                 ("action".into(), ValueType::Text),

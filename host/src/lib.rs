@@ -8,6 +8,7 @@
 //! Layout:
 //! - [`config`]: the TOML pipeline configuration;
 //! - [`event`]: decoding raw JSON events;
+//! - [`entity`]: entity keys of one field or a tuple of fields, and their ids;
 //! - [`window`]: event-time window state per partition and entity;
 //! - [`plugin`]: the wasmtime engine and the plugin contract;
 //! - [`pipeline`]: decode → windows → plugin → feature updates, no I/O;
@@ -23,6 +24,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod entity;
 pub mod event;
 pub mod kafka_client;
 pub mod metrics;
@@ -138,11 +140,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
         Some(r) => serving::Store::Redis(r.clone()),
         None => serving::Store::Memory(memory.clone()),
     };
-    let served = views
-        .iter()
-        .zip(&specs)
-        .map(|(v, spec)| serving::ServedView::new(v, spec))
-        .collect();
+    let served = views.iter().map(serving::ServedView::new).collect();
     let serving = serving::Serving::new(served, store);
     let admin_addr = match &config.admin {
         Some(admin) => {

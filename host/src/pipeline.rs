@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use crate::entity::EntityKey;
 use crate::event::{format_time, DecodeError, FieldValue, Schema};
 use crate::metrics::Counters;
 use crate::plugin::{
@@ -158,7 +159,10 @@ const RECENT_BATCH_ROWS: u32 = 512;
 /// How feature records are laid out.
 #[derive(Debug, Clone)]
 struct Layout {
-    key: KeyTemplate,
+    /// The online-key template as configured.
+    key_template: String,
+    /// The same, split once, for a single-field entity key (the common case).
+    key: Option<KeyTemplate>,
     /// Time to live of online-store keys, in seconds (0 = none).
     ttl_secs: u64,
 }
@@ -265,7 +269,7 @@ impl Processor {
         let d = plugin.descriptor();
         let plan = Plan::new(d);
         let schema = Schema {
-            entity_key: d.entity_key.clone(),
+            entity: EntityKey::single(&d.entity_key),
             timestamp_field: timestamp_field.to_owned(),
             inputs: d.inputs.iter().map(|i| (i.name.clone(), i.kind)).collect(),
             max_future_ms,
@@ -277,7 +281,8 @@ impl Processor {
             plan,
             schema,
             layout: Layout {
-                key: KeyTemplate::new(&key_template, &d.entity_key),
+                key: Some(KeyTemplate::new(&key_template, &d.entity_key)),
+                key_template,
                 ttl_secs,
             },
             interner: Interner::default(),
@@ -293,6 +298,25 @@ impl Processor {
             plugin_tag: plugin_tag(&plugin),
             plugin,
         }
+    }
+
+    /// Groups events by `entity` instead of the plugin's entity key; the online
+    /// key follows `key_template` (default: [`EntityKey::default_template`]).
+    pub fn with_entity_key(mut self, entity: EntityKey, key_template: Option<&str>) -> Self {
+        self.layout.key_template = key_template
+            .map(str::to_owned)
+            .unwrap_or_else(|| entity.default_template());
+        self.layout.key = match entity.fields() {
+            [single] => Some(KeyTemplate::new(&self.layout.key_template, single)),
+            _ => None,
+        };
+        self.schema.entity = entity;
+        self
+    }
+
+    /// The fields identifying an entity.
+    pub fn entity_key(&self) -> &EntityKey {
+        &self.schema.entity
     }
 
     /// Quarantines the plugin after `n` failed calls in a row (at least 1).
@@ -618,7 +642,14 @@ impl Processor {
     }
 
     fn key(&self, entity: &str) -> String {
-        self.layout.key.render(entity)
+        match &self.layout.key {
+            Some(template) => template.render(entity),
+            None => self
+                .schema
+                .entity
+                .online_key(&self.layout.key_template, entity)
+                .expect("entity ids come from the same key"),
+        }
     }
 
     /// Builds the plugin's input: one column per aggregation.
@@ -695,32 +726,58 @@ impl Processor {
     }
 
     fn feature_json(&self, entity: &str, features: &FeatureRow, computed_at: &str) -> String {
-        let mut out = String::with_capacity(128);
-        out.push('{');
-        push_json_str(&mut out, &self.schema.entity_key);
+        record_json(&self.schema.entity, entity, features.values(), computed_at)
+    }
+}
+
+/// The feature record of `entity` (an id of `key`): its entity fields, the
+/// features in order, and `computed_at` (the as-of event time, ISO-8601). The
+/// text of the `ml-features` records, the `json` layout and feature lookups.
+pub fn record_json<'a>(
+    key: &EntityKey,
+    entity: &str,
+    values: impl Iterator<Item = (&'a str, FeatureValue<'a>)>,
+    computed_at: &str,
+) -> String {
+    let mut out = String::with_capacity(128);
+    out.push('{');
+    if let [field] = key.fields() {
+        push_json_str(&mut out, field);
         out.push(':');
         push_json_str(&mut out, entity);
-        for (name, value) in features.values() {
-            out.push(',');
-            push_json_str(&mut out, name);
-            out.push(':');
-            match value {
-                FeatureValue::Null => out.push_str("null"),
-                FeatureValue::Int64(v) => out.push_str(itoa::Buffer::new().format(v)),
-                // As serde_json prints a float; JSON has no NaN or infinity.
-                FeatureValue::Float64(v) if v.is_finite() => {
-                    out.push_str(zmij::Buffer::new().format_finite(v))
-                }
-                FeatureValue::Float64(_) => out.push_str("null"),
-                FeatureValue::Boolean(v) => out.push_str(if v { "true" } else { "false" }),
-                FeatureValue::Text(t) => push_json_str(&mut out, t),
+    } else {
+        let parts = key
+            .split(entity)
+            .expect("entity ids come from the same key");
+        for (i, (field, part)) in key.fields().iter().zip(&parts).enumerate() {
+            if i > 0 {
+                out.push(',');
             }
+            push_json_str(&mut out, field);
+            out.push(':');
+            push_json_str(&mut out, part);
         }
-        out.push_str(",\"computed_at\":");
-        push_json_str(&mut out, computed_at);
-        out.push('}');
-        out
     }
+    for (name, value) in values {
+        out.push(',');
+        push_json_str(&mut out, name);
+        out.push(':');
+        match value {
+            FeatureValue::Null => out.push_str("null"),
+            FeatureValue::Int64(v) => out.push_str(itoa::Buffer::new().format(v)),
+            // As serde_json prints a float; JSON has no NaN or infinity.
+            FeatureValue::Float64(v) if v.is_finite() => {
+                out.push_str(zmij::Buffer::new().format_finite(v))
+            }
+            FeatureValue::Float64(_) => out.push_str("null"),
+            FeatureValue::Boolean(v) => out.push_str(if v { "true" } else { "false" }),
+            FeatureValue::Text(t) => push_json_str(&mut out, t),
+        }
+    }
+    out.push_str(",\"computed_at\":");
+    push_json_str(&mut out, computed_at);
+    out.push('}');
+    out
 }
 
 /// `name@version#sha256` of `plugin`, the tag of its outputs.

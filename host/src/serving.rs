@@ -3,8 +3,7 @@
 //!
 //! The views are owned by the source loop while the pipeline runs, so
 //! [`Serving`] captures what it needs from them when the server starts: each
-//! view's name, online-key template, counters (a shared handle) and plugin
-//! manager.
+//! view's name, online layout, counters (a shared handle) and plugin manager.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,57 +14,33 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{KafkaConfig, ViewSpec};
+use crate::config::KafkaConfig;
 use crate::metrics::Counters;
 use crate::plugin::PluginManager;
 use crate::sinks::memory::MemoryStore;
-use crate::sinks::redis::RedisSink;
+use crate::sinks::redis::{OnlineLayout, RedisSink};
 use crate::sinks::SinkError;
 use crate::view::View;
-
-/// The online-store key template of a view: the configured one, or
-/// `features:{<entity key>}` (the rule of the pipeline's processor).
-pub fn key_template(configured: Option<&str>, entity_key: &str) -> String {
-    configured
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("features:{{{entity_key}}}"))
-}
-
-/// The online-store key of `entity`: `{entity}` or `{<entity key>}` replaced.
-pub fn online_key(template: &str, entity_key: &str, entity: &str) -> String {
-    template
-        .replace("{entity}", entity)
-        .replace(&format!("{{{entity_key}}}"), entity)
-}
 
 /// What the server knows about one view.
 pub struct ServedView {
     pub name: String,
-    /// The online-store key template, resolved.
-    pub key_template: String,
-    /// The entity key field of the view's plugin (fixed across versions).
-    pub entity_key: String,
+    /// How the view's features are stored (layout, entity key, key template).
+    pub online: Arc<OnlineLayout>,
     /// The view's counters (shared with its processor).
     pub counters: Counters,
     pub manager: Arc<PluginManager>,
 }
 
 impl ServedView {
-    /// Captures what the server needs from a built view and its config.
-    pub fn new(view: &View, spec: &ViewSpec) -> Self {
-        let entity_key = view.processor.plugin().descriptor().entity_key.clone();
+    /// Captures what the server needs from a built view.
+    pub fn new(view: &View) -> Self {
         Self {
             name: view.name.clone(),
-            key_template: key_template(spec.plugin.key_template.as_deref(), &entity_key),
-            entity_key,
+            online: view.online.clone(),
             counters: view.processor.counters().clone(),
             manager: view.manager.clone(),
         }
-    }
-
-    /// The online-store key of `entity` in this view.
-    pub fn key(&self, entity: &str) -> String {
-        online_key(&self.key_template, &self.entity_key, entity)
     }
 }
 
@@ -77,11 +52,12 @@ pub enum Store {
 }
 
 impl Store {
-    /// The stored feature JSON at `key`, if any.
-    pub async fn get(&self, key: &str) -> Result<Option<String>, SinkError> {
+    /// The feature record (JSON) of `entity` in `view`, whatever the view's
+    /// layout; `None` when absent or when `entity` is not an id of the view's key.
+    pub async fn get(&self, view: &ServedView, entity: &str) -> Result<Option<String>, SinkError> {
         match self {
-            Store::Redis(r) => r.get(key).await,
-            Store::Memory(m) => Ok(m.get(key)),
+            Store::Redis(r) => r.read(&view.online, entity).await,
+            Store::Memory(m) => Ok(view.online.template_key(entity).and_then(|k| m.get(&k))),
         }
     }
 }
@@ -334,15 +310,6 @@ fn measure_lag(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_follow_the_processor_rule() {
-        let t = key_template(None, "user_id");
-        assert_eq!(t, "features:{user_id}");
-        assert_eq!(online_key(&t, "user_id", "u1"), "features:u1");
-        let t = key_template(Some("p:{entity}:x"), "user_id");
-        assert_eq!(online_key(&t, "user_id", "u1"), "p:u1:x");
-    }
 
     #[test]
     fn labels_are_escaped() {

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{PipelineConfig, ViewSpec};
+use crate::entity::EntityKey;
 use crate::metrics::{Counters, Snapshot};
 use crate::pipeline::{FailurePolicy, Processor};
 use crate::plugin::{self, PluginEngine, PluginLimits, PluginManager, VersionInfo};
+use crate::sinks::redis::OnlineLayout;
 use crate::RunError;
 
 /// One running view.
@@ -23,6 +25,8 @@ pub struct View {
     pub output_topic: Option<String>,
     /// Where the plugin was loaded from (watched for new versions).
     pub plugin_path: std::path::PathBuf,
+    /// How the view's features are stored in Redis.
+    pub online: Arc<OnlineLayout>,
 }
 
 /// What a view did during a run.
@@ -36,6 +40,23 @@ pub struct ViewReport {
     pub versions: Vec<VersionInfo>,
     /// Entities and events held in windows at the end.
     pub state: (usize, usize),
+}
+
+/// The view's entity key: `entity_fields` when configured, else the plugin's
+/// entity key; integer Feast join keys must hold integers.
+fn entity_key(p: &crate::config::PluginConfig, plugin_key: &str) -> EntityKey {
+    let mut key = match &p.entity_fields {
+        Some(fields) => EntityKey::new(fields.clone()),
+        None => EntityKey::single(plugin_key),
+    };
+    if let Some(feast) = &p.feast {
+        for (field, kind) in &feast.join_key_types {
+            if *kind != crate::config::JoinKeyType::String {
+                key.require_integer(field);
+            }
+        }
+    }
+    key
 }
 
 /// Resource limits of a view's plugin, from its config.
@@ -91,6 +112,26 @@ impl View {
             Counters::default(),
         )
         .with_max_consecutive_failures(p.max_consecutive_failures);
+        let descriptor = processor.plugin().descriptor().clone();
+        let entity = entity_key(p, &descriptor.entity_key);
+        let key_template = p
+            .key_template
+            .clone()
+            .unwrap_or_else(|| entity.default_template());
+        let processor = processor.with_entity_key(entity.clone(), Some(&key_template));
+        let online = OnlineLayout::new(
+            p.layout,
+            entity,
+            key_template,
+            p.ttl_secs,
+            p.feast.as_ref(),
+            descriptor.features.clone().into(),
+        )
+        .map_err(|e| {
+            RunError::Config(crate::config::ConfigError::Invalid(format!(
+                "view `{name}`: {e}"
+            )))
+        })?;
         let manager = Arc::new(PluginManager::new(
             engine.clone(),
             limits,
@@ -107,6 +148,7 @@ impl View {
             policy: p.on_failure,
             output_topic: spec.output_topic.clone(),
             plugin_path: p.path.clone(),
+            online: Arc::new(online),
         })
     }
 

@@ -88,7 +88,7 @@ async fn flush_view(
             tracing::warn!(entity = %f.entity, line = f.offset + 1, kind = f.error.kind(), error = %f.error, "plugin failed for an entity");
         }
         match redis {
-            Some(r) => r.write(&flush.updates).await?,
+            Some(r) => r.write(&[(view.online.clone(), flush.updates)]).await?,
             None => memory.write(&flush.updates),
         }
     }

@@ -34,9 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::kafka_client;
-use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure};
+use crate::pipeline::{FailurePolicy, Outcome, PartitionKey, PluginFailure};
 use crate::sinks::kafka::{KafkaSink, Source};
-use crate::sinks::redis::RedisSink;
+use crate::sinks::redis::{RedisSink, ViewWrites};
 use crate::view::View;
 use crate::window::Checkpoint;
 use crate::RunError;
@@ -504,7 +504,7 @@ impl Member<'_> {
             self.paused = true;
             return Ok(());
         }
-        let mut redis_updates: Vec<FeatureUpdate> = Vec::new();
+        let mut redis_updates: Vec<ViewWrites> = Vec::new();
         for (i, _, flush) in all {
             let view = &views[i];
             let tag = view.plugin_tag();
@@ -518,7 +518,7 @@ impl Member<'_> {
             if let Some(topic) = &view.output_topic {
                 self.sink.send_features(topic, &flush.updates, &tag)?;
             }
-            redis_updates.extend(flush.updates);
+            redis_updates.push((view.online.clone(), flush.updates));
         }
         if let Some(redis) = &mut self.redis {
             let mut attempt = 0u32;
