@@ -260,14 +260,14 @@ async fn features_metrics_and_probes_match_the_run() {
     // Window state: the entities with a non-empty window and their events,
     // as the reference model counts them.
     let held: i64 = exp.features.values().map(|f| f.count).sum();
-    assert_eq!(
-        metric("wafer_window_entities"),
-        exp.features.len() as f64
-    );
+    assert_eq!(metric("wafer_window_entities"), exp.features.len() as f64);
     assert_eq!(metric("wafer_window_events"), held as f64);
     for p in 0..env.partitions {
         let labels = [("topic", env.input.as_str()), ("partition", &p.to_string())];
-        assert_eq!(value_of(&samples, "wafer_partition_ready", &labels), Some(1.0));
+        assert_eq!(
+            value_of(&samples, "wafer_partition_ready", &labels),
+            Some(1.0)
+        );
     }
 
     // Per-partition readiness: a fresh group has nothing to replay.

@@ -26,9 +26,10 @@ fn records() -> Vec<(i32, String, String)> {
     for i in 0..PER_PARTITION {
         for p in 0..PARTITIONS {
             let user = format!("user_{p}_{:02}", i % 40);
+            let action = ["click", "view", "purchase"][i % 3];
             let payload = serde_json::json!({
                 "user_id": user,
-                "action": ["click", "view", "purchase"][i % 3],
+                "action": action,
                 "value": (i % 100) as f64 / 4.0,
                 "timestamp": START_MS + (i as i64) * 10,
             });
@@ -157,7 +158,10 @@ async fn a_restarted_host_is_ready_only_after_every_partition_is_rebuilt() {
             .iter()
             .map(|t| t["seq"].as_u64().unwrap())
             .collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "partition {n}: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "partition {n}: {seqs:?}"
+        );
         last_rebuilt = last_rebuilt.max(seqs[2]);
         let (from, to, records) = expected_replay[&n];
         assert_eq!(p["replay"]["from"], from, "partition {n}");

@@ -231,12 +231,20 @@ async fn the_status_page_renders_real_content_in_headless_chromium() {
     let points: usize = attribute(&dom, "id=\"chart\"", "data-points")
         .parse()
         .unwrap();
-    assert!(points >= 2, "fewer than two data points in the chart: {points}");
+    assert!(
+        points >= 2,
+        "fewer than two data points in the chart: {points}"
+    );
     assert_eq!(
         attribute(&dom, "id=\"chart\"", "data-total-events"),
         consumed.to_string()
     );
-    assert!(attribute(&dom, "id=\"chart\"", "data-max-rate").parse::<u64>().unwrap() > 0);
+    assert!(
+        attribute(&dom, "id=\"chart\"", "data-max-rate")
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
     let polyline = attribute(&dom, "class=\"series-events\"", "points");
     assert_eq!(polyline.split(' ').count(), points, "{polyline}");
 

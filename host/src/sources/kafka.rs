@@ -95,10 +95,12 @@ enum Change {
 }
 
 /// Records the assignment changes announced by the group protocol, in order,
-/// and reports them to the host's readiness at once.
+/// reports them to the host's readiness at once, and wakes the source loop
+/// (an assignment must be rebuilt even if no record follows).
 struct GroupContext {
     changes: Mutex<Vec<(Change, String, i32)>>,
     readiness: Readiness,
+    rebalanced: tokio::sync::Notify,
 }
 
 impl GroupContext {
@@ -110,6 +112,7 @@ impl GroupContext {
             .collect();
         let mut changes = self.changes.lock().expect("never poisoned");
         changes.extend(partitions.iter().map(|(t, p)| (change, t.clone(), *p)));
+        self.rebalanced.notify_one();
         partitions
     }
 }
@@ -174,6 +177,7 @@ pub async fn run(
         .create_with_context(GroupContext {
             changes: Mutex::default(),
             readiness: status.readiness.clone(),
+            rebalanced: tokio::sync::Notify::new(),
         })
         .map_err(|e| RunError::Kafka(format!("cannot create consumer: {e}")))?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
@@ -231,6 +235,10 @@ pub async fn run(
                 in_batch = 0;
                 flush_at = None;
                 swap_pending(views);
+                continue;
+            }
+            _ = consumer.context().rebalanced.notified() => {
+                member.apply_rebalance(views)?;
                 continue;
             }
             r = tokio::time::timeout_at(wait_until, consumer.recv()) => r,
