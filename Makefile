@@ -6,7 +6,7 @@ WASM_LD        := $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/
 WASM_TARGET    := wasm32-unknown-unknown
 PLUGIN_OUT     := target/plugins
 
-.PHONY: build host plugins plugins-py plugins-js test-guests fixtures feast-venv demo test test-unit test-integration lint fmt services services-stop bench toolchain
+.PHONY: build host plugins plugins-py plugins-js test-guests fixtures feast-venv demo test test-unit test-integration lint fmt services services-stop chromium bench toolchain
 
 toolchain:
 	rustup show active-toolchain >/dev/null || rustup toolchain install
@@ -61,7 +61,7 @@ demo: build
 	./target/release/wafer demo
 
 ## Every test: unit tests, plugin logic natively, integration tests on real Kafka + Redis.
-test: plugins plugins-py plugins-js fixtures feast-venv host services
+test: plugins plugins-py plugins-js fixtures feast-venv host services chromium
 	$(CARGO) test --release --workspace
 	cd plugins && $(CARGO) test --release
 	$(MAKE) test-guests
@@ -89,6 +89,10 @@ services:
 
 services-stop:
 	scripts/services.sh stop
+
+## Headless Chromium (Debian package) for the status-page test.
+chromium:
+	scripts/chromium.sh
 
 ## Benchmarks (issue 6): in-process, WASM cost, memory, end to end vs the Python loop;
 ## writes docs/benchmarks.md. Starts Kafka and Redis itself; 5-10 minutes.

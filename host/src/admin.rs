@@ -13,11 +13,16 @@
 //!   version keeps running);
 //! - `POST /views/{view}/plugins/rollback`: queue the previous version again;
 //! - `/plugins` and `/plugins/rollback`: the same for a pipeline with one view;
-//! - `GET /healthz`: liveness; `GET /readyz`: 200 while the source runs, 503
-//!   before and after.
+//! - `GET /healthz`: liveness; `GET /readyz`: 200 while the source runs and
+//!   every assigned partition's window state is rebuilt, else 503;
+//! - `GET /partitions`: each assigned partition's state (assigned, rebuilding,
+//!   ready) with its transitions and replay, and the host's readiness (JSON);
+//! - `GET /` and `GET /status`: the status page (static HTML, no data in it);
+//!   `GET /status.json`: what the page shows.
 //!
 //! Bound to loopback by default; with a token, every request but the probes
-//! (`/healthz`, `/readyz`) needs `Authorization: Bearer <token>`.
+//! (`/healthz`, `/readyz`) and the page itself needs
+//! `Authorization: Bearer <token>`; the page sends the token it is given.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::plugin::{PluginManager, ReloadError};
 use crate::serving::Serving;
+use crate::status::{self, Status};
 
 /// Largest plugin upload accepted (Python and JavaScript components are tens of MiB).
 const MAX_UPLOAD: usize = 256 << 20;
@@ -42,6 +48,7 @@ struct AdminState {
     managers: Arc<BTreeMap<String, Arc<PluginManager>>>,
     token: Option<String>,
     serving: Serving,
+    status: Status,
 }
 
 impl AdminState {
@@ -64,11 +71,13 @@ impl AdminState {
     }
 }
 
-/// Starts the server on `listen`; it stops when `shutdown` is cancelled.
+/// Starts the server on `listen`, and the status page's sampler; both stop
+/// when `shutdown` is cancelled.
 pub async fn serve(
     listen: &str,
     token: Option<String>,
     serving: Serving,
+    status: Status,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let managers: BTreeMap<String, Arc<PluginManager>> = serving
@@ -91,12 +100,18 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/partitions", get(partitions))
+        .route("/", get(page))
+        .route("/status", get(page))
+        .route("/status.json", get(status_json))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .with_state(AdminState {
             managers: Arc::new(managers),
             token,
-            serving,
+            serving: serving.clone(),
+            status: status.clone(),
         });
+    status.spawn_sampler(serving, status::SAMPLE_EVERY, shutdown.clone());
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -170,9 +185,36 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.serving.render_metrics(),
+        state.serving.render_metrics() + &state.status.render_metrics(&state.serving),
     )
         .into_response()
+}
+
+async fn partitions(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return *denied;
+    }
+    Json(state.status.readiness.report()).into_response()
+}
+
+/// The page holds no data (it fetches `/status.json` with the token it is
+/// given), so it is served without one.
+async fn page() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        status::PAGE,
+    )
+        .into_response()
+}
+
+async fn status_json(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return *denied;
+    }
+    Json(state.status.summary(&state.serving)).into_response()
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {

@@ -17,8 +17,9 @@
 //! - [`sinks`]: Redis, Kafka, embedded in-memory store;
 //! - [`kafka_client`]: every Kafka client's settings;
 //! - [`metrics`]: pipeline counters;
-//! - [`admin`]: the host's HTTP server (plugin versions, features, metrics, probes);
-//! - [`serving`]: what that server reads from the running pipeline.
+//! - [`admin`]: the host's HTTP server (plugin versions, features, metrics, probes, status page);
+//! - [`serving`]: what that server reads from the running pipeline;
+//! - [`status`]: per-partition readiness, flush latencies, recent dead letters and the status page.
 //!
 //! [`run`] is what the CLI, the tests and the benchmarks call.
 
@@ -33,6 +34,7 @@ pub mod plugin;
 pub mod serving;
 pub mod sinks;
 pub mod sources;
+pub mod status;
 pub mod toolkit;
 pub mod view;
 pub mod window;
@@ -142,12 +144,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     };
     let served = views.iter().map(serving::ServedView::new).collect();
     let serving = serving::Serving::new(served, store);
+    let status = status::Status::new(serving.ready.clone(), config.kafka.is_some());
     let admin_addr = match &config.admin {
         Some(admin) => {
             let addr = admin::serve(
                 &admin.listen,
                 admin.token.clone(),
                 serving.clone(),
+                status.clone(),
                 run_scope.clone(),
             )
             .await
@@ -175,15 +179,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
             ));
         }
     }
-    serving.set_ready(true);
+    status.readiness.set_running(true);
     let ran = if let Some(kafka) = &config.kafka {
-        sources::kafka::run(kafka, &config.pipeline, &mut views, ready, redis, shutdown).await
+        sources::kafka::run(
+            kafka,
+            &config.pipeline,
+            &mut views,
+            ready,
+            redis,
+            &status,
+            shutdown,
+        )
+        .await
     } else if let Some(file) = &config.file {
         sources::file::run(file, &config.pipeline, &mut views, redis, &memory, shutdown).await
     } else {
         Ok(())
     };
-    serving.set_ready(false);
+    status.readiness.set_running(false);
     run_scope.cancel();
     ran?;
     let reports: Vec<ViewReport> = views.iter().map(View::report).collect();

@@ -1,13 +1,20 @@
-//! Pipeline counters, shared by the sources and read by the run report.
-//! Each counter has one typed method so call sites cannot misspell a metric.
+//! Pipeline counters, shared by the sources and read by the run report, and
+//! the latency histograms and gauges of `/metrics`. Each counter has one typed
+//! method so call sites cannot misspell a metric.
+//!
+//! - [`Counters`]: one view's counters, plugin-call latency and window-state gauges;
+//! - [`SinkTimings`]: the Kafka source's write, acknowledgement and commit latencies;
+//! - [`Histogram`]: a fixed-bucket latency histogram rendered in Prometheus format.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident / $add:ident),* $(,)?) => {
         #[derive(Debug, Default)]
-        struct Inner { $($name: AtomicU64,)* }
+        struct Inner { $($name: AtomicU64,)* gauges: ViewGauges }
 
         /// Cheap-to-clone handle on the pipeline's counters.
         #[derive(Debug, Clone, Default)]
@@ -72,6 +79,172 @@ counters! {
     replayed / add_replayed,
 }
 
+/// One view's latency histogram and gauges (beside its counters).
+#[derive(Debug, Default)]
+struct ViewGauges {
+    plugin_call: Histogram,
+    entities: AtomicU64,
+    events_held: AtomicU64,
+    quarantined: AtomicBool,
+}
+
+impl Counters {
+    /// Records the duration of one plugin call (a whole batch).
+    pub fn observe_plugin_call(&self, took: Duration) {
+        self.0.gauges.plugin_call.observe(took);
+    }
+
+    /// Sets the window-state gauges: entities and events held over every partition.
+    pub fn set_window_state(&self, (entities, events_held): (usize, usize)) {
+        self.0
+            .gauges
+            .entities
+            .store(entities as u64, Ordering::Relaxed);
+        self.0
+            .gauges
+            .events_held
+            .store(events_held as u64, Ordering::Relaxed);
+    }
+
+    /// Marks the view's plugin as quarantined (or not any more).
+    pub fn set_quarantined(&self, quarantined: bool) {
+        self.0
+            .gauges
+            .quarantined
+            .store(quarantined, Ordering::Relaxed);
+    }
+
+    /// True while the view's plugin is quarantined.
+    pub fn quarantined(&self) -> bool {
+        self.0.gauges.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// The window-state gauges: (entities, events held).
+    pub fn window_state(&self) -> (u64, u64) {
+        (
+            self.0.gauges.entities.load(Ordering::Relaxed),
+            self.0.gauges.events_held.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The plugin-call latency histogram.
+    pub fn plugin_calls(&self) -> &Histogram {
+        &self.0.gauges.plugin_call
+    }
+}
+
+/// Upper bounds of the latency buckets, in seconds (100 µs to 10 s).
+pub const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A latency histogram with the fixed [`BUCKETS`]: lock-free, one atomic
+/// increment per observation plus the sum and count.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last slot is `+Inf`.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let slot = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Appends the `_bucket`, `_sum` and `_count` samples of `metric` with
+    /// `labels` (already rendered as `k="v",...`, or empty) to `out`.
+    pub fn render(&self, out: &mut String, metric: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_owned()])
+            .enumerate()
+        {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{metric}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{metric}_sum{braces} {sum}");
+        let _ = writeln!(out, "{metric}_count{braces} {cumulative}");
+    }
+}
+
+/// Latencies of the Kafka source's flush, shared with the HTTP server.
+#[derive(Debug, Clone, Default)]
+pub struct SinkTimings(Arc<SinkTimingsInner>);
+
+#[derive(Debug, Default)]
+struct SinkTimingsInner {
+    redis_write: Histogram,
+    kafka_ack: Histogram,
+    commit: Histogram,
+}
+
+impl SinkTimings {
+    /// One flush's Redis write, retries included.
+    pub fn observe_redis_write(&self, took: Duration) {
+        self.0.redis_write.observe(took);
+    }
+
+    /// One flush's wait for the acknowledgements of its Kafka records.
+    pub fn observe_kafka_ack(&self, took: Duration) {
+        self.0.kafka_ack.observe(took);
+    }
+
+    /// One offset commit.
+    pub fn observe_commit(&self, took: Duration) {
+        self.0.commit.observe(took);
+    }
+
+    /// Every histogram as (metric name, help, histogram).
+    pub fn histograms(&self) -> [(&'static str, &'static str, &Histogram); 3] {
+        [
+            (
+                "wafer_redis_write_duration_seconds",
+                "Time to write one flush's updates to Redis and get the reply, retries included.",
+                &self.0.redis_write,
+            ),
+            (
+                "wafer_kafka_ack_wait_duration_seconds",
+                "Time a flush waits for the broker to acknowledge its records (features, dead letters, late events).",
+                &self.0.kafka_ack,
+            ),
+            (
+                "wafer_kafka_commit_duration_seconds",
+                "Time of one synchronous offset commit.",
+                &self.0.commit,
+            ),
+        ]
+    }
+}
+
 impl Snapshot {
     /// The sum of `self` and `other`, counter by counter.
     pub fn plus(&self, other: &Snapshot) -> Snapshot {
@@ -99,5 +272,38 @@ mod tests {
         assert_eq!(fields.last().unwrap().0, "replayed");
         assert_eq!(fields.last().unwrap().2, 2);
         assert!(fields.iter().all(|(_, help, _)| !help.is_empty()));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_with_sum_and_count() {
+        let h = Histogram::default();
+        // Hand-placed: 50 µs -> le 0.0001; 1 ms exactly -> le 0.001; 30 ms -> le 0.05; 20 s -> +Inf.
+        for micros in [50, 1_000, 30_000, 20_000_000] {
+            h.observe(Duration::from_micros(micros));
+        }
+        let mut out = String::new();
+        h.render(&mut out, "m", "view=\"v\"");
+        let value = |series: &str| -> f64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+                .unwrap_or_else(|| panic!("{series} missing in\n{out}"))
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(value("m_bucket{view=\"v\",le=\"0.0001\"}"), 1.0);
+        assert_eq!(value("m_bucket{view=\"v\",le=\"0.0005\"}"), 1.0);
+        assert_eq!(value("m_bucket{view=\"v\",le=\"0.001\"}"), 2.0);
+        assert_eq!(value("m_bucket{view=\"v\",le=\"0.025\"}"), 2.0);
+        assert_eq!(value("m_bucket{view=\"v\",le=\"0.05\"}"), 3.0);
+        assert_eq!(value("m_bucket{view=\"v\",le=\"10\"}"), 3.0);
+        assert_eq!(value("m_bucket{view=\"v\",le=\"+Inf\"}"), 4.0);
+        assert_eq!(value("m_count{view=\"v\"}"), 4.0);
+        assert!((value("m_sum{view=\"v\"}") - 20.03105).abs() < 1e-9);
+        assert_eq!(h.count(), 4);
+
+        let mut bare = String::new();
+        Histogram::default().render(&mut bare, "x", "");
+        assert!(bare.contains("x_bucket{le=\"+Inf\"} 0\n"));
+        assert!(bare.contains("x_count 0\n"));
     }
 }

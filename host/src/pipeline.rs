@@ -346,6 +346,7 @@ impl Processor {
     pub fn swap_plugin(&mut self, plugin: Plugin) -> Plugin {
         self.failure_streak = 0;
         self.quarantined = false;
+        self.counters.set_quarantined(false);
         self.feature_specs = plugin.descriptor().features.clone().into();
         self.plugin_tag = plugin_tag(&plugin);
         std::mem::replace(&mut self.plugin, plugin)
@@ -554,7 +555,10 @@ impl Processor {
             }
             let rows = &emission.rows[range.clone()];
             let batch = self.batch(rows);
-            match self.plugin.compute(&batch) {
+            let started = std::time::Instant::now();
+            let computed = self.plugin.compute(&batch);
+            self.counters.observe_plugin_call(started.elapsed());
+            match computed {
                 Ok(columns) => {
                     self.failure_streak = 0;
                     if batch.rows <= RECENT_BATCH_ROWS {
@@ -599,6 +603,7 @@ impl Processor {
                 }
             }
         }
+        self.counters.set_window_state(self.state_size());
         self.counters.add_updates(flush.updates.len() as u64);
         self.counters.add_plugin_skipped(flush.skipped as u64);
         self.counters
@@ -625,6 +630,7 @@ impl Processor {
         if self.failure_streak >= self.max_consecutive_failures && !self.quarantined {
             self.quarantined = true;
             self.counters.add_quarantines(1);
+            self.counters.set_quarantined(true);
             tracing::error!(
                 plugin = %self.plugin.name(),
                 failures = self.failure_streak,

@@ -80,7 +80,8 @@ pub struct PartitionLag {
 pub struct Serving {
     pub views: Arc<Vec<ServedView>>,
     pub store: Store,
-    /// True while the source runs.
+    /// The host's readiness, kept by [`crate::status::Readiness`]: the source
+    /// runs and every assigned partition's window state is rebuilt.
     pub ready: Arc<AtomicBool>,
     /// The latest lag measurement (None: not measured, or no Kafka source).
     pub lag: Arc<Mutex<Option<Vec<PartitionLag>>>>,
@@ -102,10 +103,6 @@ impl Serving {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
-    }
-
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
     }
 
     /// Every metric in the Prometheus text exposition format (version 0.0.4).
@@ -176,7 +173,7 @@ impl Serving {
         header(
             &mut out,
             "wafer_ready",
-            "1 while the pipeline's source runs.",
+            "1 while the host is ready: its source runs and every assigned partition's window state is rebuilt.",
             "gauge",
         );
         sample(&mut out, "wafer_ready", &[], u64::from(self.is_ready()));
@@ -211,13 +208,13 @@ impl Serving {
     }
 }
 
-fn header(out: &mut String, metric: &str, help: &str, kind: &str) {
+pub(crate) fn header(out: &mut String, metric: &str, help: &str, kind: &str) {
     let help = help.replace('\\', "\\\\").replace('\n', "\\n");
     let _ = writeln!(out, "# HELP {metric} {help}");
     let _ = writeln!(out, "# TYPE {metric} {kind}");
 }
 
-fn sample(out: &mut String, metric: &str, labels: &[(&str, &str)], value: u64) {
+pub(crate) fn sample(out: &mut String, metric: &str, labels: &[(&str, &str)], value: u64) {
     let _ = writeln!(out, "{metric}{} {value}", labels_text(labels));
 }
 
@@ -225,6 +222,11 @@ fn labels_text(labels: &[(&str, &str)]) -> String {
     if labels.is_empty() {
         return String::new();
     }
+    format!("{{{}}}", labels_inner(labels))
+}
+
+/// `k="v",...` with the values escaped (the inside of a label set).
+pub(crate) fn labels_inner(labels: &[(&str, &str)]) -> String {
     let inner: Vec<String> = labels
         .iter()
         .map(|(k, v)| {
@@ -235,7 +237,7 @@ fn labels_text(labels: &[(&str, &str)]) -> String {
             format!("{k}=\"{v}\"")
         })
         .collect();
-    format!("{{{}}}", inner.join(","))
+    inner.join(",")
 }
 
 /// Measures the group's lag on every input partition every `every`, into

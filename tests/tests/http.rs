@@ -232,7 +232,65 @@ async fn features_metrics_and_probes_match_the_run() {
         assert_eq!(committed, end, "partition {p}");
     }
 
+    // Latency histograms: every flush wrote Redis once and waited for its
+    // Kafka acknowledgements once; every commit was timed; the plugin ran.
+    let count = |name: &str, labels: &[(&str, &str)]| {
+        value_of(&samples, &format!("{name}_count"), labels)
+            .unwrap_or_else(|| panic!("{name}_count"))
+    };
+    let inf = |name: &str, labels: &[(&str, &str)]| {
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        value_of(&samples, &format!("{name}_bucket"), &with_le).unwrap()
+    };
+    let plugin_calls = count("wafer_plugin_call_duration_seconds", &view);
+    assert!(plugin_calls >= 1.0);
+    assert_eq!(
+        inf("wafer_plugin_call_duration_seconds", &view),
+        plugin_calls
+    );
+    let redis_writes = count("wafer_redis_write_duration_seconds", &[]);
+    assert!(redis_writes >= 1.0);
+    assert_eq!(
+        count("wafer_kafka_ack_wait_duration_seconds", &[]),
+        redis_writes
+    );
+    assert!(count("wafer_kafka_commit_duration_seconds", &[]) >= metric("wafer_commits_total"));
+    assert_eq!(metric("wafer_plugin_quarantined"), 0.0);
+    // Window state: the entities with a non-empty window and their events,
+    // as the reference model counts them.
+    let held: i64 = exp.features.values().map(|f| f.count).sum();
+    assert_eq!(metric("wafer_window_entities"), exp.features.len() as f64);
+    assert_eq!(metric("wafer_window_events"), held as f64);
+    for p in 0..env.partitions {
+        let labels = [("topic", env.input.as_str()), ("partition", &p.to_string())];
+        assert_eq!(
+            value_of(&samples, "wafer_partition_ready", &labels),
+            Some(1.0)
+        );
+    }
+
+    // Per-partition readiness: a fresh group has nothing to replay.
+    let (status, body) = client.get("/partitions", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(client.get("/partitions", false).await.0, 401);
+    let partitions: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(partitions["ready"], true);
+    let listed = partitions["partitions"].as_array().unwrap();
+    assert_eq!(listed.len(), env.partitions as usize);
+    for p in listed {
+        assert_eq!(p["state"], "ready", "{p}");
+        assert!(p.get("replay").is_none(), "{p}");
+    }
+
     let report = host.stop().await.unwrap();
+    assert_eq!(
+        (
+            metric("wafer_window_entities") as usize,
+            metric("wafer_window_events") as usize
+        ),
+        report.state
+    );
     let counters = &report
         .views
         .iter()

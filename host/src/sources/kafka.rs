@@ -6,12 +6,14 @@
 //! events) is acknowledged. Each commit carries, as metadata, every view's
 //! window checkpoint: its stream time and the first offset a replay must read.
 //!
-//! **Assignment.** The first record of a partition this host does not hold
-//! (at start, restart or after a rebalance) triggers a rebuild: read the
-//! committed checkpoints, restore each view's stream time, and replay from the
-//! earliest `rebuild_from` up to the committed offset into the windows without
-//! emitting anything. The windows then hold exactly what the previous owner
-//! had at its last commit.
+//! **Assignment.** A partition assigned to this host (at start, restart or
+//! after a rebalance) is rebuilt before any of its records is processed: read
+//! the committed checkpoints, restore each view's stream time, and replay from
+//! the earliest `rebuild_from` up to the committed offset into the windows
+//! without emitting anything. The windows then hold exactly what the previous
+//! owner had at its last commit. Each partition's progress (assigned →
+//! rebuilding → ready) is reported to [`Readiness`]; the host is ready once
+//! every assigned partition is.
 //!
 //! **Revocation.** Flushes finish before the consumer is polled again, and
 //! rebalance callbacks run inside that poll, so a revoked partition has no
@@ -37,6 +39,7 @@ use crate::kafka_client;
 use crate::pipeline::{FailurePolicy, Outcome, PartitionKey, PluginFailure};
 use crate::sinks::kafka::{KafkaSink, Source};
 use crate::sinks::redis::{RedisSink, ViewWrites};
+use crate::status::{DeadLetter, Readiness, Replay, Status};
 use crate::view::View;
 use crate::window::Checkpoint;
 use crate::RunError;
@@ -84,10 +87,34 @@ pub fn decode_checkpoints(s: &str) -> Option<BTreeMap<String, Checkpoint>> {
     Some(out)
 }
 
-/// Records revocations announced by the group protocol.
-#[derive(Default)]
+/// A change of this member's assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Assigned,
+    Revoked,
+}
+
+/// Records the assignment changes announced by the group protocol, in order,
+/// reports them to the host's readiness at once, and wakes the source loop
+/// (an assignment must be rebuilt even if no record follows).
 struct GroupContext {
-    revoked: Mutex<Vec<(String, i32)>>,
+    changes: Mutex<Vec<(Change, String, i32)>>,
+    readiness: Readiness,
+    rebalanced: tokio::sync::Notify,
+}
+
+impl GroupContext {
+    fn record(&self, change: Change, tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let mut changes = self.changes.lock().expect("never poisoned");
+        changes.extend(partitions.iter().map(|(t, p)| (change, t.clone(), *p)));
+        self.rebalanced.notify_one();
+        partitions
+    }
 }
 
 impl ClientContext for GroupContext {}
@@ -95,10 +122,15 @@ impl ClientContext for GroupContext {}
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let mut revoked = self.revoked.lock().expect("never poisoned");
-            for e in tpl.elements() {
-                revoked.push((e.topic().to_owned(), e.partition()));
-            }
+            let revoked = self.record(Change::Revoked, tpl);
+            self.readiness.revoked(&revoked);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let assigned = self.record(Change::Assigned, tpl);
+            self.readiness.assigned(&assigned);
         }
     }
 }
@@ -119,6 +151,8 @@ struct Member<'a> {
     owned: BTreeMap<PartitionKey, Activity>,
     /// Set when a view's plugin is quarantined under the `pause` policy.
     paused: bool,
+    /// Flush latencies and recent dead letters, for the HTTP server.
+    status: &'a Status,
 }
 
 /// When a partition last received a record, and where it stands.
@@ -136,10 +170,15 @@ pub async fn run(
     views: &mut [View],
     ready: Arc<tokio::sync::Notify>,
     redis: Option<RedisSink>,
+    status: &Status,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let consumer: Group = kafka_client::group_consumer(cfg)
-        .create_with_context(GroupContext::default())
+        .create_with_context(GroupContext {
+            changes: Mutex::default(),
+            readiness: status.readiness.clone(),
+            rebalanced: tokio::sync::Notify::new(),
+        })
         .map_err(|e| RunError::Kafka(format!("cannot create consumer: {e}")))?;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
@@ -157,6 +196,7 @@ pub async fn run(
         positions: BTreeMap::new(),
         owned: Default::default(),
         paused: false,
+        status,
     };
     let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
     tracing::info!(topics = ?cfg.topics, group = %cfg.group, views = ?names, "consuming");
@@ -197,9 +237,13 @@ pub async fn run(
                 swap_pending(views);
                 continue;
             }
+            _ = consumer.context().rebalanced.notified() => {
+                member.apply_rebalance(views)?;
+                continue;
+            }
             r = tokio::time::timeout_at(wait_until, consumer.recv()) => r,
         };
-        member.apply_revocations(views);
+        member.apply_rebalance(views)?;
         match received {
             Err(_linger_or_idle_check) => {
                 if let Some(idle) = idle_timeout {
@@ -219,7 +263,7 @@ pub async fn run(
                 };
                 let key = (topic_index as u32, message.partition());
                 if !member.owned.contains_key(&key) {
-                    member.rebuild(views, key, message.offset())?;
+                    member.rebuild(views, key, Some(message.offset()))?;
                 }
                 member.process(views, key, &message)?;
                 member.owned.insert(
@@ -286,26 +330,39 @@ impl Member<'_> {
         }
     }
 
-    fn apply_revocations(&mut self, views: &mut [View]) {
-        let revoked = std::mem::take(
+    /// Applies the assignment changes of the last poll, in order: a revoked
+    /// partition's state is released; an assigned one is rebuilt now, so that
+    /// it is ready before its first record (or without one).
+    fn apply_rebalance(&mut self, views: &mut [View]) -> Result<(), RunError> {
+        let changes = std::mem::take(
             &mut *self
                 .consumer
                 .context()
-                .revoked
+                .changes
                 .lock()
                 .expect("never poisoned"),
         );
-        for (topic, partition) in revoked {
-            if let Some(i) = self.cfg.topics.iter().position(|t| *t == topic) {
-                let key = (i as u32, partition);
-                for view in views.iter_mut() {
-                    view.processor.release(key);
+        for (change, topic, partition) in changes {
+            let Some(i) = self.cfg.topics.iter().position(|t| *t == topic) else {
+                continue;
+            };
+            let key = (i as u32, partition);
+            match change {
+                Change::Revoked => {
+                    for view in views.iter_mut() {
+                        view.processor.release(key);
+                    }
+                    self.positions.remove(&key);
+                    self.owned.remove(&key);
+                    tracing::info!(%topic, partition, "partition revoked; state released");
                 }
-                self.positions.remove(&key);
-                self.owned.remove(&key);
-                tracing::info!(%topic, partition, "partition revoked; state released");
+                Change::Assigned if !self.owned.contains_key(&key) => {
+                    self.rebuild(views, key, None)?;
+                }
+                Change::Assigned => {}
             }
         }
+        Ok(())
     }
 
     /// Applies one record to every view; side records go to their topics.
@@ -329,6 +386,15 @@ impl Member<'_> {
                 Outcome::Late(reason) => (&self.cfg.late_topic, reason),
                 Outcome::Dead(e) => (&self.cfg.dead_letter_topic, e.to_string()),
             };
+            if side_topic == &self.cfg.dead_letter_topic {
+                self.status.recent.dead_letter(DeadLetter::new(
+                    &view.name,
+                    "decode",
+                    &reason,
+                    message.key(),
+                    (message.topic(), message.partition(), message.offset()),
+                ));
+            }
             let view_header = [("wafer.view", view.name.as_str())];
             self.sink.send_side(
                 side_topic,
@@ -347,16 +413,32 @@ impl Member<'_> {
     }
 
     /// Restores `key`'s windows in every view from the committed checkpoints
-    /// (see the module docs).
+    /// (see the module docs). `first_offset`: the offset of the record that
+    /// revealed the partition, or `None` when rebuilding on assignment.
     fn rebuild(
         &mut self,
         views: &mut [View],
         key: PartitionKey,
-        first_offset: i64,
+        first_offset: Option<i64>,
     ) -> Result<(), RunError> {
         let topic = self.cfg.topics[key.0 as usize].clone();
+        let readiness = self.status.readiness.clone();
+        readiness.rebuilding(&topic, key.1);
+        let replay = self.restore(views, key, &topic, first_offset)?;
+        readiness.rebuilt(&topic, key.1, replay);
+        Ok(())
+    }
+
+    /// The rebuild itself; returns what was replayed, if anything.
+    fn restore(
+        &mut self,
+        views: &mut [View],
+        key: PartitionKey,
+        topic: &str,
+        first_offset: Option<i64>,
+    ) -> Result<Option<Replay>, RunError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&topic, key.1);
+        tpl.add_partition(topic, key.1);
         let consumer = self.consumer;
         let committed =
             tokio::task::block_in_place(|| consumer.committed_offsets(tpl, BLOCKING_TIMEOUT))
@@ -366,20 +448,22 @@ impl Member<'_> {
                         key.1
                     ))
                 })?;
-        self.owned.insert(
-            key,
-            Activity {
-                last_record: Instant::now(),
-                next_offset: first_offset,
-            },
-        );
-        let (end, checkpoints) = match committed.find_partition(&topic, key.1) {
+        let (end, checkpoints) = match committed.find_partition(topic, key.1) {
             Some(e) => match e.offset() {
                 Offset::Offset(o) => (Some(o), decode_checkpoints(e.metadata())),
                 _ => (None, None),
             },
             None => (None, None),
         };
+        // Without a commit, stream time starts unknown and the offset is only
+        // used once a record has set it.
+        self.owned.insert(
+            key,
+            Activity {
+                last_record: Instant::now(),
+                next_offset: first_offset.or(end).unwrap_or(0),
+            },
+        );
         let (Some(end), Some(checkpoints)) = (end, checkpoints) else {
             if end.is_some() {
                 tracing::warn!(%topic, partition = key.1, "committed offset has no Wafer checkpoint; window state starts empty");
@@ -387,9 +471,9 @@ impl Member<'_> {
             for view in views.iter_mut() {
                 view.processor.restore(key, None);
             }
-            return Ok(());
+            return Ok(None);
         };
-        if first_offset != end {
+        if let Some(first_offset) = first_offset.filter(|o| *o != end) {
             tracing::warn!(%topic, partition = key.1, committed = end, first_offset, "consumption does not resume at the committed offset");
         }
         // Per view: the offset its replay starts from (None: nothing to replay).
@@ -409,17 +493,21 @@ impl Member<'_> {
             }
         }
         let Some(start) = from.iter().flatten().copied().min() else {
-            return Ok(());
+            return Ok(None);
         };
         let started = std::time::Instant::now();
         let replayed =
-            tokio::task::block_in_place(|| self.replay(views, &from, key, &topic, start, end))?;
+            tokio::task::block_in_place(|| self.replay(views, &from, key, topic, start, end))?;
         for view in views.iter() {
             view.processor.counters().add_replayed(replayed);
         }
         tracing::info!(%topic, partition = key.1, from = start, to = end, replayed,
             elapsed_ms = started.elapsed().as_millis() as u64, "window state rebuilt");
-        Ok(())
+        Ok(Some(Replay {
+            from: start,
+            to: end,
+            records: replayed,
+        }))
     }
 
     fn replay(
@@ -521,6 +609,7 @@ impl Member<'_> {
             redis_updates.push((view.online.clone(), flush.updates));
         }
         if let Some(redis) = &mut self.redis {
+            let started = Instant::now();
             let mut attempt = 0u32;
             while let Err(e) = redis.write(&redis_updates).await {
                 attempt += 1;
@@ -530,8 +619,11 @@ impl Member<'_> {
                 }
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10)))).await;
             }
+            self.status.timings.observe_redis_write(started.elapsed());
         }
+        let started = Instant::now();
         self.sink.flush().await?;
+        self.status.timings.observe_kafka_ack(started.elapsed());
         self.commit(views)
     }
 
@@ -546,6 +638,13 @@ impl Member<'_> {
     ) -> Result<(), RunError> {
         let topic = &self.cfg.topics[f.partition.0 as usize];
         let reason = f.error.to_string();
+        self.status.recent.dead_letter(DeadLetter::new(
+            view,
+            f.error.kind(),
+            &reason,
+            Some(f.entity.as_bytes()),
+            (topic, f.partition.1, f.offset),
+        ));
         let value = serde_json::json!({
             "view": view,
             "plugin": plugin,
@@ -595,7 +694,10 @@ impl Member<'_> {
             }
         }
         let consumer = self.consumer;
-        match tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync)) {
+        let started = Instant::now();
+        let committed = tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync));
+        self.status.timings.observe_commit(started.elapsed());
+        match committed {
             Ok(()) => {
                 for v in views {
                     v.processor.counters().add_commits(1);
