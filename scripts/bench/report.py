@@ -332,7 +332,7 @@ def render(results, env, profile_dir):
             if env.get("dirty_files")
             else ""
         )
-        + ". This first version of the harness measures only: nothing was optimized."
+        + ". What was optimized since the first measurement is listed under *What dominates*."
     )
     w("")
 
@@ -756,7 +756,7 @@ def render(results, env, profile_dir):
         w(
             f"- In process, an event costs about {num(full_ns)} ns: {num(core_ns)} ns to decode it, update "
             f"the windows and drain them, {num(glue_ns)} ns of flush work outside the plugin (batches, one feature JSON and one "
-            f"key per update, with several allocations each) and {num(plug_ns)} ns of plugin call. The 2M "
+            f"key per update) and {num(plug_ns)} ns of plugin call. The 2M "
             f"events/s target is 500 ns per event in total."
         )
     cg = load(os.path.join(profile_dir, "callgrind.json"))
@@ -773,13 +773,11 @@ def render(results, env, profile_dir):
             f"(feature JSON strings {pct(pc_('wafer::pipeline::push_json_str'))}, online keys "
             f"{pct(pc_('wafer::pipeline::Processor::key'))}, the wasm call {pct(pc_('wafer::plugin::engine::Plugin::compute'))}, "
             f"drain {pct(pc_('wafer::window::Partition::drain'))}), `process` {pct(pc_('wafer::pipeline::Processor::process'))} "
-            f"(decode {pct(pc_('wafer::event::Schema::decode'))}, most of it building and dropping a `serde_json::Value` "
-            f"tree; window updates {pct(pc_('wafer::window::Partition::apply'))}). With a full window, every event also "
+            f"(decode {pct(pc_('wafer::event::Schema::decode'))}; window updates "
+            f"{pct(pc_('wafer::window::Partition::apply'))}). With a full window, every event also "
             "evicts an older one, so a flush emits more rows than it received events (decayed entities are re-emitted; "
             f"{num(rows_per_event, 2)} updates per event in the profiled run): per-row costs (JSON, key, plugin row, "
-            "drain) count that many times per event. The feature record is built "
-            "with `serde_json::to_string` per string and the key with two `str::replace` and a `format!` per update, "
-            "each allocating."
+            "drain) count that many times per event."
         )
     if pf:
         fam = dict(perf_families(perf_entries(os.path.join(profile_dir, "perf.report.txt"))))
@@ -825,9 +823,27 @@ def render(results, env, profile_dir):
                 "synchronous offset commit have completed, one after the other (the consuming thread, "
                 "`tokio-rt-worker` in the thread table, is the busiest); the in-process cost per event above "
                 "bounds what one core could do in any case. Levers named in the issue (overlapping "
-                "consumption with the writes, librdkafka batching, fewer allocations per event) are for the "
-                "next step; none was applied here."
+                "consumption with the writes, librdkafka batching) are not applied yet."
             )
+    w("")
+    w("### Optimized so far")
+    w("")
+    w(
+        "- Decoding is one streaming pass over the JSON that reads only the fields the plugin and the "
+        "schema name, skips the rest without building it, and borrows strings without escapes "
+        "(previously: a full `serde_json::Value` tree per event). A unit test checks it against the "
+        "value-tree decoder on 20,000 random payloads per entity-key shape."
+    )
+    w(
+        "- Feature records are written without per-value allocations (integers and floats formatted "
+        "in place exactly as serde_json prints them, strings escaped only when they need it), and "
+        "the online key comes from a template split once (previously: `serde_json::to_string` per "
+        "string, two `str::replace` and a `format!` per update)."
+    )
+    w(
+        "- First measured (commit `0038d89`, 2026-11-26 03:26 UTC, same machine): in-process "
+        "231,506 events/s per thread-CPU second; compare with the table above (same stream)."
+    )
     w("")
 
     # ---------------------------------------------------------------- caveats
