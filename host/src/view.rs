@@ -23,6 +23,8 @@ pub struct View {
     pub output_topic: Option<String>,
     /// Where the plugin was loaded from (watched for new versions).
     pub plugin_path: std::path::PathBuf,
+    /// The view's offline log, when `[offline]` is configured.
+    pub offline: Option<crate::offline::OfflineLog>,
 }
 
 /// What a view did during a run.
@@ -107,6 +109,7 @@ impl View {
             policy: p.on_failure,
             output_topic: spec.output_topic.clone(),
             plugin_path: p.path.clone(),
+            offline: None,
         })
     }
 

@@ -505,6 +505,7 @@ impl Member<'_> {
             return Ok(());
         }
         let mut redis_updates: Vec<FeatureUpdate> = Vec::new();
+        let mut spans = Vec::with_capacity(all.len());
         for (i, _, flush) in all {
             let view = &views[i];
             let tag = view.plugin_tag();
@@ -518,7 +519,9 @@ impl Member<'_> {
             if let Some(topic) = &view.output_topic {
                 self.sink.send_features(topic, &flush.updates, &tag)?;
             }
+            let start = redis_updates.len();
             redis_updates.extend(flush.updates);
+            spans.push((i, start..redis_updates.len()));
         }
         if let Some(redis) = &mut self.redis {
             let mut attempt = 0u32;
@@ -532,6 +535,7 @@ impl Member<'_> {
             }
         }
         self.sink.flush().await?;
+        crate::offline::write_flush(views, &spans, &redis_updates, shutdown).await?;
         self.commit(views)
     }
 
