@@ -75,29 +75,17 @@ pub enum OfflineError {
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError {
     let path = path.to_owned();
-    move |source| OfflineError::Io {
-        what,
-        path,
-        source,
-    }
+    move |source| OfflineError::Io { what, path, source }
 }
 
 fn arrow(what: &'static str, path: &Path) -> impl FnOnce(ArrowError) -> OfflineError {
     let path = path.to_owned();
-    move |source| OfflineError::Arrow {
-        what,
-        path,
-        source,
-    }
+    move |source| OfflineError::Arrow { what, path, source }
 }
 
 fn parquet(what: &'static str, path: &Path) -> impl FnOnce(ParquetError) -> OfflineError {
     let path = path.to_owned();
-    move |source| OfflineError::Parquet {
-        what,
-        path,
-        source,
-    }
+    move |source| OfflineError::Parquet { what, path, source }
 }
 
 /// When staging files are rolled into Parquet files (besides shutdown).
@@ -309,7 +297,9 @@ impl OfflineLog {
         let file = File::create_new(&path).map_err(io("creating", &path))?;
         let mut writer = StreamWriter::try_new(BufWriter::new(file), schema)
             .map_err(arrow("writing the schema of", &path))?;
-        writer.flush().map_err(arrow("writing the schema of", &path))?;
+        writer
+            .flush()
+            .map_err(arrow("writing the schema of", &path))?;
         if self.durable {
             sync_dir(&dir)?;
         }
@@ -633,7 +623,9 @@ struct Converted {
 /// Parquet file `finished` (through a temporary file, synced, renamed), then
 /// removes the staging file. A staging file without rows is just removed.
 fn convert(staging: &Path, finished: &Path) -> Result<Converted, OfflineError> {
-    let dir = finished.parent().expect("finished files are in a directory");
+    let dir = finished
+        .parent()
+        .expect("finished files are in a directory");
     let name = finished
         .file_name()
         .expect("finished files have a name")
@@ -676,9 +668,7 @@ fn convert(staging: &Path, finished: &Path) -> Result<Converted, OfflineError> {
         out.rows += batch.num_rows() as u64;
     }
     if let Some(writer) = writer {
-        let file = writer
-            .into_inner()
-            .map_err(parquet("finishing", &tmp))?;
+        let file = writer.into_inner().map_err(parquet("finishing", &tmp))?;
         file.sync_all().map_err(io("syncing", &tmp))?;
         std::fs::rename(&tmp, finished).map_err(io("renaming", &tmp))?;
         sync_dir(dir)?;
