@@ -18,8 +18,8 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type,
-    UInt32Type, UInt64Type, UInt8Type,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
@@ -118,10 +118,7 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
         .iter()
         .find(|n| !views.iter().any(|v| &v.name == *n))
     {
-        let names: Vec<&str> = specs
-            .iter()
-            .filter_map(|s| s.name.as_deref())
-            .collect();
+        let names: Vec<&str> = specs.iter().filter_map(|s| s.name.as_deref()).collect();
         return Err(RunError::Config(crate::config::ConfigError::Invalid(format!(
             "no view named `{missing}` in the config (views: {names:?}; a [plugin] config's view is named after its plugin)"
         ))));
@@ -155,7 +152,10 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
     let mut apply = |offset: i64, payload: &[u8], views: &mut [View]| -> Result<(), RunError> {
         let now = chrono::Utc::now().timestamp_millis();
         for (view, report) in views.iter_mut().zip(reports.iter_mut()) {
-            match view.processor.process(partition, offset, now, Some(payload)) {
+            match view
+                .processor
+                .process(partition, offset, now, Some(payload))
+            {
                 Outcome::Applied => report.applied += 1,
                 Outcome::Late(_) => report.late += 1,
                 Outcome::Dead(_) => report.dead += 1,
@@ -282,20 +282,56 @@ fn json_values(array: &dyn Array) -> Result<Vec<serde_json::Value>, DataType> {
     }
     let float = |x: f64| serde_json::Number::from_f64(x).map_or(J::Null, J::Number);
     Ok(match array.data_type() {
-        DataType::Int8 => each(array, |i| array.as_primitive::<Int8Type>().value(i), J::from),
-        DataType::Int16 => each(array, |i| array.as_primitive::<Int16Type>().value(i), J::from),
-        DataType::Int32 => each(array, |i| array.as_primitive::<Int32Type>().value(i), J::from),
-        DataType::Int64 => each(array, |i| array.as_primitive::<Int64Type>().value(i), J::from),
-        DataType::UInt8 => each(array, |i| array.as_primitive::<UInt8Type>().value(i), J::from),
-        DataType::UInt16 => each(array, |i| array.as_primitive::<UInt16Type>().value(i), J::from),
-        DataType::UInt32 => each(array, |i| array.as_primitive::<UInt32Type>().value(i), J::from),
-        DataType::UInt64 => each(array, |i| array.as_primitive::<UInt64Type>().value(i), J::from),
+        DataType::Int8 => each(
+            array,
+            |i| array.as_primitive::<Int8Type>().value(i),
+            J::from,
+        ),
+        DataType::Int16 => each(
+            array,
+            |i| array.as_primitive::<Int16Type>().value(i),
+            J::from,
+        ),
+        DataType::Int32 => each(
+            array,
+            |i| array.as_primitive::<Int32Type>().value(i),
+            J::from,
+        ),
+        DataType::Int64 => each(
+            array,
+            |i| array.as_primitive::<Int64Type>().value(i),
+            J::from,
+        ),
+        DataType::UInt8 => each(
+            array,
+            |i| array.as_primitive::<UInt8Type>().value(i),
+            J::from,
+        ),
+        DataType::UInt16 => each(
+            array,
+            |i| array.as_primitive::<UInt16Type>().value(i),
+            J::from,
+        ),
+        DataType::UInt32 => each(
+            array,
+            |i| array.as_primitive::<UInt32Type>().value(i),
+            J::from,
+        ),
+        DataType::UInt64 => each(
+            array,
+            |i| array.as_primitive::<UInt64Type>().value(i),
+            J::from,
+        ),
         DataType::Float32 => each(
             array,
             |i| array.as_primitive::<Float32Type>().value(i),
             |x| float(f64::from(x)),
         ),
-        DataType::Float64 => each(array, |i| array.as_primitive::<Float64Type>().value(i), float),
+        DataType::Float64 => each(
+            array,
+            |i| array.as_primitive::<Float64Type>().value(i),
+            float,
+        ),
         DataType::Boolean => each(array, |i| array.as_boolean().value(i), J::from),
         DataType::Utf8 => each(array, |i| array.as_string::<i32>().value(i), J::from),
         DataType::LargeUtf8 => each(array, |i| array.as_string::<i64>().value(i), J::from),

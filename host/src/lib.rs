@@ -199,7 +199,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     };
     serving.set_ready(false);
     run_scope.cancel();
-    let closed: Result<(), offline::OfflineError> = views.iter_mut().try_for_each(View::close_offline);
+    let closed: Result<(), offline::OfflineError> =
+        views.iter_mut().try_for_each(View::close_offline);
     ran?;
     closed?;
     let reports: Vec<ViewReport> = views.iter().map(View::report).collect();
