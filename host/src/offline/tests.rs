@@ -425,3 +425,17 @@ fn column_names_never_collide() {
     );
     assert_eq!(column_names("plugin", &[]).0, "entity");
 }
+
+#[test]
+fn the_offline_section_parses_with_defaults() {
+    let text =
+        "[file]\npath = 'e.jsonl'\n[plugin]\npath = 'p.wasm'\n[offline]\ndir = '/data/offline'\n";
+    let config = crate::config::Config::parse(text, "t").unwrap();
+    let offline = config.offline.unwrap();
+    assert_eq!(offline.dir, PathBuf::from("/data/offline"));
+    let roll = offline.roll_policy();
+    assert_eq!(roll.interval, Duration::from_secs(600));
+    assert_eq!(roll.bytes, 256 << 20);
+    let err = crate::config::Config::parse(&format!("{text}rol_mb = 3\n"), "t").unwrap_err();
+    assert!(err.to_string().contains("rol_mb"), "{err}");
+}
