@@ -50,6 +50,9 @@ pub struct Config {
     /// The host's HTTP server: plugin versions (list, load, roll back), feature lookups,
     /// Prometheus metrics and probes (see `docs/operations.md`). Off when absent.
     pub admin: Option<AdminConfig>,
+    /// The offline log: every feature row also appended to Parquet files for training
+    /// (see `docs/operations.md`). Off when absent.
+    pub offline: Option<crate::offline::OfflineConfig>,
 }
 
 /// One feature view of `[[views]]`.

@@ -17,6 +17,8 @@
 //! - [`sinks`]: Redis, Kafka, embedded in-memory store;
 //! - [`kafka_client`]: every Kafka client's settings;
 //! - [`metrics`]: pipeline counters;
+//! - [`offline`]: the offline log (Parquet files for training);
+//! - [`backfill`]: recomputing views from recorded events into the offline log;
 //! - [`admin`]: the host's HTTP server (plugin versions, features, metrics, probes, status page);
 //! - [`serving`]: what that server reads from the running pipeline;
 //! - [`status`]: per-partition readiness, flush latencies, recent dead letters and the status page.
@@ -24,11 +26,13 @@
 //! [`run`] is what the CLI, the tests and the benchmarks call.
 
 pub mod admin;
+pub mod backfill;
 pub mod config;
 pub mod entity;
 pub mod event;
 pub mod kafka_client;
 pub mod metrics;
+pub mod offline;
 pub mod pipeline;
 pub mod plugin;
 pub mod serving;
@@ -82,6 +86,9 @@ pub enum RunError {
     /// The admin endpoint could not start.
     #[error("admin endpoint: {0}")]
     Admin(String),
+    /// The offline log could not be written.
+    #[error(transparent)]
+    Offline(#[from] offline::OfflineError),
 }
 
 /// What a finished run did.
@@ -129,6 +136,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
             ))));
         }
         views.push(view);
+    }
+    if let Some(offline) = &config.offline {
+        for view in &mut views {
+            view.open_offline(&offline.dir, offline.roll_policy(), true)?;
+        }
     }
     // Stops the watchers, the HTTP server and the lag reader when this run ends.
     let run_scope = shutdown.child_token();
@@ -198,7 +210,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     };
     status.readiness.set_running(false);
     run_scope.cancel();
+    let closed: Result<(), offline::OfflineError> =
+        views.iter_mut().try_for_each(View::close_offline);
     ran?;
+    closed?;
     let reports: Vec<ViewReport> = views.iter().map(View::report).collect();
     let counters = reports
         .iter()

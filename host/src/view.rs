@@ -27,6 +27,8 @@ pub struct View {
     pub plugin_path: std::path::PathBuf,
     /// How the view's features are stored in Redis.
     pub online: Arc<OnlineLayout>,
+    /// The view's offline log, when `[offline]` is configured.
+    pub offline: Option<crate::offline::OfflineLog>,
 }
 
 /// What a view did during a run.
@@ -149,6 +151,7 @@ impl View {
             output_topic: spec.output_topic.clone(),
             plugin_path: p.path.clone(),
             online: Arc::new(online),
+            offline: None,
         })
     }
 

@@ -6,8 +6,10 @@
 //! - [`Env`]: a test's namespace (topics, group, Redis key prefix) and clients;
 //! - [`Host`]: one in-process `wafer::run` with its shutdown handle;
 //! - [`reference`]: the naive recomputation the host is checked against;
+//! - [`offline`]: reading the offline log's Parquet files, reference features at any point;
 //! - [`outputs`]: the checks of Redis, `ml-features` and side topics against it.
 
+pub mod offline;
 pub mod outputs;
 pub mod reference;
 

@@ -80,13 +80,13 @@ async fn flush_view(
     redis: &mut Option<RedisSink>,
     memory: &MemoryStore,
 ) -> Result<(), RunError> {
-    let processor = &mut view.processor;
-    for partition in processor.partitions() {
-        let flush = processor.flush(partition);
+    for partition in view.processor.partitions() {
+        let flush = view.processor.flush(partition);
         for f in &flush.failures {
-            processor.counters().add_plugin_dead_letters(1);
+            view.processor.counters().add_plugin_dead_letters(1);
             tracing::warn!(entity = %f.entity, line = f.offset + 1, kind = f.error.kind(), error = %f.error, "plugin failed for an entity");
         }
+        view.write_offline(&flush.updates)?;
         match redis {
             Some(r) => r.write(&[(view.online.clone(), flush.updates)]).await?,
             None => memory.write(&flush.updates),

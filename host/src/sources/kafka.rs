@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::kafka_client;
-use crate::pipeline::{FailurePolicy, Outcome, PartitionKey, PluginFailure};
+use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure};
 use crate::sinks::kafka::{KafkaSink, Source};
 use crate::sinks::redis::{RedisSink, ViewWrites};
 use crate::status::{DeadLetter, Readiness, Replay, Status};
@@ -592,7 +592,9 @@ impl Member<'_> {
             self.paused = true;
             return Ok(());
         }
-        let mut redis_updates: Vec<ViewWrites> = Vec::new();
+        let mut redis_updates: Vec<ViewWrites> = Vec::with_capacity(all.len());
+        // The view of each entry of `redis_updates`, for the offline log.
+        let mut owners = Vec::with_capacity(all.len());
         for (i, _, flush) in all {
             let view = &views[i];
             let tag = view.plugin_tag();
@@ -607,6 +609,7 @@ impl Member<'_> {
                 self.sink.send_features(topic, &flush.updates, &tag)?;
             }
             redis_updates.push((view.online.clone(), flush.updates));
+            owners.push(i);
         }
         if let Some(redis) = &mut self.redis {
             let started = Instant::now();
@@ -624,6 +627,12 @@ impl Member<'_> {
         let started = Instant::now();
         self.sink.flush().await?;
         self.status.timings.observe_kafka_ack(started.elapsed());
+        let per_view: Vec<(usize, &[FeatureUpdate])> = owners
+            .iter()
+            .zip(&redis_updates)
+            .map(|(i, (_, updates))| (*i, updates.as_slice()))
+            .collect();
+        crate::offline::write_flush(views, &per_view, shutdown).await?;
         self.commit(views)
     }
 

@@ -1,0 +1,345 @@
+//! The offline log against real Kafka and Redis: training/serving
+//! consistency (every online value is the latest offline row of its entity,
+//! every offline row is the reference's features at its as-of time), across a
+//! crash; and `wafer backfill` from the same events as JSONL and as Parquet
+//! giving the streaming path's rows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use wafer::offline::OfflineConfig;
+use wafer_tests::offline::{files, latest, read_user_activity, History, OfflineRow};
+use wafer_tests::reference::{self, GenEvent};
+use wafer_tests::{Env, Host};
+
+const CAUGHT_UP: Duration = Duration::from_secs(120);
+
+fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
+    events
+        .iter()
+        .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
+        .collect()
+}
+
+fn temp_dir(env: &Env) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wafer-offline-{}", env.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn offline(dir: &Path, roll_interval_secs: u64) -> Option<OfflineConfig> {
+    Some(OfflineConfig {
+        dir: dir.to_owned(),
+        roll_interval_secs,
+        roll_mb: 256,
+    })
+}
+
+/// The number `field` of a JSON object text, parsed by the standard library
+/// (correctly rounded, so bit-exact for the shortest representation the host
+/// writes; serde_json's default parser may be off by one unit in the last place).
+fn raw_number(json: &str, field: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{field}\":"))? + field.len() + 3;
+    let rest = &json[at..];
+    let end = rest.find([',', '}'])?;
+    rest[..end].trim().parse().ok()
+}
+
+/// Training/serving consistency of a finished run whose offline log is `dir`.
+async fn assert_consistent(env: &Env, events: &[GenEvent], dir: &Path, partitions: i32) {
+    let names = files(dir);
+    assert!(
+        names.iter().all(|f| f.ends_with(".parquet")),
+        "no staging file after a clean stop: {names:?}"
+    );
+    let rows = read_user_activity(&dir.join("view=user-activity"));
+    assert!(!rows.is_empty());
+    assert!(rows.iter().any(|r| r.tombstone), "some windows empty");
+
+    // Serving: each online value is the latest offline row of its entity;
+    // an entity without an online value ended with a tombstone.
+    let redis = env.redis_features().await.unwrap();
+    let latest = latest(&rows);
+    assert!(!redis.is_empty());
+    for (user, row) in &latest {
+        match redis.get(user) {
+            None => assert!(row.tombstone, "{user}: no online value but {row:?}"),
+            Some((value, _)) => {
+                let v: serde_json::Value = serde_json::from_str(value).unwrap();
+                assert!(
+                    !row.tombstone,
+                    "{user}: online {value} but offline tombstone"
+                );
+                assert_eq!(v["event_count_1h"].as_i64(), row.count, "{user}");
+                assert_eq!(v["unique_actions_1h"].as_i64(), row.unique, "{user}");
+                assert_eq!(raw_number(value, "avg_value_1h"), row.avg, "{user}");
+                assert_eq!(
+                    v["last_action"].as_str(),
+                    row.last_action.as_deref(),
+                    "{user}"
+                );
+                let computed_at =
+                    wafer::event::parse_timestamp(v["computed_at"].as_str().unwrap()).unwrap();
+                assert_eq!(computed_at, row.as_of_ms, "{user}: as-of time");
+            }
+        }
+    }
+    for user in redis.keys() {
+        assert!(latest.contains_key(user), "{user} online but not offline");
+    }
+
+    // Training: every offline row is the reference's features at its as-of time.
+    let histories: BTreeMap<i32, History> = (0..partitions)
+        .map(|p| (p, History::new(events, p)))
+        .collect();
+    let partition_of: BTreeMap<&str, i32> = events
+        .iter()
+        .map(|e| (e.user.as_str(), e.partition))
+        .collect();
+    for row in &rows {
+        assert!(
+            row.plugin.starts_with("user-activity@") && row.plugin.contains('#'),
+            "{}",
+            row.plugin
+        );
+        let history = &histories[&partition_of[row.user.as_str()]];
+        assert!(
+            history.explains(row),
+            "not the reference at its as-of time: {row:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_rows_are_what_was_served_and_the_reference() {
+    let env = Env::new("offline", 4).await.unwrap();
+    let events = reference::generate(71, 4000, 200, 4);
+    env.produce(&records(&events)).await.unwrap();
+    let dir = temp_dir(&env);
+    let mut config = env.config();
+    // Roll at (almost) every flush: many files, rows of one hour in several.
+    config.offline = offline(&dir, 1);
+    config.pipeline.batch_size = 200;
+
+    let host = Host::start(config);
+    env.wait_caught_up(CAUGHT_UP).await.unwrap();
+    host.stop().await.unwrap();
+    assert_consistent(&env, &events, &dir, 4).await;
+    assert_python_readers_agree(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// pyarrow + pandas and DuckDB (scripts/offline-read.sh) read the same rows
+/// as the parquet crate: counts, and the latest row of every user.
+fn assert_python_readers_agree(dir: &Path) {
+    let script = wafer_tests::repo_root().join("scripts/offline-read.sh");
+    let out = std::process::Command::new(&script)
+        .arg(dir)
+        .arg("user-activity")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = read_user_activity(&dir.join("view=user-activity"));
+    let latest: serde_json::Map<String, serde_json::Value> = latest(&rows)
+        .into_iter()
+        .map(|(user, r)| {
+            let count = if r.tombstone { None } else { r.count };
+            (user, serde_json::json!([r.as_of_ms, r.tombstone, count]))
+        })
+        .collect();
+    let users: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.user.as_str()).collect();
+    let want = serde_json::json!({
+        "rows": rows.len(),
+        "users": users.len(),
+        "tombstones": rows.iter().filter(|r| r.tombstone).count(),
+        "event_count_sum": rows.iter().filter_map(|r| r.count).sum::<i64>(),
+        "latest": latest,
+    });
+    assert_eq!(got["pyarrow"], want, "pyarrow + pandas");
+    assert_eq!(got["duckdb"], want, "duckdb");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_leaves_staging_files_that_the_next_start_recovers() {
+    let env = Arc::new(Env::new("offline-crash", 4).await.unwrap());
+    let events = reference::generate(79, 5000, 250, 4);
+    let dir = temp_dir(&env);
+    let mut config = env.config();
+    config.offline = offline(&dir, 600);
+    config.pipeline.batch_size = 100;
+
+    let host = Host::start(config.clone());
+    let producer = {
+        let env = env.clone();
+        let records = records(&events);
+        tokio::spawn(async move {
+            for chunk in records.chunks(200) {
+                env.produce(chunk).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + CAUGHT_UP;
+    while env
+        .committed()
+        .unwrap()
+        .iter()
+        .filter(|o| **o > 0)
+        .sum::<i64>()
+        < 1500
+    {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    host.kill().await;
+    let staging: Vec<String> = files(&dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".arrows"))
+        .collect();
+    assert!(!staging.is_empty(), "the crash should leave staging files");
+
+    let host = Host::start(config);
+    producer.await.unwrap();
+    env.wait_caught_up(CAUGHT_UP).await.unwrap();
+    host.stop().await.unwrap();
+    // Each staging file became the Parquet file of the same id.
+    let names = files(&dir);
+    for s in &staging {
+        let finished = s
+            .replace("/_part-", "/part-")
+            .replace(".arrows", ".parquet");
+        assert!(
+            names.contains(&finished),
+            "{s} not recovered into {finished}"
+        );
+    }
+    assert_consistent(&env, &events, &dir, 4).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes the well-formed events as a Parquet file of typed columns (the
+/// event time as a UTC timestamp); malformed events change no row.
+fn write_events_parquet(events: &[GenEvent], path: &Path) {
+    let good: Vec<&GenEvent> = events.iter().filter(|e| e.malformed.is_none()).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(good.iter().map(|e| &e.user))),
+        Arc::new(StringArray::from_iter_values(
+            good.iter().map(|e| &e.action),
+        )),
+        Arc::new(Float64Array::from_iter_values(good.iter().map(|e| e.value))),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(good.iter().map(|e| e.time_ms))
+                .with_timezone("UTC"),
+        ),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn backfill(config: &Path, input: &Path, out: &Path, extra: &[&str]) {
+    let binary = wafer_tests::repo_root().join("target/release/wafer");
+    let status = std::process::Command::new(&binary)
+        .arg("backfill")
+        .arg("--config")
+        .arg(config)
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(["--batch-size", "1"])
+        .args(extra)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make host`)", binary.display()));
+    assert!(status.success(), "wafer backfill failed");
+}
+
+fn contents(rows: &[OfflineRow]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        *m.entry(r.content()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_from_jsonl_and_parquet_gives_the_streaming_rows() {
+    // One partition and a flush after every record: the streaming path's
+    // flush points are then a function of the events alone.
+    let env = Env::new("backfill", 1).await.unwrap();
+    let events = reference::generate(83, 1500, 60, 1);
+    env.produce(&records(&events)).await.unwrap();
+    let dir = temp_dir(&env);
+    let mut config = env.config();
+    config.pipeline.batch_size = 1;
+    config.offline = offline(&dir.join("stream"), 600);
+    let host = Host::start(config);
+    env.wait_caught_up(CAUGHT_UP).await.unwrap();
+    host.stop().await.unwrap();
+    let streamed = read_user_activity(&dir.join("stream/view=user-activity"));
+    assert!(streamed.len() > 1000, "a row per changed entity per record");
+
+    let config_path = dir.join("wafer.toml");
+    std::fs::write(&config_path, env.config_toml()).unwrap();
+    let jsonl = dir.join("events.jsonl");
+    let text: String = events.iter().map(|e| format!("{}\n", e.payload)).collect();
+    std::fs::write(&jsonl, text).unwrap();
+    backfill(&config_path, &jsonl, &dir.join("jsonl"), &[]);
+    let parquet = dir.join("events.parquet");
+    write_events_parquet(&events, &parquet);
+    backfill(&config_path, &parquet, &dir.join("parquet"), &[]);
+
+    let from_jsonl = read_user_activity(&dir.join("jsonl/view=user-activity"));
+    let from_parquet = read_user_activity(&dir.join("parquet/view=user-activity"));
+    let want = contents(&streamed);
+    assert_eq!(contents(&from_jsonl), want, "backfill from JSONL");
+    assert_eq!(contents(&from_parquet), want, "backfill from Parquet");
+
+    // --from/--to keep the rows of that as-of range; earlier events still count.
+    let mut times: Vec<i64> = streamed.iter().map(|r| r.as_of_ms).collect();
+    times.sort_unstable();
+    let (from, to) = (times[times.len() / 3], times[2 * times.len() / 3]);
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    backfill(
+        &config_path,
+        &jsonl,
+        &dir.join("range"),
+        &["--from", &iso(from), "--to", &to.to_string()],
+    );
+    let ranged = read_user_activity(&dir.join("range/view=user-activity"));
+    let in_range: Vec<OfflineRow> = streamed
+        .iter()
+        .filter(|r| from <= r.as_of_ms && r.as_of_ms < to)
+        .cloned()
+        .collect();
+    assert!(!in_range.is_empty());
+    assert_eq!(contents(&ranged), contents(&in_range), "--from/--to");
+    let _ = std::fs::remove_dir_all(&dir);
+}
