@@ -4,7 +4,7 @@
 //! starts Kafka and Redis, runs this binary and renders `docs/benchmarks.md` from the
 //! JSON it writes. By hand: `cargo bench -p wafer --bench wafer_bench` (release profile).
 //!
-//! Sections (`WAFER_BENCH_SECTIONS`, comma-separated; default `inproc,memory,e2e,latency`):
+//! Sections (`WAFER_BENCH_SECTIONS`, comma-separated; default `inproc,memory,e2e,latency,ops`):
 //! - `inproc`: generator -> JSON bytes -> `Processor::process` -> `Processor::flush` every
 //!   `WAFER_BENCH_FLUSH_EVERY` events, no I/O; next to it, in the same repetition, the same
 //!   path without the plugin (decode + windows + drain, rebuilt from the public pieces), and
@@ -17,6 +17,11 @@
 //!   end, and the Python loop (`scripts/bench/python_loop.py`) over the same topic.
 //! - `latency`: event-to-Redis latency at a fixed offered rate, with probe users observed
 //!   through Redis keyspace notifications.
+//! - `ops`: operations on real Kafka + Redis: time from calling `wafer::run` to the first
+//!   committed offset (warm artifact cache, fresh group), the rebuild rate of a restarted
+//!   group (replay on assignment, from the host's `/partitions` transitions), and the
+//!   processing pause of hot reloads under a steady stream (the host's `swap_pause_us`),
+//!   with the end state in Redis checked against a recomputation.
 //!
 //! Every measurement stops by itself (bounded counts and time caps) and talks to loopback
 //! only (`WAFER_KAFKA_BROKERS`, `WAFER_REDIS_URL` default to 127.0.0.1).
@@ -146,6 +151,13 @@ struct Settings {
     lat_seconds: u64,
     lat_warmup: u64,
     lat_lingers: Vec<u64>,
+    ops_reps: usize,
+    ops_first_events: usize,
+    ops_rebuild_events: usize,
+    ops_rate: u64,
+    ops_users: u64,
+    ops_reloads: usize,
+    ops_reload_every_ms: u64,
 }
 
 impl Settings {
@@ -181,6 +193,13 @@ impl Settings {
                 .split(',')
                 .filter_map(|s| s.trim().parse().ok())
                 .collect(),
+            ops_reps: env_or("WAFER_BENCH_OPS_REPS", 5),
+            ops_first_events: env_or("WAFER_BENCH_OPS_FIRST_EVENTS", 20_000),
+            ops_rebuild_events: env_or("WAFER_BENCH_OPS_REBUILD_EVENTS", 500_000),
+            ops_rate: env_or("WAFER_BENCH_OPS_RATE", 10_000),
+            ops_users: env_or("WAFER_BENCH_OPS_USERS", 10_000),
+            ops_reloads: env_or("WAFER_BENCH_OPS_RELOADS", 10),
+            ops_reload_every_ms: env_or("WAFER_BENCH_OPS_RELOAD_EVERY_MS", 1000),
         }
     }
 }
@@ -2123,6 +2142,571 @@ async fn section_latency(s: &Settings) -> anyhow::Result<Json> {
 }
 
 // ------------------------------------------------------------------------------------------
+// Section: operations (time to the first commit, rebuild rate, hot-reload pause).
+
+/// A free loopback port (bound then released) for a run's admin endpoint.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The bench config with the admin endpoint on `port` and the plugin file not watched
+/// (reloads go through the endpoint).
+#[allow(clippy::too_many_arguments)]
+fn ops_config(
+    s: &Settings,
+    names: &Names,
+    group: &str,
+    input: &str,
+    prefix: &str,
+    port: Option<u16>,
+) -> anyhow::Result<wafer::config::Config> {
+    let mut config = wafer_config(
+        s,
+        group,
+        input,
+        &names.get("ml-features"),
+        &names.get("dead-letters"),
+        &names.get("late"),
+        prefix,
+        s.linger_ms,
+    )?;
+    config.admin = port.map(|p| wafer::config::AdminConfig {
+        listen: format!("127.0.0.1:{p}"),
+        token: None,
+    });
+    if let Some(plugin) = config.plugin.as_mut() {
+        plugin.watch = false;
+    }
+    Ok(config)
+}
+
+/// One HTTP/1.1 request to the admin endpoint on loopback (blocking); returns the
+/// status and the body (chunked bodies decoded).
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("HTTP response without a header end")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("HTTP response without a status")?;
+    let mut rest = &raw[split + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return Ok((status, rest.to_vec()));
+    }
+    let mut out = Vec::new();
+    loop {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("truncated chunk")?;
+        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..line_end]).trim(), 16)?;
+        if size == 0 {
+            return Ok((status, out));
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(rest.get(start..start + size).context("truncated chunk")?);
+        rest = rest.get(start + size + 2..).unwrap_or_default();
+    }
+}
+
+fn http_json(port: u16, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Json)> {
+    let (status, body) = http(port, method, path, body)?;
+    let json = serde_json::from_slice(&body)
+        .with_context(|| format!("{path} answered {}", String::from_utf8_lossy(&body)))?;
+    Ok((status, json))
+}
+
+/// Milliseconds between two RFC 3339 times of the host's status (ms resolution).
+fn rfc3339_ms(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// When a partition reached `state` (the last such transition), in ms since the epoch.
+fn transition_ms(partition: &Json, state: &str) -> Option<i64> {
+    partition["transitions"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|t| t["state"] == state)
+        .and_then(|t| rfc3339_ms(t["at"].as_str()?))
+}
+
+/// Stops a run started with `wafer::run` and returns its report.
+async fn stop(
+    shutdown: &CancellationToken,
+    task: tokio::task::JoinHandle<Result<wafer::RunReport, wafer::RunError>>,
+) -> anyhow::Result<wafer::RunReport> {
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .context("wafer did not stop within 60 s")??
+        .map_err(|e| anyhow::anyhow!("wafer run failed: {e}"))
+}
+
+/// Waits until the admin endpoint reports every partition of the input ready; returns the
+/// `/partitions` answer.
+async fn wait_ready(port: u16, timeout: Duration) -> anyhow::Result<Json> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = tokio::task::block_in_place(|| http_json(port, "GET", "/partitions", b""));
+        if let Ok((200, p)) = &answer {
+            let parts = p["partitions"].as_array().map_or(0, Vec::len);
+            if p["ready"] == true && parts == PARTITIONS as usize {
+                return Ok(p.clone());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("not ready after {timeout:?}: {answer:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn section_ops(s: &Settings) -> anyhow::Result<Json> {
+    let names = Names::new("ops");
+    let first = names.get("first-commit");
+    let rebuild = names.get("rebuild");
+    let reload = names.get("reload");
+    let side = [
+        names.get("ml-features"),
+        names.get("dead-letters"),
+        names.get("late"),
+    ];
+    create_topics(&[
+        (&first, PARTITIONS),
+        (&rebuild, PARTITIONS),
+        (&reload, PARTITIONS),
+        (&side[0], 1),
+        (&side[1], 1),
+        (&side[2], 1),
+    ])
+    .await?;
+    let mut out = json!({ "batch_size": s.batch_size, "linger_ms": s.linger_ms });
+    let mut errors = Vec::new();
+    match ops_first_commit(s, &names, &first).await {
+        Ok(j) => out["first_commit"] = j,
+        Err(e) => errors.push(format!("first commit: {e:#}")),
+    }
+    match ops_rebuild(s, &names, &rebuild).await {
+        Ok(j) => out["rebuild"] = j,
+        Err(e) => errors.push(format!("rebuild: {e:#}")),
+    }
+    match ops_reload(s, &names, &reload).await {
+        Ok(j) => out["reload"] = j,
+        Err(e) => errors.push(format!("hot reload: {e:#}")),
+    }
+    let mut topics = vec![first, rebuild, reload];
+    topics.extend(side);
+    delete_topics(&topics).await;
+    out["errors"] = json!(errors);
+    Ok(out)
+}
+
+/// Time from calling `wafer::run` to the first committed offset, with the artifact cache
+/// warm and nothing to rebuild (a fresh group on a topic with data).
+async fn ops_first_commit(s: &Settings, names: &Names, topic: &str) -> anyhow::Result<Json> {
+    let n = s.ops_first_events;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let ev = generate(n, Users::Skewed(s.users), now_ms - 600_000, 600_000, 21);
+    produce_all(topic, &ev).await?;
+    // Plugin load alone, as `View::build` does it (engine with the artifact cache, load):
+    // the first fills the cache if it is cold, the rest are warm.
+    let mut load_ms = Vec::new();
+    for i in 0..=s.ops_reps {
+        let started = Instant::now();
+        let engine = engine()?;
+        let plugin = load(&engine, &s.plugin, Duration::from_secs(60))?;
+        let took = started.elapsed().as_secs_f64() * 1000.0;
+        drop(plugin);
+        if i > 0 {
+            load_ms.push(took);
+        }
+    }
+    let mut first_s = Vec::new();
+    let mut join_s = Vec::new();
+    let mut after_join_s = Vec::new();
+    // Run 0 warms up (librdkafka, the broker's group coordinator, the cache); not counted.
+    for run in 0..=s.ops_reps {
+        let group = names.get(&format!("first-{run}"));
+        let prefix = names.get(&format!("f{run}"));
+        let port = free_port()?;
+        let config = ops_config(s, names, &group, topic, &prefix, Some(port))?;
+        let reader = group_reader(&group)?;
+        let shutdown = CancellationToken::new();
+        let called_ms = chrono::Utc::now().timestamp_millis();
+        let started = Instant::now();
+        let task = tokio::spawn(wafer::run(config, shutdown.clone()));
+        let seen = loop {
+            let at = tokio::task::block_in_place(|| committed(&reader, topic))?;
+            if at.iter().any(|o| *o > 0) {
+                break Ok(started.elapsed().as_secs_f64());
+            }
+            if task.is_finished() || started.elapsed() > Duration::from_secs(60) {
+                break Err(anyhow::anyhow!("no commit within 60 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let partitions = tokio::task::block_in_place(|| http_json(port, "GET", "/partitions", b""));
+        let report = stop(&shutdown, task).await;
+        let _ = tokio::task::block_in_place(|| redis_cleanup(&prefix));
+        let seen = seen?;
+        report?;
+        if run == 0 {
+            continue;
+        }
+        first_s.push(seen);
+        // The group's assignment, from the host's readiness (wall clock, ms).
+        if let Ok((_, p)) = partitions {
+            let assigned = p["partitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|part| transition_ms(part, "assigned"))
+                .min();
+            if let Some(assigned) = assigned {
+                let join = (assigned - called_ms) as f64 / 1000.0;
+                join_s.push(join);
+                after_join_s.push(seen - join);
+            }
+        }
+        say(format!("ops: first commit {:.3} s after the call", seen));
+    }
+    Ok(json!({
+        "events_in_topic": n,
+        "runs": first_s.len(),
+        "seconds": stats(&first_s),
+        "plugin_load_ms": stats(&load_ms),
+        "call_to_assignment_s": stats(&join_s),
+        "assignment_to_first_commit_s": stats(&after_join_s),
+        "poll_every_ms": 5,
+    }))
+}
+
+/// Rebuild on assignment: a first run processes and commits a topic whose events all stay
+/// in the window; a second run of the same group replays them into the windows.
+async fn ops_rebuild(s: &Settings, names: &Names, topic: &str) -> anyhow::Result<Json> {
+    let n = s.ops_rebuild_events;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    // 30 minutes of event time: every event is still in the 1 h window at the end.
+    let ev = generate(n, Users::Skewed(s.users), now_ms - 1_800_000, 1_800_000, 31);
+    say(format!("ops: producing {n} events for the rebuild"));
+    produce_all(topic, &ev).await?;
+    let ends = tokio::task::block_in_place(|| end_offsets(topic))?;
+    let group = names.get("rebuild");
+    let prefix = names.get("r");
+    let config = ops_config(s, names, &group, topic, &prefix, None)?;
+    let first = run_wafer_until_caught_up(config, &group, topic, &ends, s.e2e_timeout).await?;
+    say(format!(
+        "ops: first run processed {n} events in {:.1} s; restarting the group",
+        first.seconds
+    ));
+    let port = free_port()?;
+    let config = ops_config(s, names, &group, topic, &prefix, Some(port))?;
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(wafer::run(config, shutdown.clone()));
+    let ready = wait_ready(port, s.e2e_timeout).await;
+    let ready_after_s = started.elapsed().as_secs_f64();
+    let report = stop(&shutdown, task).await;
+    let _ = tokio::task::block_in_place(|| redis_cleanup(&prefix));
+    let (ready, report) = (ready?, report?);
+    let parts = ready["partitions"].as_array().cloned().unwrap_or_default();
+    let mut records = 0u64;
+    let mut per_partition = Vec::new();
+    let (mut first_rebuilding, mut last_ready, mut first_assigned) = (i64::MAX, i64::MIN, i64::MAX);
+    for p in &parts {
+        let r = p["replay"]["records"].as_u64().unwrap_or(0);
+        records += r;
+        let (a, b, c) = (
+            transition_ms(p, "assigned"),
+            transition_ms(p, "rebuilding"),
+            transition_ms(p, "ready"),
+        );
+        if let (Some(a), Some(b), Some(c)) = (a, b, c) {
+            first_assigned = first_assigned.min(a);
+            first_rebuilding = first_rebuilding.min(b);
+            last_ready = last_ready.max(c);
+            per_partition.push(json!({
+                "partition": p["partition"],
+                "records": r,
+                "ms": c - b,
+                "events_per_s": r as f64 * 1000.0 / (c - b).max(1) as f64,
+            }));
+        }
+    }
+    let rebuild_ms = (last_ready - first_rebuilding).max(1);
+    let rate = records as f64 * 1000.0 / rebuild_ms as f64;
+    say(format!(
+        "ops: rebuilt {records} events in {rebuild_ms} ms ({rate:.0} ev/s)"
+    ));
+    Ok(json!({
+        "events": n,
+        "replayed": records,
+        "replayed_counter": report.counters.replayed,
+        "rebuild_ms": rebuild_ms,
+        "assignment_to_ready_ms": last_ready - first_assigned,
+        "events_per_s": rate,
+        "partitions": per_partition,
+        "first_run_seconds": first.seconds,
+        "call_to_ready_s": ready_after_s,
+        "state": report.state,
+    }))
+}
+
+/// What a user's features must be at the end of the reload run: every event of the run
+/// is in the 1 h window.
+#[derive(Default, Clone, Copy)]
+struct Expected {
+    count: u64,
+    actions: u8,
+    sum: f64,
+}
+
+/// Produces `rate` events/s for `total` to `topic` over `users` (skewed); event time =
+/// send time. Returns the events sent and each user's expected features.
+fn steady_producer(
+    topic: &str,
+    rate: u64,
+    total: Duration,
+    users: u64,
+) -> anyhow::Result<(u64, HashMap<u32, Expected>)> {
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "1")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let mut rng = Rng::new(41);
+    let mut expected: HashMap<u32, Expected> = HashMap::new();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut buf = Vec::with_capacity(128);
+    while started.elapsed() < total {
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < due {
+            let k = ((rng.below(users) * rng.below(users)) / users.max(1)) as u32;
+            let a = rng.below(ACTIONS.len() as u64) as usize;
+            let value = rng.below(100_000) as f64 / 100.0;
+            let user = user_name(k);
+            buf.clear();
+            write_event(
+                &mut buf,
+                &user,
+                ACTIONS[a],
+                value,
+                chrono::Utc::now().timestamp_millis(),
+            );
+            let mut record = BaseRecord::to(topic)
+                .partition((k % PARTITIONS as u32) as i32)
+                .key(&user)
+                .payload(&buf);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            let e = expected.entry(k).or_default();
+            e.count += 1;
+            e.actions |= 1 << a;
+            e.sum += value;
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok((sent, expected))
+}
+
+/// Compares every user's features in Redis with the expected ones: (users checked,
+/// events missing, events counted twice, users whose values differ otherwise).
+fn check_redis(prefix: &str, expected: &HashMap<u32, Expected>) -> anyhow::Result<Json> {
+    let client = redis::Client::open(redis_url())?;
+    let mut con = client.get_connection()?;
+    let users: Vec<u32> = expected.keys().copied().collect();
+    let (mut missing, mut doubled, mut wrong, mut absent) = (0u64, 0u64, 0u64, 0u64);
+    for chunk in users.chunks(1000) {
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|k| format!("{prefix}:features:{}", user_name(*k)))
+            .collect();
+        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(&mut con)?;
+        for (k, v) in chunk.iter().zip(values) {
+            let e = expected[k];
+            let Some(j) = v.and_then(|v| serde_json::from_str::<Json>(&v).ok()) else {
+                absent += 1;
+                missing += e.count;
+                continue;
+            };
+            let count = j["event_count_1h"].as_u64().unwrap_or(0);
+            missing += e.count.saturating_sub(count);
+            doubled += count.saturating_sub(e.count);
+            let unique = j["unique_actions_1h"].as_u64().unwrap_or(u64::MAX);
+            let avg = j["avg_value_1h"].as_f64().unwrap_or(f64::NAN);
+            let want_avg = e.sum / e.count as f64;
+            if count == e.count
+                && (unique != u64::from(e.actions.count_ones())
+                    || (avg - want_avg).abs() > 1e-9 * want_avg.abs().max(1.0))
+            {
+                wrong += 1;
+            }
+        }
+    }
+    Ok(json!({
+        "users": users.len(),
+        "events_missing": missing,
+        "events_double_counted": doubled,
+        "users_absent": absent,
+        "users_otherwise_wrong": wrong,
+    }))
+}
+
+/// Hot reloads under a steady stream: `ops_reloads` uploads alternating the v2 fixture and
+/// the shipped plugin, each waited for until active; the pauses come from the host
+/// (`swap_pause_us` of each version swapped in); the end state is checked in Redis.
+async fn ops_reload(s: &Settings, names: &Names, topic: &str) -> anyhow::Result<Json> {
+    let v2 = repo_root().join("target/fixtures/user_activity_v2.wasm");
+    let v2_bytes = std::fs::read(&v2)
+        .with_context(|| format!("reading {} (run `make fixtures`)", v2.display()))?;
+    let v1_bytes = std::fs::read(&s.plugin)?;
+    let group = names.get("reload");
+    let prefix = names.get("h");
+    let port = free_port()?;
+    let config = ops_config(s, names, &group, topic, &prefix, Some(port))?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(wafer::run(config, shutdown.clone()));
+    let every = Duration::from_millis(s.ops_reload_every_ms);
+    let warmup = Duration::from_secs(2);
+    let total = warmup + every * (s.ops_reloads as u32 + 1);
+    let run = async {
+        wait_ready(port, Duration::from_secs(60)).await?;
+        let producer = {
+            let (topic, rate, users) = (topic.to_owned(), s.ops_rate, s.ops_users);
+            tokio::task::spawn_blocking(move || steady_producer(&topic, rate, total, users))
+        };
+        tokio::time::sleep(warmup).await;
+        let mut uploads = Vec::new();
+        for i in 0..s.ops_reloads {
+            let next = Instant::now() + every;
+            let bytes = if i % 2 == 0 { &v2_bytes } else { &v1_bytes };
+            let started = Instant::now();
+            let (status, body) =
+                tokio::task::block_in_place(|| http_json(port, "POST", "/plugins", bytes))?;
+            if status != 200 {
+                bail!("upload {} refused ({status}): {body}", i + 1);
+            }
+            let validated_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let sha = body["sha256"].as_str().unwrap_or_default().to_owned();
+            // Active = swapped in: the newest entry with this sha256 is `active`.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let (_, list) =
+                    tokio::task::block_in_place(|| http_json(port, "GET", "/plugins", b""))?;
+                let newest = list["versions"].as_array().and_then(|l| {
+                    l.iter()
+                        .rev()
+                        .find(|v| v["sha256"] == sha.as_str())
+                        .cloned()
+                });
+                if newest.is_some_and(|v| v["state"] == "active") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("version {} not active 10 s after its upload", i + 1);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            uploads.push(json!({
+                "validated_ms": validated_ms,
+                "active_after_ms": started.elapsed().as_secs_f64() * 1000.0,
+            }));
+            tokio::time::sleep_until(next.into()).await;
+        }
+        let (sent, expected) = producer.await??;
+        Ok((sent, expected, uploads))
+    };
+    let result = run.await;
+    // Caught up: every partition committed to its end offset.
+    let caught_up = async {
+        let ends = tokio::task::block_in_place(|| end_offsets(topic))?;
+        let reader = group_reader(&group)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let at = tokio::task::block_in_place(|| committed(&reader, topic))?;
+            if at.iter().zip(&ends).all(|(a, e)| a >= e) {
+                return anyhow::Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("not caught up: committed {at:?} of {ends:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let caught_up = if result.is_ok() {
+        caught_up.await
+    } else {
+        Ok(())
+    };
+    let report = stop(&shutdown, task).await;
+    let (sent, expected, uploads) = result?;
+    caught_up?;
+    let report = report?;
+    let check = tokio::task::block_in_place(|| check_redis(&prefix, &expected));
+    let _ = tokio::task::block_in_place(|| redis_cleanup(&prefix));
+    let check = check?;
+    let pauses: Vec<f64> = report
+        .versions
+        .iter()
+        .filter_map(|v| v.swap_pause_us)
+        .map(|us| us as f64 / 1000.0)
+        .collect();
+    let max = pauses.iter().copied().fold(f64::NAN, f64::max);
+    say(format!(
+        "ops: {} swaps, pause median {:.3} ms, max {max:.3} ms; {}",
+        pauses.len(),
+        stats(&pauses)["median"].as_f64().unwrap_or(f64::NAN),
+        check
+    ));
+    Ok(json!({
+        "rate": s.ops_rate,
+        "users": s.ops_users,
+        "reloads": s.ops_reloads,
+        "reload_every_ms": s.ops_reload_every_ms,
+        "events_sent": sent,
+        "events_in": report.counters.events_in,
+        "late": report.counters.late,
+        "dead_letters": report.counters.dead_letters,
+        "reloads_counted": report.counters.reloads,
+        "pause_ms": stats(&pauses),
+        "pause_max_ms": max,
+        "uploads": uploads,
+        "check": check,
+        "plugin_at_end": report.plugin,
+    }))
+}
+
+// ------------------------------------------------------------------------------------------
 // Profile child: the full in-process path, for callgrind (`--toggle-collect=*profile_loop*`)
 // or perf.
 
@@ -2207,7 +2791,7 @@ fn main() -> anyhow::Result<()> {
     let out = std::env::var_os("WAFER_BENCH_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/bench/results.json"));
-    let sections = env_str("WAFER_BENCH_SECTIONS", "inproc,memory,e2e,latency");
+    let sections = env_str("WAFER_BENCH_SECTIONS", "inproc,memory,e2e,latency,ops");
     let sections: Vec<&str> = sections.split(',').map(str::trim).collect();
     let mut results = json!({
         "started": chrono::Utc::now().to_rfc3339(),
@@ -2224,6 +2808,7 @@ fn main() -> anyhow::Result<()> {
             "memory" => section_memory(&s),
             "e2e" => runtime.block_on(section_e2e(&s)),
             "latency" => runtime.block_on(section_latency(&s)),
+            "ops" => runtime.block_on(section_ops(&s)),
             "" => continue,
             other => Err(anyhow::anyhow!("unknown section `{other}`")),
         };

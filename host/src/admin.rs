@@ -7,7 +7,7 @@
 //! - `GET /metrics`: Prometheus text format (see `docs/operations.md`);
 //! - `GET /views`: the views' names;
 //! - `GET /views/{view}/plugins`: every version seen (name, version, sha256,
-//!   state, origin, reason, counters);
+//!   state, origin, reason, counters, the pause of its swap);
 //! - `POST /views/{view}/plugins` (body: the component bytes): validate and
 //!   queue a new version; 422 with the reason when it is rejected (the running
 //!   version keeps running);

@@ -2,7 +2,8 @@
 //! the latency histograms and gauges of `/metrics`. Each counter has one typed
 //! method so call sites cannot misspell a metric.
 //!
-//! - [`Counters`]: one view's counters, plugin-call latency and window-state gauges;
+//! - [`Counters`]: one view's counters, plugin-call latency, plugin-swap pauses and
+//!   window-state gauges;
 //! - [`SinkTimings`]: the Kafka source's write, acknowledgement and commit latencies;
 //! - [`Histogram`]: a fixed-bucket latency histogram rendered in Prometheus format.
 
@@ -83,6 +84,7 @@ counters! {
 #[derive(Debug, Default)]
 struct ViewGauges {
     plugin_call: Histogram,
+    plugin_swap: Histogram,
     entities: AtomicU64,
     events_held: AtomicU64,
     quarantined: AtomicBool,
@@ -92,6 +94,12 @@ impl Counters {
     /// Records the duration of one plugin call (a whole batch).
     pub fn observe_plugin_call(&self, took: Duration) {
         self.0.gauges.plugin_call.observe(took);
+    }
+
+    /// Records one plugin swap's pause: the time processing stood still to put
+    /// a new version in place (see `View::swap_if_pending`).
+    pub fn observe_plugin_swap(&self, took: Duration) {
+        self.0.gauges.plugin_swap.observe(took);
     }
 
     /// Sets the window-state gauges: entities and events held over every partition.
@@ -130,6 +138,11 @@ impl Counters {
     /// The plugin-call latency histogram.
     pub fn plugin_calls(&self) -> &Histogram {
         &self.0.gauges.plugin_call
+    }
+
+    /// The plugin-swap pause histogram.
+    pub fn plugin_swaps(&self) -> &Histogram {
+        &self.0.gauges.plugin_swap
     }
 }
 

@@ -156,18 +156,25 @@ impl View {
     }
 
     /// Swaps in a validated new plugin version, if one is queued. The caller
-    /// has just flushed, so the swap falls on a batch boundary.
+    /// has just flushed, so the swap falls on a batch boundary. The pause (from
+    /// taking the queued version to the replaced one being kept for rollback and
+    /// the one before it dropped) goes to the `wafer_plugin_swap_pause_seconds`
+    /// histogram, the new version's `swap_pause_us` and the log.
     pub fn swap_if_pending(&mut self) -> bool {
+        let started = std::time::Instant::now();
         let Some(new) = self.manager.take_pending() else {
             return false;
         };
-        let started = std::time::Instant::now();
-        let to = new.name().to_owned();
         let old = self.processor.swap_plugin(new);
-        tracing::info!(view = %self.name, from = %old.name(), %to,
-            pause_us = started.elapsed().as_micros() as u64, "plugin version swapped in");
-        self.processor.counters().add_reloads(1);
+        let from = old.name().to_owned();
         self.manager.swapped(old);
+        let pause = started.elapsed();
+        self.manager.record_swap_pause(pause);
+        let counters = self.processor.counters();
+        counters.observe_plugin_swap(pause);
+        counters.add_reloads(1);
+        tracing::info!(view = %self.name, %from, to = %self.processor.plugin().name(),
+            pause_us = pause.as_micros() as u64, "plugin version swapped in");
         true
     }
 

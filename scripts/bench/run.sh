@@ -4,7 +4,8 @@
 # Builds what is needed (plugins, the bench binary in the release profile, the Python
 # baseline's venv), starts Kafka and Redis on loopback (scripts/services.sh), runs
 # host/benches/wafer_bench.rs (in-process throughput and WASM cost, memory, end to end with
-# the Python loop interleaved, latency at a fixed rate), profiles the in-process path
+# the Python loop interleaved, latency at a fixed rate, operations: first commit, rebuild,
+# hot-reload pause), profiles the in-process path
 # (perf when the CPU counters are available, callgrind otherwise), and writes
 # docs/benchmarks.md. Raw outputs go to target/bench/.
 #
@@ -32,8 +33,8 @@ rm -f "$OUT_DIR/results.json"
 
 # ------------------------------------------------------------------------------ build
 if [[ "${WAFER_BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    log "building plugins"
-    make --no-print-directory plugins >&2
+    log "building plugins and the test fixtures (the ops section hot-loads user_activity_v2.wasm)"
+    make --no-print-directory plugins fixtures >&2
     log "building the bench binary (cargo bench --no-run, release profile)"
     cargo bench -p wafer --bench wafer_bench --no-run >&2
 fi
@@ -61,7 +62,7 @@ PYTHON_BIN="$(scripts/bench/setup-venv.sh)" || {
 scripts/services.sh start >&2
 
 # ------------------------------------------------------------------------------ run
-log "running the suite (sections: ${WAFER_BENCH_SECTIONS:-inproc,memory,e2e,latency})"
+log "running the suite (sections: ${WAFER_BENCH_SECTIONS:-inproc,memory,e2e,latency,ops})"
 set +e
 env ${PYTHON_BIN:+WAFER_BENCH_PYTHON="$PYTHON_BIN"} WAFER_BENCH_OUT="$OUT_DIR/results.json" \
     timeout -k 30 "$BENCH_TIMEOUT" "$BENCH_EXE"

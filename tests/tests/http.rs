@@ -249,6 +249,11 @@ async fn features_metrics_and_probes_match_the_run() {
         inf("wafer_plugin_call_duration_seconds", &view),
         plugin_calls
     );
+    // One swap-pause observation per swap: none here (no reload).
+    assert_eq!(
+        count("wafer_plugin_swap_pause_seconds", &view),
+        metric("wafer_reloads_total")
+    );
     let redis_writes = count("wafer_redis_write_duration_seconds", &[]);
     assert!(redis_writes >= 1.0);
     assert_eq!(

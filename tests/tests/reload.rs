@@ -207,6 +207,16 @@ async fn hot_reload_under_load_loses_and_duplicates_nothing() {
             .unwrap()
     };
     assert!(count("0.1.0") > 0 && count("0.2.0-reload") > 0);
+    // The swap's pause is recorded on the version swapped in, not on the first one.
+    let pause = |version: &str| {
+        report
+            .versions
+            .iter()
+            .find(|v| v.version == version)
+            .and_then(|v| v.swap_pause_us)
+    };
+    assert_eq!(pause("0.1.0"), None);
+    assert!(pause("0.2.0-reload").is_some());
     assert_eq!(
         count("0.1.0") + count("0.2.0-reload"),
         report.counters.updates

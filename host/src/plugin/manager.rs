@@ -56,6 +56,10 @@ pub struct VersionInfo {
     pub updates: u64,
     /// Entities this version failed on (dead-lettered).
     pub failures: u64,
+    /// How long processing stood still the last time this version was swapped
+    /// in (absent for the version the run started with).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap_pause_us: Option<u64>,
 }
 
 struct Inner {
@@ -102,6 +106,7 @@ fn info(plugin: &Plugin, state: &str, origin: &str) -> VersionInfo {
         since: now(),
         updates: 0,
         failures: 0,
+        swap_pause_us: None,
     }
 }
 
@@ -187,6 +192,7 @@ impl PluginManager {
                     since: now(),
                     updates: 0,
                     failures: 0,
+                    swap_pause_us: None,
                 });
                 Err(e)
             }
@@ -298,5 +304,18 @@ impl PluginManager {
             v.since = since;
         }
         inner.previous = Some(old);
+    }
+
+    /// Records the pause of the swap that made the active version active.
+    pub fn record_swap_pause(&self, pause: std::time::Duration) {
+        let mut inner = self.lock();
+        if let Some(v) = inner
+            .versions
+            .iter_mut()
+            .rev()
+            .find(|v| v.state == "active")
+        {
+            v.swap_pause_us = Some(pause.as_micros() as u64);
+        }
     }
 }

@@ -65,16 +65,23 @@ impl Status {
     /// the Prometheus text format (appended after [`Serving::render_metrics`]).
     pub fn render_metrics(&self, serving: &Serving) -> String {
         let mut out = String::new();
-        let metric = "wafer_plugin_call_duration_seconds";
-        serving::header(
-            &mut out,
-            metric,
-            "Duration of one plugin call (one batch of entities).",
-            "histogram",
-        );
-        for v in serving.views.iter() {
-            let labels = serving::labels_inner(&[("view", &v.name)]);
-            v.counters.plugin_calls().render(&mut out, metric, &labels);
+        for (metric, help, pick) in [
+            (
+                "wafer_plugin_call_duration_seconds",
+                "Duration of one plugin call (one batch of entities).",
+                (|c: &crate::metrics::Counters| c.plugin_calls()) as fn(&_) -> &_,
+            ),
+            (
+                "wafer_plugin_swap_pause_seconds",
+                "Time processing stood still to swap in a new plugin version (hot load or rollback), after the batch boundary's flush.",
+                |c| c.plugin_swaps(),
+            ),
+        ] {
+            serving::header(&mut out, metric, help, "histogram");
+            for v in serving.views.iter() {
+                let labels = serving::labels_inner(&[("view", &v.name)]);
+                pick(&v.counters).render(&mut out, metric, &labels);
+            }
         }
         for (metric, help, histogram) in self.timings.histograms() {
             serving::header(&mut out, metric, help, "histogram");
