@@ -35,13 +35,16 @@ pub fn group_consumer(cfg: &KafkaConfig) -> ClientConfig {
 }
 
 /// A consumer that re-reads a partition range to rebuild window state. It
-/// never joins the group nor commits.
+/// never joins the group nor commits. It is moved from partition to
+/// partition, so its fetches wait at most 10 ms for data (librdkafka's 500 ms
+/// default would idle after each move on a fetch for the previous partition).
 pub fn replay_consumer(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = base(cfg);
     c.set("group.id", format!("{}.wafer-replay", cfg.group))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
         .set("auto.offset.reset", "earliest");
     with_user_properties(c, cfg)
 }
