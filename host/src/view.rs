@@ -90,7 +90,8 @@ impl View {
             p.ttl_secs,
             Counters::default(),
         )
-        .with_max_consecutive_failures(p.max_consecutive_failures);
+        .with_max_consecutive_failures(p.max_consecutive_failures)
+        .with_out_of_orderness(pipeline.out_of_orderness_ms);
         let manager = Arc::new(PluginManager::new(
             engine.clone(),
             limits,
