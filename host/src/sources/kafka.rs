@@ -4,14 +4,15 @@
 //! **Delivery rule.** An offset is committed only after every write derived
 //! from the records before it (Redis, the feature topics, dead letters, late
 //! events) is acknowledged. Each commit carries, as metadata, every view's
-//! window checkpoint: its stream time and the first offset a replay must read.
+//! window checkpoint: its stream time, the first offset a replay must read,
+//! the stream time before that offset and the idle advances since.
 //!
 //! **Assignment.** The first record of a partition this host does not hold
 //! (at start, restart or after a rebalance) triggers a rebuild: read the
-//! committed checkpoints, restore each view's stream time, and replay from the
-//! earliest `rebuild_from` up to the committed offset into the windows without
-//! emitting anything. The windows then hold exactly what the previous owner
-//! had at its last commit.
+//! committed checkpoints and replay each view from its `rebuild_from` up to the
+//! committed offset, judging every event as when it was first read (same
+//! stream time, watermark and idle advances) without emitting anything. The
+//! windows then hold exactly what the previous owner had at its last commit.
 //!
 //! **Revocation.** Flushes finish before the consumer is polled again, and
 //! rebalance callbacks run inside that poll, so a revoked partition has no
