@@ -111,6 +111,8 @@ pub struct Partition {
     /// One past the last offset applied or judged late.
     next_offset: i64,
     rebuild: Option<Rebuild>,
+    /// Per-window verdicts of the event being applied (kept to avoid an allocation per event).
+    verdicts: Vec<Verdict>,
 }
 
 impl Partition {
@@ -127,6 +129,7 @@ impl Partition {
             jumps: Vec::new(),
             next_offset: 0,
             rebuild: None,
+            verdicts: Vec::new(),
         }
     }
 
@@ -181,11 +184,13 @@ impl Partition {
         }
         let now = self.stream_time.expect("stream time set above");
         let wm = Self::watermark(plan, now);
-        let verdicts: Vec<Verdict> = plan
-            .shapes
-            .iter()
-            .map(|shape| entity::verdict(*shape, t, now, wm))
-            .collect();
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        verdicts.clear();
+        verdicts.extend(
+            plan.shapes
+                .iter()
+                .map(|shape| entity::verdict(*shape, t, now, wm)),
+        );
         let counted = verdicts
             .iter()
             .any(|v| matches!(v, Verdict::Counted | Verdict::Closed { counted: true, .. }));
@@ -220,6 +225,7 @@ impl Partition {
                 self.mark_dirty(id);
             }
         }
+        self.verdicts = verdicts;
         if counted && closed.is_empty() {
             return Ok(());
         }
