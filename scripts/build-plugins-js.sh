@@ -60,7 +60,7 @@ build() {
         echo "built target/plugins/$name.wasm ($(stat -c %s "$OUT/$name.wasm") bytes) in $(since "$start")"
         # The world's imports only: a WASI import would make the host refuse the plugin.
         python3 "$ROOT/scripts/component-imports.py" \
-            --allow wafer:plugin/log@0.1.0 wafer:plugin/types@0.1.0 -- "$OUT/$name.wasm"
+            --allow wafer:plugin/log@0.2.0 wafer:plugin/types@0.2.0 -- "$OUT/$name.wasm"
     done
 }
 

@@ -827,6 +827,8 @@ fn sdk_cell(column: &Column, row: usize) -> Value {
             .get(row)
             .and_then(|c| t.dictionary.get(*c as usize))
             .map(|s| Value::Text(s.clone())),
+        // The user-activity plugin asks for no raw events.
+        ColumnData::EventList(_) => None,
     };
     value.unwrap_or(Value::Null)
 }
@@ -1019,6 +1021,7 @@ fn same_column(a: &Column, b: &Column) -> bool {
             ColumnData::Float64(v) => v.len(),
             ColumnData::Boolean(v) => v.len(),
             ColumnData::Text(t) => t.codes.len(),
+            ColumnData::EventList(l) => l.offsets.len().saturating_sub(1),
         };
         (0..n)
             .map(|r| {
@@ -1030,6 +1033,7 @@ fn same_column(a: &Column, b: &Column) -> bool {
                     ColumnData::Float64(v) => v[r].to_string(),
                     ColumnData::Boolean(v) => v[r].to_string(),
                     ColumnData::Text(t) => t.dictionary[t.codes[r] as usize].clone(),
+                    ColumnData::EventList(l) => format!("{:?}", l.times),
                 }
             })
             .collect()

@@ -110,6 +110,10 @@ pub struct PipelineConfig {
     /// its stream time follows the highest stream time of the host's other partitions of the
     /// same topic, so its windows still decay (see docs/semantics.md). 0 disables.
     pub idle_timeout_ms: u64,
+    /// Allowed out-of-orderness of event times, in milliseconds: a partition's watermark is
+    /// its stream time minus this. Tumbling, hopping and session windows fire and close on
+    /// the watermark (see docs/semantics.md); sliding windows follow stream time itself.
+    pub out_of_orderness_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -120,6 +124,7 @@ impl Default for PipelineConfig {
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),
             idle_timeout_ms: 60_000,
+            out_of_orderness_ms: 0,
         }
     }
 }
@@ -384,6 +389,9 @@ impl Config {
             (Some(_), false) => return invalid("set either [plugin] or [[views]], not both"),
             (None, true) => return invalid("set a feature view: [plugin] or [[views]]"),
             _ => {}
+        }
+        if self.pipeline.out_of_orderness_ms > 10 * 366 * 86_400_000 {
+            return invalid("[pipeline] out_of_orderness_ms must be at most 10 years");
         }
         let mut names = std::collections::HashSet::new();
         for v in &self.views {

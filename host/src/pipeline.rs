@@ -99,6 +99,8 @@ impl FeatureRow {
             ColumnData::Float64(v) => FeatureValue::Float64(v[row]),
             ColumnData::Boolean(v) => FeatureValue::Boolean(v[row]),
             ColumnData::Text(t) => FeatureValue::Text(&t.dictionary[t.codes[row] as usize]),
+            // Not a feature type: the engine's output check refuses it.
+            ColumnData::EventList(_) => FeatureValue::Null,
         }
     }
 
@@ -378,9 +380,11 @@ impl Processor {
         &self.counters
     }
 
-    /// The longest window, in ms.
-    pub fn max_window_ms(&self) -> i64 {
-        self.plan.max_window
+    /// Sets the allowed out-of-orderness of event times (watermark = stream
+    /// time minus `ms`); before any partition has state.
+    pub fn with_out_of_orderness(mut self, ms: u64) -> Self {
+        self.plan = Plan::new(self.plugin.descriptor()).with_out_of_orderness(ms as i64);
+        self
     }
 
     /// True when `partition` has window state here.
@@ -388,10 +392,22 @@ impl Processor {
         self.partitions.contains_key(&partition)
     }
 
-    /// Starts `partition` from a checkpoint's stream time, before [`Processor::replay`].
-    pub fn restore(&mut self, partition: PartitionKey, stream_time: Option<i64>) {
-        self.partitions
-            .insert(partition, Partition::restored(&self.plan, stream_time));
+    /// Starts `partition` from `checkpoint` (empty without one), before
+    /// [`Processor::replay`] and [`Processor::finish_rebuild`].
+    pub fn restore(&mut self, partition: PartitionKey, checkpoint: Option<&Checkpoint>) {
+        let state = match checkpoint {
+            Some(c) => Partition::restored(&self.plan, c),
+            None => Partition::new(&self.plan),
+        };
+        self.partitions.insert(partition, state);
+    }
+
+    /// Ends the rebuild of `partition`: stream time reaches the checkpoint's
+    /// and nothing is pending for emission.
+    pub fn finish_rebuild(&mut self, partition: PartitionKey) {
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.finish_replay(&self.plan);
+        }
     }
 
     /// Forgets `partition` (revoked): its unflushed changes are dropped, so the
@@ -430,17 +446,9 @@ impl Processor {
             &self.cells,
         ) {
             Ok(()) => Outcome::Applied,
-            Err(Late {
-                stream_time,
-                window_ms,
-            }) => {
+            Err(Late { reason, .. }) => {
                 self.counters.add_late(1);
-                Outcome::Late(format!(
-                    "event time {} is at or before stream time {} minus the {} ms window",
-                    format_time(event.time_ms),
-                    format_time(stream_time),
-                    window_ms
-                ))
+                Outcome::Late(reason)
             }
         }
     }
@@ -489,6 +497,8 @@ impl Processor {
             None => Checkpoint {
                 stream_time: None,
                 rebuild_from: next_offset,
+                rebuild_time: None,
+                jumps: Vec::new(),
             },
         }
     }

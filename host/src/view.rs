@@ -113,7 +113,8 @@ impl View {
             p.ttl_secs,
             Counters::default(),
         )
-        .with_max_consecutive_failures(p.max_consecutive_failures);
+        .with_max_consecutive_failures(p.max_consecutive_failures)
+        .with_out_of_orderness(pipeline.out_of_orderness_ms);
         let descriptor = processor.plugin().descriptor().clone();
         let entity = entity_key(p, &descriptor.entity_key);
         let key_template = p

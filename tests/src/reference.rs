@@ -225,3 +225,85 @@ pub fn expect(events: &[GenEvent]) -> Expected {
     }
     exp
 }
+
+/// Expected features of one user from the `tumbling` fixture: the latest
+/// fired hour of its partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourFeatures {
+    pub count: i64,
+    pub sum: f64,
+    /// Population variance.
+    pub variance: f64,
+    pub last_action: String,
+}
+
+/// What a pipeline running the `tumbling` fixture must end with.
+#[derive(Debug, Default)]
+pub struct TumblingExpected {
+    /// Users with events in their partition's latest fired hour.
+    pub features: BTreeMap<String, HourFeatures>,
+    /// Payloads of events that arrived after their hour closed.
+    pub late: Vec<String>,
+    /// Payloads of malformed events.
+    pub dead: Vec<String>,
+}
+
+/// Recomputes from the full list what a tumbling window of `length_ms` with
+/// `grace_ms` and out-of-orderness `lag_ms` ends with: an event is late when
+/// the watermark (largest event time of its partition so far, minus the lag)
+/// has reached its hour's end plus the grace; each user shows the hour that
+/// ends last at or before its partition's final watermark.
+pub fn expect_tumbling(
+    events: &[GenEvent],
+    length_ms: i64,
+    grace_ms: i64,
+    lag_ms: i64,
+) -> TumblingExpected {
+    let mut exp = TumblingExpected::default();
+    let mut stream_time: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut applied: Vec<(usize, &GenEvent)> = Vec::new();
+    for (arrival, e) in events.iter().enumerate() {
+        if e.malformed.is_some() {
+            exp.dead.push(e.payload.clone());
+            continue;
+        }
+        let now = stream_time
+            .get(&e.partition)
+            .map_or(e.time_ms, |t| (*t).max(e.time_ms));
+        stream_time.insert(e.partition, now);
+        let hour_start = e.time_ms - e.time_ms.rem_euclid(length_ms);
+        if hour_start + length_ms + grace_ms <= now - lag_ms {
+            exp.late.push(e.payload.clone());
+        } else {
+            applied.push((arrival, e));
+        }
+    }
+    let mut per_user: BTreeMap<&str, Vec<(usize, &GenEvent)>> = BTreeMap::new();
+    for (arrival, e) in applied {
+        let watermark = stream_time[&e.partition] - lag_ms;
+        // The latest hour [start, start + length) with start + length <= watermark.
+        let shown_end = watermark - watermark.rem_euclid(length_ms);
+        if shown_end - length_ms <= e.time_ms && e.time_ms < shown_end {
+            per_user.entry(&e.user).or_default().push((arrival, e));
+        }
+    }
+    for (user, events) in per_user {
+        let values: Vec<f64> = events.iter().map(|(_, e)| e.value).collect();
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let (_, last) = events
+            .iter()
+            .max_by_key(|(arrival, e)| (e.time_ms, *arrival))
+            .expect("non-empty");
+        exp.features.insert(
+            user.to_owned(),
+            HourFeatures {
+                count: events.len() as i64,
+                sum: values.iter().sum(),
+                variance: values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n,
+                last_action: last.action.clone(),
+            },
+        );
+    }
+    exp
+}

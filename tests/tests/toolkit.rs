@@ -35,7 +35,7 @@ fn inspect_prints_the_self_description() {
         "entity key  user_id",
         "avg_value_1h",
         "3600000 ms",
-        "wafer:plugin/types@0.1.0",
+        "wafer:plugin/types@0.2.0",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }

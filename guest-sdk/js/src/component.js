@@ -1,11 +1,11 @@
 // The component side of the SDK: only a plugin's component entry module
-// imports this file, because `wafer:plugin/log@0.1.0` exists only inside a
+// imports this file, because `wafer:plugin/log@0.2.0` exists only inside a
 // component built by componentize-js. The entry module is two lines:
 //
 //   import { exportPlugin } from '<path to>/guest-sdk/js/src/component.js';
 //   export const { describe, compute } = exportPlugin(MyPlugin);
 
-import { emit } from 'wafer:plugin/log@0.1.0';
+import { emit } from 'wafer:plugin/log@0.2.0';
 
 import { computeColumns, PluginError, toWitDescriptor } from './glue.js';
 import { setSink } from './log.js';

@@ -24,7 +24,33 @@ export const AggregationKind = Object.freeze({
   DISTINCT_COUNT: 'distinct-count',
   FIRST: 'first',
   LAST: 'last',
+  /** Population variance (divides by n); a number or null on an empty window. */
+  VARIANCE: 'variance',
+  /** Population standard deviation; a number or null on an empty window. */
+  STDDEV: 'stddev',
+  /** Approximate quantile; not supported by the host yet (refused at load). */
+  APPROX_QUANTILE: 'approx-quantile',
+  /** The window's raw events, an array of [timeMs, value]; not supported by the host yet. */
+  EVENTS: 'events',
 });
+
+/** How a window relates to time (exact rules: the host's docs/semantics.md). */
+export const WindowKind = Object.freeze({
+  SLIDING: 'sliding',
+  TUMBLING: 'tumbling',
+  HOPPING: 'hopping',
+  SESSION: 'session',
+});
+
+function checkMs(name, what, ms) {
+  const ok =
+    (typeof ms === 'number' && Number.isSafeInteger(ms) && ms >= 0) ||
+    (typeof ms === 'bigint' && ms >= 0n && ms < 2n ** 64n);
+  if (!ok) {
+    throw new RangeError(`window ${JSON.stringify(name)}: ${what} must be a non-negative integer`);
+  }
+  return ms;
+}
 
 const VALUE_TYPES = new Set(Object.values(ValueType));
 const AGGREGATION_KINDS = new Set(Object.values(AggregationKind));
@@ -64,13 +90,43 @@ export class Descriptor {
 
   /** Declares a sliding window of `lengthMs` milliseconds (a number or a bigint). */
   slidingWindow(name, lengthMs) {
-    const ok =
-      (typeof lengthMs === 'number' && Number.isSafeInteger(lengthMs) && lengthMs >= 0) ||
-      (typeof lengthMs === 'bigint' && lengthMs >= 0n && lengthMs < 2n ** 64n);
-    if (!ok) {
-      throw new RangeError(`window ${JSON.stringify(name)}: lengthMs must be a non-negative integer`);
-    }
-    this.windows.push({ name: String(name), lengthMs });
+    return this.#window(name, WindowKind.SLIDING, lengthMs, {});
+  }
+
+  /** Tumbling instances of `lengthMs`; options `{ graceMs, earlyResults }`. */
+  tumblingWindow(name, lengthMs, options = {}) {
+    return this.#window(name, WindowKind.TUMBLING, lengthMs, options);
+  }
+
+  /** Instances of `lengthMs` starting every `hopMs`; options `{ graceMs, earlyResults }`. */
+  hoppingWindow(name, lengthMs, hopMs, options = {}) {
+    return this.#window(name, WindowKind.HOPPING, lengthMs, {
+      ...options,
+      hopMs: checkMs(name, 'hopMs', hopMs),
+    });
+  }
+
+  /**
+   * Sessions with inactivity gap `gapMs`, visible `visibleMs` after their end;
+   * options `{ graceMs, earlyResults }`.
+   */
+  sessionWindow(name, gapMs, visibleMs, options = {}) {
+    return this.#window(name, WindowKind.SESSION, visibleMs, {
+      ...options,
+      gapMs: checkMs(name, 'gapMs', gapMs),
+    });
+  }
+
+  #window(name, kind, lengthMs, { hopMs = null, gapMs = null, graceMs = 0, earlyResults = false }) {
+    this.windows.push({
+      name: String(name),
+      kind,
+      lengthMs: checkMs(name, 'lengthMs', lengthMs),
+      hopMs,
+      gapMs,
+      graceMs: checkMs(name, 'graceMs', graceMs),
+      earlyResults: Boolean(earlyResults),
+    });
     return this;
   }
 
@@ -83,6 +139,8 @@ export class Descriptor {
       window: String(window),
       kind: check(kind, AGGREGATION_KINDS, 'aggregation kind'),
       field: field == null ? null : String(field),
+      quantile: null,
+      maxEvents: null,
     });
     return this;
   }

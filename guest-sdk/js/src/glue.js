@@ -29,11 +29,21 @@ export function toWitDescriptor(d) {
     version: d.version,
     entityKey: d.entityKey,
     inputs: d.inputs.map((i) => ({ name: i.name, kind: i.kind })),
-    windows: d.windows.map((w) => ({ name: w.name, kind: 'sliding', lengthMs: BigInt(w.lengthMs) })),
+    windows: d.windows.map((w) => ({
+      name: w.name,
+      kind: w.kind,
+      lengthMs: BigInt(w.lengthMs),
+      hopMs: w.hopMs == null ? undefined : BigInt(w.hopMs),
+      gapMs: w.gapMs == null ? undefined : BigInt(w.gapMs),
+      graceMs: BigInt(w.graceMs),
+      earlyResults: w.earlyResults,
+    })),
     aggregations: d.aggregations.map((a) => ({
       window: a.window,
       kind: a.kind,
       field: a.field ?? undefined,
+      quantile: a.quantile ?? undefined,
+      maxEvents: a.maxEvents ?? undefined,
     })),
     features: d.features.map((f) => ({ name: f.name, kind: f.kind })),
   };
@@ -82,17 +92,44 @@ export function computeColumns(plugin, descriptor, batch) {
   return builders.map((b) => b.finish());
 }
 
+function scalar(x) {
+  const b = BigInt(x);
+  return b >= SAFE_MIN && b <= SAFE_MAX ? Number(b) : b;
+}
+
+// Rows of an event-list column: arrays of [timeMs, value], oldest first.
+function eventLists(val, n) {
+  const { offsets, times, values } = val;
+  let flat;
+  if (values.tag === 'text') {
+    const { dictionary, codes } = values.val;
+    flat = Array.from(codes, (c) => (c < dictionary.length ? dictionary[c] : null));
+  } else if (values.tag === 'int64') {
+    flat = Array.from(values.val, scalar);
+  } else {
+    flat = Array.from(values.val);
+  }
+  const rows = [];
+  for (let r = 0; r < n && r + 1 < offsets.length; r++) {
+    const row = [];
+    for (let i = offsets[r]; i < offsets[r + 1]; i++) {
+      row.push([scalar(times[i]), flat[i]]);
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
 function cells(column, n) {
   const { tag, val } = column.data;
   let values;
-  if (tag === 'text') {
+  if (tag === 'event-list') {
+    values = eventLists(val, n);
+  } else if (tag === 'text') {
     const { dictionary, codes } = val;
     values = Array.from(codes, (c) => (c < dictionary.length ? dictionary[c] : null));
   } else if (tag === 'int64') {
-    values = Array.from(val, (x) => {
-      const b = BigInt(x);
-      return b >= SAFE_MIN && b <= SAFE_MAX ? Number(b) : b;
-    });
+    values = Array.from(val, scalar);
   } else if (tag === 'float64' || tag === 'boolean') {
     values = Array.from(val);
   } else {

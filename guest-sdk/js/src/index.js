@@ -15,7 +15,7 @@
 // - component.js: exportPlugin, used only by a plugin's component entry module
 //   (it imports the WIT `log` interface, which exists only inside a component).
 
-export { AggregationKind, Descriptor, ValueType } from './describe.js';
+export { AggregationKind, Descriptor, ValueType, WindowKind } from './describe.js';
 export { Row } from './value.js';
 export { PluginError } from './glue.js';
 export * as log from './log.js';

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { PluginError, Row } from '../src/index.js';
+import { AggregationKind, Descriptor, PluginError, Row } from '../src/index.js';
 import { computeColumns, rowsOf, toWitDescriptor } from '../src/glue.js';
 import { batch, everyTypeDescriptor } from '../testing/fixtures.mjs';
 
@@ -21,7 +21,17 @@ const run = (plugin) => computeColumns(plugin, plugin.describe(), batch());
 test('the descriptor in WIT form', () => {
   const d = toWitDescriptor(everyTypeDescriptor());
   assert.equal(d.entityKey, 'user_id');
-  assert.deepEqual(d.windows, [{ name: '1h', kind: 'sliding', lengthMs: 3_600_000n }]);
+  assert.deepEqual(d.windows, [
+    {
+      name: '1h',
+      kind: 'sliding',
+      lengthMs: 3_600_000n,
+      hopMs: undefined,
+      gapMs: undefined,
+      graceMs: 0n,
+      earlyResults: false,
+    },
+  ]);
   assert.deepEqual(
     d.aggregations.map((a) => [a.kind, a.field]),
     [
@@ -122,4 +132,45 @@ test('row accessors', () => {
   assert.deepEqual([row.get(4), row.int(4), row.get(99)], [null, null, null]);
   assert.deepEqual([row.bigint(5), row.int(5), row.bigint(0)], [2n ** 60n, 2 ** 60, 3n]);
   assert.equal(row.length, 6);
+});
+
+test('window kinds and their settings in WIT form', () => {
+  const d = toWitDescriptor(
+    new Descriptor('p', '1', 'k')
+      .tumblingWindow('1m', 60_000, { graceMs: 5_000 })
+      .hoppingWindow('1h', 3_600_000, 60_000, { earlyResults: true })
+      .sessionWindow('s', 1_800_000, 3_600_000)
+      .aggregate('1m', AggregationKind.VARIANCE, 'v'),
+  );
+  assert.deepEqual(
+    d.windows.map((w) => [w.kind, w.lengthMs, w.hopMs, w.gapMs, w.graceMs, w.earlyResults]),
+    [
+      ['tumbling', 60_000n, undefined, undefined, 5_000n, false],
+      ['hopping', 3_600_000n, 60_000n, undefined, 0n, true],
+      ['session', 3_600_000n, undefined, 1_800_000n, 0n, false],
+    ],
+  );
+  assert.deepEqual(
+    d.aggregations.map((a) => [a.kind, a.quantile, a.maxEvents]),
+    [['variance', undefined, undefined]],
+  );
+});
+
+test('event lists decode per row', () => {
+  const column = {
+    data: {
+      tag: 'event-list',
+      val: {
+        offsets: Uint32Array.from([0, 2, 2, 3]),
+        times: BigInt64Array.from([10n, 11n, 20n]),
+        values: { tag: 'text', val: { dictionary: ['a', 'b'], codes: Uint32Array.from([1, 0, 1]) } },
+      },
+    },
+    valid: [],
+  };
+  const rows = rowsOf({ rows: 3, columns: [column] });
+  assert.deepEqual(
+    rows.map((r) => r.get(0)),
+    [[[10, 'b'], [11, 'a']], [], [[20, 'b']]],
+  );
 });

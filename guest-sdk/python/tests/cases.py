@@ -173,7 +173,47 @@ def check_plugin_exception_names_the_row(wit):
     assert str(e.value) == "row 1: ValueError: no events"
 
 
+def check_window_kinds(wit):
+    d = to_wit_descriptor(
+        Descriptor("p", "1", "k")
+        .tumbling_window("1m", 60_000, grace_ms=5_000)
+        .hopping_window("1h", 3_600_000, 60_000, early_results=True)
+        .session_window("s", 1_800_000, 3_600_000, grace_ms=1_000)
+        .aggregate("1m", AggregationKind.VARIANCE, "v")
+        .aggregate("1h", AggregationKind.STDDEV, "v"),
+        wit,
+    )
+    assert [
+        (w.kind, w.length_ms, w.hop_ms, w.gap_ms, w.grace_ms, w.early_results) for w in d.windows
+    ] == [
+        (wit.WindowKind.TUMBLING, 60_000, None, None, 5_000, False),
+        (wit.WindowKind.HOPPING, 3_600_000, 60_000, None, 0, True),
+        (wit.WindowKind.SESSION, 3_600_000, None, 1_800_000, 1_000, False),
+    ]
+    assert [(a.kind, a.quantile, a.max_events) for a in d.aggregations] == [
+        (wit.AggregationKind.VARIANCE, None, None),
+        (wit.AggregationKind.STDDEV, None, None),
+    ]
+
+
+def check_event_lists(wit):
+    column = wit.Column(
+        wit.ColumnData_EventList(
+            wit.EventListColumn(
+                offsets=[0, 2, 2, 3],
+                times=[10, 11, 20],
+                values=wit.EventValues_Text(wit.TextColumn(["a", "b"], [1, 0, 1])),
+            )
+        ),
+        [],
+    )
+    rows = rows_of(wit.Batch(rows=3, columns=[column]), wit)
+    assert [r.get(0) for r in rows] == [[(10, "b"), (11, "a")], [], [(20, "b")]]
+
+
 CHECKS = [
+    check_window_kinds,
+    check_event_lists,
     check_descriptor,
     check_rows,
     check_columns,

@@ -18,6 +18,9 @@ class ValueType(Enum):
 
 class WindowKind(Enum):
     SLIDING = 0
+    TUMBLING = 1
+    HOPPING = 2
+    SESSION = 3
 
 
 class AggregationKind(Enum):
@@ -29,6 +32,10 @@ class AggregationKind(Enum):
     DISTINCT_COUNT = 5
     FIRST = 6
     LAST = 7
+    VARIANCE = 8
+    STDDEV = 9
+    APPROX_QUANTILE = 10
+    EVENTS = 11
 
 
 @dataclass
@@ -42,6 +49,10 @@ class WindowSpec:
     name: str
     kind: WindowKind
     length_ms: int
+    hop_ms: Optional[int]
+    gap_ms: Optional[int]
+    grace_ms: int
+    early_results: bool
 
 
 @dataclass
@@ -49,6 +60,8 @@ class AggregationSpec:
     window: str
     kind: AggregationKind
     field: Optional[str]
+    quantile: Optional[float]
+    max_events: Optional[int]
 
 
 @dataclass
@@ -94,7 +107,44 @@ class ColumnData_Boolean:
     value: list
 
 
-ColumnData = Union[ColumnData_Int64, ColumnData_Float64, ColumnData_Text, ColumnData_Boolean]
+@dataclass
+class EventValues_Int64:
+    value: list
+
+
+@dataclass
+class EventValues_Float64:
+    value: list
+
+
+@dataclass
+class EventValues_Text:
+    value: TextColumn
+
+
+@dataclass
+class EventValues_Boolean:
+    value: list
+
+
+EventValues = Union[EventValues_Int64, EventValues_Float64, EventValues_Text, EventValues_Boolean]
+
+
+@dataclass
+class EventListColumn:
+    offsets: list
+    times: list
+    values: EventValues
+
+
+@dataclass
+class ColumnData_EventList:
+    value: EventListColumn
+
+
+ColumnData = Union[
+    ColumnData_Int64, ColumnData_Float64, ColumnData_Text, ColumnData_Boolean, ColumnData_EventList
+]
 
 
 @dataclass

@@ -33,6 +33,7 @@ from .describe import (
     InputField,
     ValueType,
     Window,
+    WindowKind,
 )
 from .glue import PluginError
 from .value import Row, Value
@@ -49,6 +50,7 @@ __all__ = [
     "Value",
     "ValueType",
     "Window",
+    "WindowKind",
     "export_plugin",
     "log",
 ]

@@ -31,6 +31,27 @@ class AggregationKind(Enum):
     DISTINCT_COUNT = "distinct-count"
     FIRST = "first"
     LAST = "last"
+    #: Population variance (divides by n); ``float`` or ``None`` on an empty window.
+    VARIANCE = "variance"
+    #: Population standard deviation; ``float`` or ``None`` on an empty window.
+    STDDEV = "stddev"
+    #: Approximate quantile; not supported by the host yet (refused at load).
+    APPROX_QUANTILE = "approx-quantile"
+    #: The window's raw events, a list of ``(time_ms, value)``; not supported by the host yet.
+    EVENTS = "events"
+
+
+class WindowKind(Enum):
+    """How a window relates to time (exact rules: the host's docs/semantics.md)."""
+
+    #: Events with time in (T - length, T], T = stream time.
+    SLIDING = "sliding"
+    #: Aligned instances [k * length, (k + 1) * length), shown once fired.
+    TUMBLING = "tumbling"
+    #: Aligned instances [k * hop, k * hop + length), shown once fired.
+    HOPPING = "hopping"
+    #: Sessions of events closer than the gap, shown once fired, for ``length_ms``.
+    SESSION = "session"
 
 
 @dataclass(frozen=True)
@@ -43,10 +64,19 @@ class InputField:
 
 @dataclass(frozen=True)
 class Window:
-    """A sliding window: events with time in (T - length, T], T = stream time."""
+    """A window the aggregations refer to by name.
+
+    ``length_ms`` is the length (sliding, tumbling, hopping) or, for a session
+    window, how long the latest session stays visible after its end.
+    """
 
     name: str
     length_ms: int
+    kind: WindowKind = WindowKind.SLIDING
+    hop_ms: int | None = None
+    gap_ms: int | None = None
+    grace_ms: int = 0
+    early_results: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +86,8 @@ class Aggregation:
     window: str
     kind: AggregationKind
     field: str | None = None
+    quantile: float | None = None
+    max_events: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,9 +126,44 @@ class Descriptor:
 
     def sliding_window(self, name: str, length_ms: int) -> Descriptor:
         """Declares a sliding window of ``length_ms`` milliseconds."""
-        if isinstance(length_ms, bool) or not isinstance(length_ms, int) or length_ms < 0:
-            raise ValueError(f"window {name!r}: length_ms must be a non-negative int")
-        self.windows.append(Window(name, length_ms))
+        return self._window(name, WindowKind.SLIDING, length_ms)
+
+    def tumbling_window(
+        self, name: str, length_ms: int, grace_ms: int = 0, early_results: bool = False
+    ) -> Descriptor:
+        """Declares tumbling instances of ``length_ms``, accepting late events for ``grace_ms``."""
+        return self._window(name, WindowKind.TUMBLING, length_ms, None, None, grace_ms, early_results)
+
+    def hopping_window(
+        self,
+        name: str,
+        length_ms: int,
+        hop_ms: int,
+        grace_ms: int = 0,
+        early_results: bool = False,
+    ) -> Descriptor:
+        """Declares instances of ``length_ms`` starting every ``hop_ms``."""
+        _ms(name, "hop_ms", hop_ms)
+        return self._window(name, WindowKind.HOPPING, length_ms, hop_ms, None, grace_ms, early_results)
+
+    def session_window(
+        self,
+        name: str,
+        gap_ms: int,
+        visible_ms: int,
+        grace_ms: int = 0,
+        early_results: bool = False,
+    ) -> Descriptor:
+        """Declares sessions with inactivity gap ``gap_ms``, visible ``visible_ms`` after their end."""
+        _ms(name, "gap_ms", gap_ms)
+        return self._window(name, WindowKind.SESSION, visible_ms, None, gap_ms, grace_ms, early_results)
+
+    def _window(self, name, kind, length_ms, hop_ms=None, gap_ms=None, grace_ms=0, early=False):
+        _ms(name, "length_ms", length_ms)
+        _ms(name, "grace_ms", grace_ms)
+        self.windows.append(
+            Window(name, length_ms, kind, hop_ms, gap_ms, grace_ms, bool(early))
+        )
         return self
 
     def aggregate(self, window: str, kind: AggregationKind, field: str | None = None) -> Descriptor:
@@ -111,6 +178,11 @@ class Descriptor:
         """Declares a returned feature; ``compute`` returns values in this order."""
         self.features.append(Feature(name, _check(kind, ValueType)))
         return self
+
+
+def _ms(name, what, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"window {name!r}: {what} must be a non-negative int")
 
 
 def _check(kind, enum):

@@ -24,11 +24,25 @@ def to_wit_descriptor(d: Descriptor, wit):
         entity_key=d.entity_key,
         inputs=[wit.InputField(name=i.name, kind=_wit_type(i.kind, wit)) for i in d.inputs],
         windows=[
-            wit.WindowSpec(name=w.name, kind=wit.WindowKind.SLIDING, length_ms=w.length_ms)
+            wit.WindowSpec(
+                name=w.name,
+                kind=getattr(wit.WindowKind, w.kind.name),
+                length_ms=w.length_ms,
+                hop_ms=w.hop_ms,
+                gap_ms=w.gap_ms,
+                grace_ms=w.grace_ms,
+                early_results=w.early_results,
+            )
             for w in d.windows
         ],
         aggregations=[
-            wit.AggregationSpec(window=a.window, kind=_wit_aggregation(a.kind, wit), field=a.field)
+            wit.AggregationSpec(
+                window=a.window,
+                kind=_wit_aggregation(a.kind, wit),
+                field=a.field,
+                quantile=a.quantile,
+                max_events=a.max_events,
+            )
             for a in d.aggregations
         ],
         features=[wit.FeatureSpec(name=f.name, kind=_wit_type(f.kind, wit)) for f in d.features],
@@ -71,7 +85,9 @@ def compute_columns(plugin, descriptor: Descriptor, batch, wit) -> list:
 
 def _cells(column, n: int, wit) -> list:
     data = column.data
-    if isinstance(data, wit.ColumnData_Text):
+    if isinstance(data, wit.ColumnData_EventList):
+        values = _event_lists(data.value, n, wit)
+    elif isinstance(data, wit.ColumnData_Text):
         dictionary = data.value.dictionary
         size = len(dictionary)
         values = [dictionary[c] if c < size else None for c in data.value.codes]
@@ -83,6 +99,21 @@ def _cells(column, n: int, wit) -> list:
     if valid:
         values = [v if i < len(valid) and valid[i] else None for i, v in enumerate(values)]
     return values[:n]
+
+
+def _event_lists(column, n: int, wit) -> list:
+    """Rows of an event-list column: lists of ``(time_ms, value)``, oldest first."""
+    data = column.values
+    if isinstance(data, wit.EventValues_Text):
+        dictionary = data.value.dictionary
+        flat = [dictionary[c] if c < len(dictionary) else None for c in data.value.codes]
+    else:
+        flat = list(data.value)
+    offsets, times = column.offsets, column.times
+    return [
+        list(zip(times[offsets[r] : offsets[r + 1]], flat[offsets[r] : offsets[r + 1]]))
+        for r in range(min(n, len(offsets) - 1))
+    ]
 
 
 class _ColumnBuilder:

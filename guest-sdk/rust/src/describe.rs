@@ -16,11 +16,89 @@ pub struct InputField {
     pub kind: ValueType,
 }
 
-/// A sliding window: events with time in (T - length, T], T = stream time.
+/// How a window relates to time (exact rules: the host's `docs/semantics.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Events with time in (T - length, T], T = stream time.
+    Sliding,
+    /// Aligned instances [k * length, (k + 1) * length), shown once fired.
+    Tumbling,
+    /// Aligned instances [k * hop, k * hop + length), shown once fired.
+    Hopping,
+    /// Sessions of events closer than `gap_ms`, shown once fired, for `length_ms`.
+    Session,
+}
+
+/// A window the aggregations refer to by name. Build it with
+/// [`Window::sliding`], [`Window::tumbling`], [`Window::hopping`] or
+/// [`Window::session`], then [`Window::grace`] and [`Window::early_results`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
     pub name: String,
+    pub kind: WindowKind,
+    /// Sliding, tumbling, hopping: the length. Session: how long the latest
+    /// session stays visible after its end (at least gap + grace).
     pub length_ms: u64,
+    /// Hopping: the hop.
+    pub hop_ms: Option<u64>,
+    /// Session: the inactivity gap.
+    pub gap_ms: Option<u64>,
+    /// How long after its end an instance accepts late events (a correction).
+    pub grace_ms: u64,
+    /// Show the instance still filling (updated at every flush), not only fired ones.
+    pub early_results: bool,
+}
+
+impl Window {
+    fn of(name: &str, kind: WindowKind, length_ms: u64) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            length_ms,
+            hop_ms: None,
+            gap_ms: None,
+            grace_ms: 0,
+            early_results: false,
+        }
+    }
+
+    /// Events with time in (T - `length_ms`, T], T the stream time.
+    pub fn sliding(name: &str, length_ms: u64) -> Self {
+        Self::of(name, WindowKind::Sliding, length_ms)
+    }
+
+    /// Instances of `length_ms` aligned on the epoch.
+    pub fn tumbling(name: &str, length_ms: u64) -> Self {
+        Self::of(name, WindowKind::Tumbling, length_ms)
+    }
+
+    /// Instances of `length_ms` starting every `hop_ms`.
+    pub fn hopping(name: &str, length_ms: u64, hop_ms: u64) -> Self {
+        Self {
+            hop_ms: Some(hop_ms),
+            ..Self::of(name, WindowKind::Hopping, length_ms)
+        }
+    }
+
+    /// Sessions with inactivity gap `gap_ms`, visible for `visible_ms` after their end.
+    pub fn session(name: &str, gap_ms: u64, visible_ms: u64) -> Self {
+        Self {
+            gap_ms: Some(gap_ms),
+            ..Self::of(name, WindowKind::Session, visible_ms)
+        }
+    }
+
+    /// Accepts late events for `grace_ms` after an instance's end.
+    pub fn grace(mut self, grace_ms: u64) -> Self {
+        self.grace_ms = grace_ms;
+        self
+    }
+
+    /// Shows the instance still filling, updated at every flush.
+    pub fn early_results(mut self) -> Self {
+        self.early_results = true;
+        self
+    }
 }
 
 /// Aggregations the host computes incrementally for the plugin.
@@ -34,6 +112,14 @@ pub enum AggregationKind {
     DistinctCount,
     First,
     Last,
+    /// Population variance (divides by n).
+    Variance,
+    /// Population standard deviation.
+    Stddev,
+    /// Approximate quantile (`Aggregation::quantile`); not supported by the host yet.
+    ApproxQuantile,
+    /// The window's raw events (at most `Aggregation::max_events`); not supported by the host yet.
+    Events,
 }
 
 /// One aggregation column handed to [`crate::FeaturePlugin::compute`].
@@ -42,6 +128,10 @@ pub struct Aggregation {
     pub window: String,
     pub kind: AggregationKind,
     pub field: Option<String>,
+    /// `ApproxQuantile`: the quantile, in [0, 1].
+    pub quantile: Option<f64>,
+    /// `Events`: the most events per row.
+    pub max_events: Option<u32>,
 }
 
 /// One feature column returned by the plugin.
@@ -87,11 +177,13 @@ impl Descriptor {
     }
 
     /// Declares a sliding window of `length_ms` milliseconds.
-    pub fn sliding_window(mut self, name: &str, length_ms: u64) -> Self {
-        self.windows.push(Window {
-            name: name.to_owned(),
-            length_ms,
-        });
+    pub fn sliding_window(self, name: &str, length_ms: u64) -> Self {
+        self.window(Window::sliding(name, length_ms))
+    }
+
+    /// Declares a window of any kind (see [`Window`]).
+    pub fn window(mut self, window: Window) -> Self {
+        self.windows.push(window);
         self
     }
 
@@ -102,6 +194,8 @@ impl Descriptor {
             window: window.to_owned(),
             kind,
             field: field.map(str::to_owned),
+            quantile: None,
+            max_events: None,
         });
         self
     }

@@ -2,7 +2,7 @@
 //! Used by [`crate::export_plugin!`]; plugin authors do not call it.
 
 use crate::bindings::wafer::plugin::types as wit;
-use crate::describe::{AggregationKind, Descriptor, ValueType};
+use crate::describe::{AggregationKind, Descriptor, ValueType, WindowKind};
 use crate::value::{Row, Value};
 use crate::FeaturePlugin;
 
@@ -53,8 +53,29 @@ fn cell(column: &wit::Column, row: usize) -> Value {
             .get(row)
             .and_then(|c| t.dictionary.get(*c as usize))
             .map(|s| Value::Text(s.clone())),
+        wit::ColumnData::EventList(l) => events(l, row),
     };
     value.unwrap_or(Value::Null)
+}
+
+/// Row `row` of an event-list column: (event time, value) pairs, oldest first.
+fn events(l: &wit::EventListColumn, row: usize) -> Option<Value> {
+    let from = *l.offsets.get(row)? as usize;
+    let to = *l.offsets.get(row + 1)? as usize;
+    let value = |i: usize| match &l.values {
+        wit::EventValues::Int64(v) => v.get(i).map(|x| Value::Int(*x)),
+        wit::EventValues::Float64(v) => v.get(i).map(|x| Value::Float(*x)),
+        wit::EventValues::Boolean(v) => v.get(i).map(|x| Value::Bool(*x)),
+        wit::EventValues::Text(t) => t
+            .codes
+            .get(i)
+            .and_then(|c| t.dictionary.get(*c as usize))
+            .map(|s| Value::Text(s.clone())),
+    };
+    (from..to)
+        .map(|i| Some((*l.times.get(i)?, value(i)?)))
+        .collect::<Option<Vec<_>>>()
+        .map(Value::Events)
 }
 
 /// Accumulates one feature column, checking each value against the declared type.
@@ -133,6 +154,7 @@ fn type_name(data: &wit::ColumnData) -> &'static str {
         wit::ColumnData::Float64(_) => "float64",
         wit::ColumnData::Text(_) => "text",
         wit::ColumnData::Boolean(_) => "boolean",
+        wit::ColumnData::EventList(_) => "event-list",
     }
 }
 
@@ -155,6 +177,19 @@ fn to_wit_aggregation(kind: AggregationKind) -> wit::AggregationKind {
         AggregationKind::DistinctCount => wit::AggregationKind::DistinctCount,
         AggregationKind::First => wit::AggregationKind::First,
         AggregationKind::Last => wit::AggregationKind::Last,
+        AggregationKind::Variance => wit::AggregationKind::Variance,
+        AggregationKind::Stddev => wit::AggregationKind::Stddev,
+        AggregationKind::ApproxQuantile => wit::AggregationKind::ApproxQuantile,
+        AggregationKind::Events => wit::AggregationKind::Events,
+    }
+}
+
+fn to_wit_window_kind(kind: WindowKind) -> wit::WindowKind {
+    match kind {
+        WindowKind::Sliding => wit::WindowKind::Sliding,
+        WindowKind::Tumbling => wit::WindowKind::Tumbling,
+        WindowKind::Hopping => wit::WindowKind::Hopping,
+        WindowKind::Session => wit::WindowKind::Session,
     }
 }
 
@@ -176,8 +211,12 @@ fn to_wit_descriptor(d: Descriptor) -> wit::Descriptor {
             .into_iter()
             .map(|w| wit::WindowSpec {
                 name: w.name,
-                kind: wit::WindowKind::Sliding,
+                kind: to_wit_window_kind(w.kind),
                 length_ms: w.length_ms,
+                hop_ms: w.hop_ms,
+                gap_ms: w.gap_ms,
+                grace_ms: w.grace_ms,
+                early_results: w.early_results,
             })
             .collect(),
         aggregations: d
@@ -187,6 +226,8 @@ fn to_wit_descriptor(d: Descriptor) -> wit::Descriptor {
                 window: a.window,
                 kind: to_wit_aggregation(a.kind),
                 field: a.field,
+                quantile: a.quantile,
+                max_events: a.max_events,
             })
             .collect(),
         features: d
@@ -197,5 +238,49 @@ fn to_wit_descriptor(d: Descriptor) -> wit::Descriptor {
                 kind: to_wit_type(f.kind),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::describe::Window;
+
+    #[test]
+    fn event_lists_decode_per_row() {
+        let column = wit::Column {
+            data: wit::ColumnData::EventList(wit::EventListColumn {
+                offsets: vec![0, 2, 2, 3],
+                times: vec![10, 11, 20],
+                values: wit::EventValues::Text(wit::TextColumn {
+                    dictionary: vec!["a".into(), "b".into()],
+                    codes: vec![1, 0, 1],
+                }),
+            }),
+            valid: Vec::new(),
+        };
+        let text = |s: &str| Value::Text(s.into());
+        assert_eq!(
+            cell(&column, 0),
+            Value::Events(vec![(10, text("b")), (11, text("a"))])
+        );
+        assert_eq!(cell(&column, 1), Value::Events(Vec::new()));
+        assert_eq!(cell(&column, 2), Value::Events(vec![(20, text("b"))]));
+        assert_eq!(cell(&column, 3), Value::Null);
+    }
+
+    #[test]
+    fn window_kinds_reach_the_wit_descriptor() {
+        let d = Descriptor::new("p", "1", "k")
+            .window(Window::tumbling("1m", 60_000).grace(5_000))
+            .window(Window::hopping("1h", 3_600_000, 60_000).early_results())
+            .window(Window::session("s", 1_800_000, 3_600_000));
+        let w = to_wit_descriptor(d).windows;
+        assert!(matches!(w[0].kind, wit::WindowKind::Tumbling));
+        assert_eq!((w[0].grace_ms, w[0].early_results), (5_000, false));
+        assert!(matches!(w[1].kind, wit::WindowKind::Hopping));
+        assert_eq!((w[1].hop_ms, w[1].early_results), (Some(60_000), true));
+        assert!(matches!(w[2].kind, wit::WindowKind::Session));
+        assert_eq!((w[2].gap_ms, w[2].length_ms), (Some(1_800_000), 3_600_000));
     }
 }

@@ -21,7 +21,7 @@ pub mod log;
 pub mod value;
 
 pub use describe::{
-    Aggregation, AggregationKind, Descriptor, Feature, InputField, ValueType, Window,
+    Aggregation, AggregationKind, Descriptor, Feature, InputField, ValueType, Window, WindowKind,
 };
 pub use value::{Row, Value};
 

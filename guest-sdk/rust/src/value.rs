@@ -8,6 +8,8 @@ pub enum Value {
     Float(f64),
     Text(String),
     Bool(bool),
+    /// Raw events of a window (an `events` aggregation): (event time, value), oldest first.
+    Events(Vec<(i64, Value)>),
 }
 
 /// One entity's aggregations, in the order the descriptor declared them.
@@ -56,6 +58,14 @@ impl<'a> Row<'a> {
     pub fn bool(&self, i: usize) -> Option<bool> {
         match self.cells.get(i)? {
             Value::Bool(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Cell `i` as raw events (time, value), `None` when null or of another type.
+    pub fn events(&self, i: usize) -> Option<&'a [(i64, Value)]> {
+        match self.cells.get(i)? {
+            Value::Events(v) => Some(v.as_slice()),
             _ => None,
         }
     }

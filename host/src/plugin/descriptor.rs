@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{AggregationKind, Descriptor, ValueType};
+use super::{AggregationKind, Descriptor, ValueType, WindowKind, WindowSpec};
 
 /// A descriptor that cannot be served.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -23,6 +23,14 @@ pub enum DescriptorError {
     /// A window has a length of zero or beyond the supported range.
     #[error("window `{0}` must be between 1 ms and 10 years long")]
     BadWindow(String),
+    /// A window's hop, gap, grace or early-results setting does not fit its kind.
+    #[error("window `{window}`: {reason}")]
+    BadWindowSpec { window: String, reason: String },
+    /// An aggregation the contract defines but this host does not compute yet.
+    #[error(
+        "aggregation {index}: `{kind}` is not supported yet by this host (see the README's status)"
+    )]
+    Unsupported { index: usize, kind: &'static str },
     /// Something required is empty.
     #[error("the descriptor declares no {0}")]
     Empty(&'static str),
@@ -52,6 +60,10 @@ pub fn validate(d: &Descriptor) -> Result<(), DescriptorError> {
         if w.length_ms == 0 || w.length_ms > MAX_WINDOW_MS {
             return Err(DescriptorError::BadWindow(w.name.clone()));
         }
+        window_spec(w).map_err(|reason| DescriptorError::BadWindowSpec {
+            window: w.name.clone(),
+            reason,
+        })?;
     }
     for (index, a) in d.aggregations.iter().enumerate() {
         if !d.windows.iter().any(|w| w.name == a.window) {
@@ -64,6 +76,26 @@ pub fn validate(d: &Descriptor) -> Result<(), DescriptorError> {
             index,
             reason: reason.to_owned(),
         };
+        match a.kind {
+            AggregationKind::ApproxQuantile => {
+                return Err(DescriptorError::Unsupported {
+                    index,
+                    kind: "approx-quantile",
+                })
+            }
+            AggregationKind::Events => {
+                return Err(DescriptorError::Unsupported {
+                    index,
+                    kind: "events",
+                })
+            }
+            _ => {}
+        }
+        if a.quantile.is_some() || a.max_events.is_some() {
+            return Err(bad(
+                "`quantile` is only for approx-quantile and `max-events` only for events",
+            ));
+        }
         let field = match (&a.kind, &a.field) {
             (AggregationKind::Count, None) => continue,
             (AggregationKind::Count, Some(_)) => return Err(bad("count takes no field")),
@@ -83,9 +115,77 @@ pub fn validate(d: &Descriptor) -> Result<(), DescriptorError> {
                 | AggregationKind::Mean
                 | AggregationKind::Min
                 | AggregationKind::Max
+                | AggregationKind::Variance
+                | AggregationKind::Stddev
         );
         if needs_number && !numeric {
             return Err(bad(&format!("field `{field}` is not numeric")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the kind-specific settings of a window whose length is in range.
+fn window_spec(w: &WindowSpec) -> Result<(), String> {
+    let (hop, gap) = (w.hop_ms, w.gap_ms);
+    match w.kind {
+        WindowKind::Sliding => {
+            if hop.is_some() || gap.is_some() || w.grace_ms != 0 || w.early_results {
+                return Err(
+                    "a sliding window takes no hop, gap, grace or early results (it always shows \
+                     the last `length` of stream time)"
+                        .into(),
+                );
+            }
+        }
+        WindowKind::Tumbling => {
+            if hop.is_some() || gap.is_some() {
+                return Err("a tumbling window takes no hop or gap (use hopping)".into());
+            }
+            if w.grace_ms >= w.length_ms {
+                return Err(format!(
+                    "grace {} ms must be shorter than the length {} ms, so that every \
+                     correction lands in the instance being shown",
+                    w.grace_ms, w.length_ms
+                ));
+            }
+        }
+        WindowKind::Hopping => {
+            let Some(hop) = hop.filter(|h| *h > 0 && *h <= w.length_ms) else {
+                return Err("a hopping window needs a hop between 1 ms and its length".into());
+            };
+            if gap.is_some() {
+                return Err("a hopping window takes no gap".into());
+            }
+            if w.grace_ms >= hop {
+                return Err(format!(
+                    "grace {} ms must be shorter than the hop {hop} ms, so that every \
+                     correction lands in the instance being shown",
+                    w.grace_ms
+                ));
+            }
+        }
+        WindowKind::Session => {
+            let Some(gap) = gap.filter(|g| *g > 0 && *g <= MAX_WINDOW_MS) else {
+                return Err("a session window needs a gap between 1 ms and 10 years".into());
+            };
+            if hop.is_some() {
+                return Err("a session window takes no hop".into());
+            }
+            if w.grace_ms > gap {
+                return Err(format!(
+                    "grace {} ms must not exceed the gap {gap} ms",
+                    w.grace_ms
+                ));
+            }
+            if w.length_ms < gap + w.grace_ms {
+                return Err(format!(
+                    "length (how long the latest session stays visible after its end) {} ms \
+                     must be at least gap + grace = {} ms",
+                    w.length_ms,
+                    gap + w.grace_ms
+                ));
+            }
         }
     }
     Ok(())
@@ -131,17 +231,25 @@ mod tests {
                 name: "1h".into(),
                 kind: WindowKind::Sliding,
                 length_ms: 3_600_000,
+                hop_ms: None,
+                gap_ms: None,
+                grace_ms: 0,
+                early_results: false,
             }],
             aggregations: vec![
                 AggregationSpec {
                     window: "1h".into(),
                     kind: AggregationKind::Count,
                     field: None,
+                    quantile: None,
+                    max_events: None,
                 },
                 AggregationSpec {
                     window: "1h".into(),
                     kind: AggregationKind::Sum,
                     field: Some("value".into()),
+                    quantile: None,
+                    max_events: None,
                 },
             ],
             features: vec![FeatureSpec {
@@ -184,6 +292,111 @@ mod tests {
         assert!(matches!(
             validate(&d),
             Err(DescriptorError::Duplicate { .. })
+        ));
+    }
+
+    fn window(kind: WindowKind, length_ms: u64) -> WindowSpec {
+        WindowSpec {
+            name: "w".into(),
+            kind,
+            length_ms,
+            hop_ms: None,
+            gap_ms: None,
+            grace_ms: 0,
+            early_results: false,
+        }
+    }
+
+    fn check_window(w: WindowSpec) -> Result<(), DescriptorError> {
+        let mut d = good();
+        d.windows.push(w);
+        validate(&d)
+    }
+
+    #[test]
+    fn window_kinds_take_their_own_settings() {
+        use WindowKind::*;
+        let ok = |w: WindowSpec| check_window(w).unwrap();
+        let err = |w: WindowSpec, text: &str| {
+            let e = check_window(w).unwrap_err().to_string();
+            assert!(e.contains(text), "{e}");
+        };
+        ok(WindowSpec {
+            grace_ms: 59_999,
+            early_results: true,
+            ..window(Tumbling, 60_000)
+        });
+        err(
+            WindowSpec {
+                grace_ms: 60_000,
+                ..window(Tumbling, 60_000)
+            },
+            "shorter than the length",
+        );
+        ok(WindowSpec {
+            hop_ms: Some(10_000),
+            grace_ms: 9_999,
+            ..window(Hopping, 60_000)
+        });
+        err(window(Hopping, 60_000), "needs a hop");
+        err(
+            WindowSpec {
+                hop_ms: Some(10_000),
+                grace_ms: 10_000,
+                ..window(Hopping, 60_000)
+            },
+            "shorter than the hop",
+        );
+        ok(WindowSpec {
+            gap_ms: Some(1_000),
+            grace_ms: 1_000,
+            ..window(Session, 2_000)
+        });
+        err(
+            WindowSpec {
+                gap_ms: Some(1_000),
+                grace_ms: 1_001,
+                ..window(Session, 5_000)
+            },
+            "must not exceed the gap",
+        );
+        err(
+            WindowSpec {
+                gap_ms: Some(1_000),
+                grace_ms: 500,
+                ..window(Session, 1_499)
+            },
+            "at least gap + grace",
+        );
+        err(window(Session, 5_000), "needs a gap");
+        err(
+            WindowSpec {
+                grace_ms: 1,
+                ..window(Sliding, 5_000)
+            },
+            "sliding window takes no",
+        );
+    }
+
+    #[test]
+    fn aggregations_not_built_yet_are_refused_at_load() {
+        let mut d = good();
+        d.aggregations[1].kind = AggregationKind::ApproxQuantile;
+        d.aggregations[1].quantile = Some(0.5);
+        let e = validate(&d).unwrap_err().to_string();
+        assert!(e.contains("`approx-quantile` is not supported yet"), "{e}");
+        let mut d = good();
+        d.aggregations[1].kind = AggregationKind::Events;
+        d.aggregations[1].max_events = Some(10);
+        let e = validate(&d).unwrap_err().to_string();
+        assert!(e.contains("`events` is not supported yet"), "{e}");
+        let mut d = good();
+        d.aggregations[1].kind = AggregationKind::Variance;
+        validate(&d).unwrap();
+        d.aggregations[1].quantile = Some(0.5);
+        assert!(matches!(
+            validate(&d),
+            Err(DescriptorError::BadAggregation { .. })
         ));
     }
 }

@@ -21,7 +21,10 @@ use super::{descriptor, type_name, Batch, Column, ColumnData, Descriptor, Descri
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The only imports a plugin may have: the shared types and the log channel.
-const GRANTED_IMPORTS: [&str; 2] = ["wafer:plugin/types@0.1.0", "wafer:plugin/log@0.1.0"];
+const GRANTED_IMPORTS: [&str; 2] = ["wafer:plugin/types@0.2.0", "wafer:plugin/log@0.2.0"];
+
+/// The contract version this host implements (`wit/wafer.wit`).
+const CONTRACT: &str = "wafer:plugin@0.2.0";
 
 /// Errors loading or calling a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +211,15 @@ impl PluginEngine {
             .map(String::as_str)
             .filter(|name| !GRANTED_IMPORTS.contains(name))
             .collect();
+        if let Some(old) = denied.iter().find(|n| n.starts_with("wafer:plugin/")) {
+            return Err(PluginError::Invalid {
+                path: origin.to_owned(),
+                reason: format!(
+                    "it was built against another version of the plugin contract ({old}); this host \
+                     implements {CONTRACT}: rebuild the plugin with the current SDK"
+                ),
+            });
+        }
         if !denied.is_empty() {
             return Err(PluginError::Invalid {
                 path: origin.to_owned(),
@@ -415,6 +427,7 @@ fn check_output(
             ColumnData::Int64(v) => 8 * v.len(),
             ColumnData::Float64(v) => 8 * v.len(),
             ColumnData::Boolean(v) => v.len(),
+            ColumnData::EventList(l) => 8 * l.times.len(),
         })
         .sum();
     if bytes > max_bytes {
@@ -450,6 +463,12 @@ fn check_output(
                     ));
                 }
                 (super::ValueType::Text, t.codes.len())
+            }
+            ColumnData::EventList(_) => {
+                return Err(format!(
+                    "feature `{}`: an event list is not a feature value",
+                    feature.name
+                ))
             }
         };
         if kind != feature.kind {

@@ -4,16 +4,17 @@
 //! **Delivery rule.** An offset is committed only after every write derived
 //! from the records before it (Redis, the feature topics, dead letters, late
 //! events) is acknowledged. Each commit carries, as metadata, every view's
-//! window checkpoint: its stream time and the first offset a replay must read.
+//! window checkpoint: its stream time, the first offset a replay must read,
+//! the stream time before that offset and the idle advances since.
 //!
 //! **Assignment.** A partition assigned to this host (at start, restart or
 //! after a rebalance) is rebuilt before any of its records is processed: read
-//! the committed checkpoints, restore each view's stream time, and replay from
-//! the earliest `rebuild_from` up to the committed offset into the windows
-//! without emitting anything. The windows then hold exactly what the previous
-//! owner had at its last commit. Each partition's progress (assigned →
-//! rebuilding → ready) is reported to [`Readiness`]; the host is ready once
-//! every assigned partition is.
+//! the committed checkpoints and replay each view from its `rebuild_from` up to
+//! the committed offset, judging every event as when it was first read (same
+//! stream time, watermark and idle advances) without emitting anything. The
+//! windows then hold exactly what the previous owner had at its last commit.
+//! Each partition's progress (assigned → rebuilding → ready) is reported to
+//! [`Readiness`]; the host is ready once every assigned partition is.
 //!
 //! **Revocation.** Flushes finish before the consumer is polled again, and
 //! rebalance callbacks run inside that poll, so a revoked partition has no
@@ -44,43 +45,72 @@ use crate::view::View;
 use crate::window::Checkpoint;
 use crate::RunError;
 
-const METADATA_PREFIX: &str = "wafer2";
+const METADATA_PREFIX: &str = "wafer3";
+/// The format before watermarks: `wafer2;<view>=<stream time|->:<rebuild from>;...`
+/// (sliding windows only), still read so that a running pipeline can be upgraded.
+const METADATA_PREFIX_V2: &str = "wafer2";
 const BLOCKING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Encodes the views' checkpoints as commit metadata:
-/// `wafer2;<view>=<stream time|->:<rebuild from>;...`.
+/// `wafer3;<view>=<stream time>:<rebuild from>:<rebuild time>[:<offset>@<time>...];...`,
+/// times `-` when unset; the optional tail lists the idle advances.
 pub fn encode_checkpoints(checkpoints: &BTreeMap<String, Checkpoint>) -> String {
+    let time = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
     let mut out = METADATA_PREFIX.to_owned();
     for (view, c) in checkpoints {
-        let t = c
-            .stream_time
-            .map_or_else(|| "-".to_owned(), |t| t.to_string());
-        out.push_str(&format!(";{view}={t}:{}", c.rebuild_from));
+        out.push_str(&format!(
+            ";{view}={}:{}:{}",
+            time(c.stream_time),
+            c.rebuild_from,
+            time(c.rebuild_time)
+        ));
+        for (at, to) in &c.jumps {
+            out.push_str(&format!(":{at}@{to}"));
+        }
     }
     out
 }
 
-/// Decodes commit metadata written by [`encode_checkpoints`].
+/// Decodes commit metadata written by [`encode_checkpoints`] (or its `wafer2` predecessor).
 pub fn decode_checkpoints(s: &str) -> Option<BTreeMap<String, Checkpoint>> {
     let mut parts = s.split(';');
-    if parts.next()? != METADATA_PREFIX {
-        return None;
-    }
+    let v2 = match parts.next()? {
+        METADATA_PREFIX => false,
+        METADATA_PREFIX_V2 => true,
+        _ => return None,
+    };
+    let time = |t: &str| -> Option<Option<i64>> {
+        if t == "-" {
+            Some(None)
+        } else {
+            Some(Some(t.parse().ok()?))
+        }
+    };
     let mut out = BTreeMap::new();
     for part in parts {
         let (view, rest) = part.split_once('=')?;
-        let (t, r) = rest.split_once(':')?;
-        let stream_time = if t == "-" {
-            None
+        let mut fields = rest.split(':');
+        let stream_time = time(fields.next()?)?;
+        let rebuild_from = fields.next()?.parse().ok()?;
+        // A wafer2 replay started from the final stream time.
+        let rebuild_time = if v2 {
+            stream_time
         } else {
-            Some(t.parse().ok()?)
+            time(fields.next()?)?
         };
-        let rebuild_from = r.parse().ok()?;
+        let jumps = fields
+            .map(|j| {
+                let (at, to) = j.split_once('@')?;
+                Some((at.parse().ok()?, to.parse().ok()?))
+            })
+            .collect::<Option<Vec<_>>>()?;
         out.insert(
             view.to_owned(),
             Checkpoint {
                 stream_time,
                 rebuild_from,
+                rebuild_time,
+                jumps,
             },
         );
     }
@@ -481,7 +511,7 @@ impl Member<'_> {
         for view in views.iter_mut() {
             match checkpoints.get(&view.name) {
                 Some(c) => {
-                    view.processor.restore(key, c.stream_time);
+                    view.processor.restore(key, Some(c));
                     from.push((c.rebuild_from < end).then_some(c.rebuild_from));
                 }
                 None => {
@@ -493,11 +523,17 @@ impl Member<'_> {
             }
         }
         let Some(start) = from.iter().flatten().copied().min() else {
+            for view in views.iter_mut() {
+                view.processor.finish_rebuild(key);
+            }
             return Ok(None);
         };
         let started = std::time::Instant::now();
         let replayed =
             tokio::task::block_in_place(|| self.replay(views, &from, key, topic, start, end))?;
+        for view in views.iter_mut() {
+            view.processor.finish_rebuild(key);
+        }
         for view in views.iter() {
             view.processor.counters().add_replayed(replayed);
         }
@@ -729,33 +765,58 @@ mod tests {
 
     #[test]
     fn checkpoint_metadata_round_trips() {
+        let checkpoint =
+            |stream_time, rebuild_from, rebuild_time, jumps: &[(i64, i64)]| Checkpoint {
+                stream_time,
+                rebuild_from,
+                rebuild_time,
+                jumps: jumps.to_vec(),
+            };
         let map = BTreeMap::from([
             (
                 "user-activity".to_owned(),
-                Checkpoint {
-                    stream_time: Some(1_772_366_400_000),
-                    rebuild_from: 42,
-                },
+                checkpoint(
+                    Some(1_772_366_400_000),
+                    42,
+                    Some(1_772_366_000_000),
+                    &[(50, 1_772_366_100_000), (61, 1_772_366_400_000)],
+                ),
             ),
-            (
-                "items".to_owned(),
-                Checkpoint {
-                    stream_time: None,
-                    rebuild_from: 0,
-                },
-            ),
-            (
-                "neg".to_owned(),
-                Checkpoint {
-                    stream_time: Some(-5),
-                    rebuild_from: 7,
-                },
-            ),
+            ("items".to_owned(), checkpoint(None, 0, None, &[])),
+            ("neg".to_owned(), checkpoint(Some(-5), 7, Some(-9), &[])),
         ]);
         assert_eq!(decode_checkpoints(&encode_checkpoints(&map)), Some(map));
-        assert_eq!(decode_checkpoints("wafer2"), Some(BTreeMap::new()));
+        assert_eq!(decode_checkpoints("wafer3"), Some(BTreeMap::new()));
         assert_eq!(decode_checkpoints(""), None);
         assert_eq!(decode_checkpoints("wafer1:1:2"), None);
-        assert_eq!(decode_checkpoints("wafer2;v=x:2"), None);
+        assert_eq!(decode_checkpoints("wafer3;v=x:2:-"), None);
+        assert_eq!(decode_checkpoints("wafer3;v=1:2:1:3@x"), None);
+    }
+
+    #[test]
+    fn checkpoints_of_the_previous_format_replay_from_their_stream_time() {
+        assert_eq!(
+            decode_checkpoints("wafer2;a=100:7;b=-:3"),
+            Some(BTreeMap::from([
+                (
+                    "a".to_owned(),
+                    Checkpoint {
+                        stream_time: Some(100),
+                        rebuild_from: 7,
+                        rebuild_time: Some(100),
+                        jumps: Vec::new(),
+                    }
+                ),
+                (
+                    "b".to_owned(),
+                    Checkpoint {
+                        stream_time: None,
+                        rebuild_from: 3,
+                        rebuild_time: None,
+                        jumps: Vec::new(),
+                    }
+                ),
+            ]))
+        );
     }
 }

@@ -1,12 +1,19 @@
-//! One entity's window state: its in-window events, sorted by event time, and
-//! the incremental aggregates of each window over them.
+//! One entity's window state: the events it still needs, sorted by event time
+//! (ties in arrival order), each with the watermark it arrived at; the
+//! incremental aggregates of its sliding windows; and its sessions.
+//!
+//! Sliding windows are aggregated incrementally (they change at every event
+//! and every advance of stream time). Tumbling, hopping and session windows
+//! are aggregated when emitted, over the events of the instance being shown:
+//! an event counts in an instance when its time lies in it and the instance
+//! was still open (watermark < end + grace) when the event arrived.
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::plan::Plan;
-use super::sum::RunningSum;
+use super::plan::{Plan, Shape};
+use super::sum::{variance_of, RunningMoments, RunningSum};
 use crate::plugin::{AggregationKind, ValueType};
 
 /// One aggregation value.
@@ -19,22 +26,102 @@ pub enum AggCell {
     Stored(u64),
 }
 
-/// Incremental state of one window: it covers the newest `count` events.
+/// Incremental state of one sliding window: it covers the newest `count` events.
 #[derive(Debug, Clone, Default)]
-struct WindowAgg {
+struct SlideAgg {
     count: usize,
     sums: Vec<RunningSum>,
+    moments: Vec<RunningMoments>,
     distinct: Vec<FxHashMap<u64, u32>>,
 }
 
-/// An entity's events in its longest window and the aggregates of every window.
+/// A session: applied events with times in [start, last]; it ends at last + gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub start: i64,
+    pub last: i64,
+}
+
+/// What one window does with an arriving event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Counted (in at least one instance of the window).
+    Counted,
+    /// Older than a sliding window: it would already have left it.
+    Expired,
+    /// Some instance holding it has closed (watermark >= end + grace); the
+    /// field is that instance's end. For hopping windows the event may still
+    /// count in later instances (`counted`).
+    Closed { end: i64, counted: bool },
+}
+
+/// The verdict of window `shape` on an event at `t`, stream time `now`, watermark `wm`.
+pub fn verdict(shape: Shape, t: i64, now: i64, wm: i64) -> Verdict {
+    match shape {
+        Shape::Sliding { length } => {
+            if t > now - length {
+                Verdict::Counted
+            } else {
+                Verdict::Expired
+            }
+        }
+        Shape::Aligned {
+            length, hop, grace, ..
+        } => {
+            let latest = t.div_euclid(hop) * hop;
+            let earliest = first_start_after(t - length, hop);
+            if earliest + length + grace > wm {
+                Verdict::Counted
+            } else {
+                Verdict::Closed {
+                    end: earliest + length,
+                    counted: latest + length + grace > wm,
+                }
+            }
+        }
+        Shape::Session { gap, grace, .. } => {
+            if t + gap + grace > wm {
+                Verdict::Counted
+            } else {
+                Verdict::Closed {
+                    end: t + gap,
+                    counted: false,
+                }
+            }
+        }
+    }
+}
+
+/// The smallest multiple of `hop` strictly greater than `x`.
+fn first_start_after(x: i64, hop: i64) -> i64 {
+    (x.div_euclid(hop) + 1) * hop
+}
+
+/// The instance of an aligned window shown at stream time `now`, watermark
+/// `wm`: with early results the one holding `now` that ends first, otherwise
+/// the latest one that has fired (end <= wm). Returns its start.
+pub fn aligned_shown(length: i64, hop: i64, early: bool, now: i64, wm: i64) -> i64 {
+    if early {
+        first_start_after(now - length, hop)
+    } else {
+        (wm - length).div_euclid(hop) * hop
+    }
+}
+
+/// An entity's events and the state of every window over them.
 #[derive(Debug, Clone)]
 pub struct EntityWindow {
     /// Event times, ascending; equal times keep arrival order.
     times: VecDeque<i64>,
+    /// Offsets, parallel to `times`.
+    offsets: VecDeque<i64>,
+    /// Watermark at each event's arrival, parallel to `times`.
+    marks: VecDeque<i64>,
     /// One column per stored field, parallel to `times`.
     cells: Vec<VecDeque<u64>>,
-    windows: Vec<WindowAgg>,
+    slides: Vec<SlideAgg>,
+    /// Per window (session windows only): sessions by start.
+    sessions: Vec<Vec<Session>>,
 }
 
 /// Reads a stored numeric cell as a float.
@@ -49,51 +136,117 @@ impl EntityWindow {
     pub fn new(plan: &Plan) -> Self {
         Self {
             times: VecDeque::new(),
+            offsets: VecDeque::new(),
+            marks: VecDeque::new(),
             cells: vec![VecDeque::new(); plan.stored.len()],
-            windows: (0..plan.windows.len())
-                .map(|w| WindowAgg {
+            slides: (0..plan.shapes.len())
+                .map(|w| SlideAgg {
                     count: 0,
                     sums: vec![RunningSum::default(); plan.sum_slots[w].len()],
+                    moments: vec![RunningMoments::default(); plan.moment_slots[w].len()],
                     distinct: vec![FxHashMap::default(); plan.distinct_slots[w].len()],
                 })
                 .collect(),
+            sessions: vec![Vec::new(); plan.shapes.len()],
         }
     }
 
-    /// True when no event is left in any window.
+    /// True when the entity holds no event and no session.
     pub fn is_empty(&self) -> bool {
-        self.times.is_empty()
+        self.times.is_empty() && self.sessions.iter().all(Vec::is_empty)
     }
 
-    /// Events held (those in the longest window).
+    /// Events held.
     pub fn len(&self) -> usize {
         self.times.len()
     }
 
-    /// Inserts an event at time `t` (not late) with stream time `now >= t`.
-    pub fn insert(&mut self, plan: &Plan, t: i64, cells: &[u64], now: i64) {
+    /// Inserts an event at time `t` read at `offset`, arriving at stream time
+    /// `now` and watermark `wm`, counted by the windows whose `verdicts` say
+    /// so. Returns true when a value shown to the plugin may have changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &mut self,
+        plan: &Plan,
+        t: i64,
+        offset: i64,
+        cells: &[u64],
+        now: i64,
+        wm: i64,
+        verdicts: &[Verdict],
+    ) -> bool {
         let pos = self.times.partition_point(|x| *x <= t);
         self.times.insert(pos, t);
+        self.offsets.insert(pos, offset);
+        self.marks.insert(pos, wm);
         for (column, cell) in self.cells.iter_mut().zip(cells) {
             column.insert(pos, *cell);
         }
-        for (w, length) in plan.windows.iter().enumerate() {
-            if t > now - length {
-                self.windows[w].count += 1;
-                self.account(plan, w, cells, 1);
+        let mut shown = false;
+        for (w, shape) in plan.shapes.iter().enumerate() {
+            let counted = matches!(
+                verdicts[w],
+                Verdict::Counted | Verdict::Closed { counted: true, .. }
+            );
+            if !counted {
+                continue;
+            }
+            match *shape {
+                Shape::Sliding { .. } => {
+                    self.account(plan, w, cells, 1);
+                    self.slides[w].count += 1;
+                    shown = true;
+                }
+                Shape::Aligned {
+                    length,
+                    hop,
+                    grace,
+                    early,
+                } => {
+                    let start = aligned_shown(length, hop, early, now, wm);
+                    shown |= (start..start + length).contains(&t) && wm < start + length + grace;
+                }
+                Shape::Session {
+                    gap,
+                    retention,
+                    grace,
+                    early,
+                } => {
+                    let before = self.shown_session(w, gap, retention, early, wm);
+                    let sessions = &mut self.sessions[w];
+                    let mut merged = Session { start: t, last: t };
+                    sessions.retain(|s| {
+                        let open = s.last + gap + grace > wm;
+                        let touches = s.start - gap < t && t < s.last + gap;
+                        if open && touches {
+                            merged.start = merged.start.min(s.start);
+                            merged.last = merged.last.max(s.last);
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                    let at = sessions.partition_point(|s| s.start < merged.start);
+                    sessions.insert(at, merged);
+                    let after = self.shown_session(w, gap, retention, early, wm);
+                    shown |= before != after || after == Some(merged);
+                }
             }
         }
+        shown
     }
 
-    /// Moves stream time to `now`: events that left a window leave its
-    /// aggregates; events that left every window are dropped. Returns whether
-    /// anything changed.
-    pub fn advance(&mut self, plan: &Plan, now: i64) -> bool {
-        let mut changed = false;
+    /// Moves to stream time `now` (watermark `wm`): events that left a sliding
+    /// window leave its aggregates, and events and sessions no window needs
+    /// any more are dropped (`dropped` gets each dropped event's offset).
+    pub fn advance(&mut self, plan: &Plan, now: i64, wm: i64, dropped: &mut impl FnMut(i64)) {
         let mut row = vec![0u64; self.cells.len()];
-        for (w, length) in plan.windows.iter().enumerate() {
-            while self.windows[w].count > 0 {
-                let i = self.times.len() - self.windows[w].count;
+        for (w, shape) in plan.shapes.iter().enumerate() {
+            let Shape::Sliding { length } = *shape else {
+                continue;
+            };
+            while self.slides[w].count > 0 {
+                let i = self.times.len() - self.slides[w].count;
                 if self.times[i] > now - length {
                     break;
                 }
@@ -101,35 +254,130 @@ impl EntityWindow {
                     *cell = column[i];
                 }
                 self.account(plan, w, &row, -1);
-                self.windows[w].count -= 1;
-                changed = true;
+                self.slides[w].count -= 1;
             }
         }
-        let keep = self.windows.iter().map(|w| w.count).max().unwrap_or(0);
-        while self.times.len() > keep {
+        let mut keep_from = i64::MAX;
+        for (w, shape) in plan.shapes.iter().enumerate() {
+            let from = match *shape {
+                Shape::Sliding { .. } => {
+                    let count = self.slides[w].count;
+                    if count == 0 {
+                        i64::MAX
+                    } else {
+                        self.times[self.times.len() - count]
+                    }
+                }
+                Shape::Aligned {
+                    length, hop, grace, ..
+                } => {
+                    // Instances still needed: not closed, or the latest fired.
+                    let fired = aligned_shown(length, hop, false, now, wm);
+                    let open = first_start_after(wm - grace - length, hop);
+                    fired.min(open)
+                }
+                Shape::Session { gap, retention, .. } => {
+                    let sessions = &mut self.sessions[w];
+                    sessions.retain(|s| s.last + gap + retention > wm);
+                    sessions.first().map_or(i64::MAX, |s| s.start)
+                }
+            };
+            keep_from = keep_from.min(from);
+        }
+        while self.times.front().is_some_and(|t| *t < keep_from) {
             self.times.pop_front();
+            self.marks.pop_front();
+            dropped(self.offsets.pop_front().expect("parallel to times"));
             for column in &mut self.cells {
                 column.pop_front();
             }
         }
-        changed
     }
 
-    /// The earliest stream time at which some event leaves some window.
-    pub fn next_change(&self, plan: &Plan) -> Option<i64> {
-        plan.windows
-            .iter()
-            .zip(&self.windows)
-            .filter(|(_, agg)| agg.count > 0)
-            .map(|(length, agg)| self.times[self.times.len() - agg.count] + length)
-            .min()
+    /// The earliest stream time at which a value shown may change or some
+    /// state may be dropped, given stream time `now` and watermark `wm`.
+    pub fn next_change(&self, plan: &Plan, now: i64, wm: i64) -> Option<i64> {
+        let lag = plan.out_of_orderness;
+        let mut next: Option<i64> = None;
+        // What is due at `now` or before is already reflected in the state
+        // (the entity was just advanced to `now`).
+        let mut at = |x: i64| {
+            if x > now {
+                next = Some(next.map_or(x, |n: i64| n.min(x)));
+            }
+        };
+        for (w, shape) in plan.shapes.iter().enumerate() {
+            match *shape {
+                Shape::Sliding { length } => {
+                    let count = self.slides[w].count;
+                    if count > 0 {
+                        at(self.times[self.times.len() - count] + length);
+                    }
+                }
+                Shape::Aligned {
+                    length,
+                    hop,
+                    grace,
+                    early,
+                } => {
+                    let Some(&oldest) = self.times.front() else {
+                        continue;
+                    };
+                    // Dropped once no instance holding it is needed.
+                    at(oldest.div_euclid(hop) * hop + hop + length + lag);
+                    let start = aligned_shown(length, hop, early, now, wm);
+                    let shown = self
+                        .members(start, start + length, |_, mark| {
+                            mark < start + length + grace
+                        })
+                        .next()
+                        .is_some();
+                    let later = self
+                        .times
+                        .range(self.times.partition_point(|t| *t < start + hop)..)
+                        .next()
+                        .copied();
+                    if early {
+                        // The instance holding T that ends first moves on once T
+                        // reaches its end.
+                        if shown || later.is_some() {
+                            at(start + length);
+                        }
+                    } else if shown {
+                        at(start + length + hop + lag);
+                    } else if let Some(t) = later {
+                        // The first instance holding `t` fires at its end.
+                        let end = first_start_after(t - length, hop) + length;
+                        at(end.max(start + length + hop) + lag);
+                    }
+                }
+                Shape::Session { gap, retention, .. } => {
+                    for s in &self.sessions[w] {
+                        let end = s.last + gap;
+                        if end > wm {
+                            at(end + lag);
+                        }
+                        at(end + retention + lag);
+                    }
+                }
+            }
+        }
+        next
     }
 
     fn account(&mut self, plan: &Plan, w: usize, cells: &[u64], sign: i32) {
-        let agg = &mut self.windows[w];
+        let agg = &mut self.slides[w];
         for (sum, slot) in agg.sums.iter_mut().zip(&plan.sum_slots[w]) {
             let x = numeric(cells[*slot], plan.stored[*slot].1);
             sum.add(if sign > 0 { x } else { -x });
+        }
+        for (m, slot) in agg.moments.iter_mut().zip(&plan.moment_slots[w]) {
+            let x = numeric(cells[*slot], plan.stored[*slot].1);
+            if sign > 0 {
+                m.add(x, agg.count);
+            } else {
+                m.remove(x);
+            }
         }
         for (map, slot) in agg.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
             let key = cells[*slot];
@@ -144,37 +392,156 @@ impl EntityWindow {
         }
     }
 
-    /// The value of aggregation `a` of the plan.
-    pub fn aggregate(&self, plan: &Plan, a: usize) -> AggCell {
+    /// Indexes of held events with time in [lo, hi) for which `counts(t, mark)`.
+    fn members<'a>(
+        &'a self,
+        lo: i64,
+        hi: i64,
+        counts: impl Fn(i64, i64) -> bool + Clone + 'a,
+    ) -> impl Iterator<Item = usize> + Clone + 'a {
+        let a = self.times.partition_point(|t| *t < lo);
+        let b = self.times.partition_point(|t| *t < hi);
+        (a..b).filter(move |&i| counts(self.times[i], self.marks[i]))
+    }
+
+    /// The session shown by session window `w` at watermark `wm`.
+    fn shown_session(
+        &self,
+        w: usize,
+        gap: i64,
+        retention: i64,
+        early: bool,
+        wm: i64,
+    ) -> Option<Session> {
+        self.sessions[w]
+            .iter()
+            .rev()
+            .filter(|s| s.last + gap + retention > wm)
+            .find(|s| early || s.last + gap <= wm)
+            .copied()
+    }
+
+    /// True when every window shows nothing (no event in what the plugin sees).
+    pub fn shows_nothing(&self, plan: &Plan, now: i64, wm: i64) -> bool {
+        (0..plan.shapes.len()).all(|w| self.shown_count(plan, w, now, wm) == 0)
+    }
+
+    fn shown_count(&self, plan: &Plan, w: usize, now: i64, wm: i64) -> usize {
+        match plan.shapes[w] {
+            Shape::Sliding { .. } => self.slides[w].count,
+            _ => self.shown_members(plan, w, now, wm).count(),
+        }
+    }
+
+    /// Events counted in the instance window `w` (not sliding) shows.
+    fn shown_members(
+        &self,
+        plan: &Plan,
+        w: usize,
+        now: i64,
+        wm: i64,
+    ) -> Box<dyn Iterator<Item = usize> + '_> {
+        match plan.shapes[w] {
+            Shape::Sliding { .. } => unreachable!("sliding windows are incremental"),
+            Shape::Aligned {
+                length,
+                hop,
+                grace,
+                early,
+            } => {
+                let start = aligned_shown(length, hop, early, now, wm);
+                let end = start + length;
+                Box::new(self.members(start, end, move |_, mark| mark < end + grace))
+            }
+            Shape::Session {
+                gap,
+                retention,
+                grace,
+                early,
+            } => match self.shown_session(w, gap, retention, early, wm) {
+                Some(s) => Box::new(
+                    self.members(s.start, s.last + 1, move |t, mark| t + gap + grace > mark),
+                ),
+                None => Box::new(std::iter::empty()),
+            },
+        }
+    }
+
+    /// The value of aggregation `a` of the plan, at stream time `now` and watermark `wm`.
+    pub fn aggregate(&self, plan: &Plan, a: usize, now: i64, wm: i64) -> AggCell {
         let op = &plan.aggs[a];
-        let agg = &self.windows[op.window];
-        let start = self.times.len() - agg.count;
         let column = op.slot.map(|s| &self.cells[s]);
         let kind = op.field_type.unwrap_or(ValueType::Float64);
+        let Shape::Sliding { .. } = plan.shapes[op.window] else {
+            let members: Vec<usize> = self.shown_members(plan, op.window, now, wm).collect();
+            return scan(op.kind, column, kind, &members);
+        };
+        let agg = &self.slides[op.window];
+        let start = self.times.len() - agg.count;
+        let n = agg.count;
         match op.kind {
-            AggregationKind::Count => AggCell::Int(agg.count as i64),
+            AggregationKind::Count => AggCell::Int(n as i64),
             AggregationKind::Sum => AggCell::Float(agg.sums[op.state].value()),
-            AggregationKind::Mean if agg.count == 0 => AggCell::Null,
-            AggregationKind::Mean => AggCell::Float(agg.sums[op.state].value() / agg.count as f64),
+            AggregationKind::Mean if n == 0 => AggCell::Null,
+            AggregationKind::Mean => AggCell::Float(agg.sums[op.state].value() / n as f64),
+            AggregationKind::Variance => agg.moments[op.state]
+                .variance(n)
+                .map_or(AggCell::Null, AggCell::Float),
+            AggregationKind::Stddev => agg.moments[op.state]
+                .variance(n)
+                .map_or(AggCell::Null, |v| AggCell::Float(v.sqrt())),
             AggregationKind::DistinctCount => AggCell::Int(agg.distinct[op.state].len() as i64),
-            AggregationKind::Min | AggregationKind::Max => {
-                let values = column
-                    .into_iter()
-                    .flat_map(|c| c.range(start..))
-                    .map(|c| numeric(*c, kind));
-                let best = if op.kind == AggregationKind::Min {
-                    values.reduce(f64::min)
-                } else {
-                    values.reduce(f64::max)
-                };
-                best.map_or(AggCell::Null, AggCell::Float)
+            _ => {
+                let members: Vec<usize> = (start..self.times.len()).collect();
+                scan(op.kind, column, kind, &members)
             }
-            AggregationKind::First if agg.count == 0 => AggCell::Null,
-            AggregationKind::First => column.map_or(AggCell::Null, |c| AggCell::Stored(c[start])),
-            AggregationKind::Last if agg.count == 0 => AggCell::Null,
-            AggregationKind::Last => column
-                .and_then(|c| c.back())
-                .map_or(AggCell::Null, |c| AggCell::Stored(*c)),
         }
+    }
+}
+
+/// An aggregation computed over the events at `members` (in time order).
+fn scan(
+    agg: AggregationKind,
+    column: Option<&VecDeque<u64>>,
+    kind: ValueType,
+    members: &[usize],
+) -> AggCell {
+    let values = || {
+        members
+            .iter()
+            .map(move |&i| numeric(column.map_or(0, |c| c[i]), kind))
+    };
+    let stored = |i: Option<&usize>| match (i, column) {
+        (Some(&i), Some(c)) => AggCell::Stored(c[i]),
+        _ => AggCell::Null,
+    };
+    let float = |x: Option<f64>| x.map_or(AggCell::Null, AggCell::Float);
+    match agg {
+        AggregationKind::Count => AggCell::Int(members.len() as i64),
+        AggregationKind::Sum => {
+            let mut s = RunningSum::default();
+            values().for_each(|x| s.add(x));
+            AggCell::Float(s.value())
+        }
+        AggregationKind::Mean => {
+            let mut s = RunningSum::default();
+            values().for_each(|x| s.add(x));
+            float((!members.is_empty()).then(|| s.value() / members.len() as f64))
+        }
+        AggregationKind::Min => float(values().reduce(f64::min)),
+        AggregationKind::Max => float(values().reduce(f64::max)),
+        AggregationKind::Variance => float(variance_of(values())),
+        AggregationKind::Stddev => float(variance_of(values()).map(f64::sqrt)),
+        AggregationKind::DistinctCount => {
+            let distinct: FxHashSet<u64> = members
+                .iter()
+                .filter_map(|&i| column.map(|c| c[i]))
+                .collect();
+            AggCell::Int(distinct.len() as i64)
+        }
+        AggregationKind::First => stored(members.first()),
+        AggregationKind::Last => stored(members.last()),
+        // Refused at load (descriptor validation).
+        AggregationKind::ApproxQuantile | AggregationKind::Events => AggCell::Null,
     }
 }

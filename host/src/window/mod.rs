@@ -1,19 +1,26 @@
 //! Event-time window state, per partition and per entity.
 //!
-//! Stream time T of a partition is the largest event time it has seen. A
-//! sliding window of length W holds an entity's events with time in
-//! (T - W, T]. An event with time <= T - Wmax on arrival (Wmax the longest
-//! window) is late and is not applied. As T advances, events leave windows;
-//! the entities they belong to are marked dirty so that their new values (or a
-//! tombstone, once nothing is left) are emitted at the next flush.
+//! Stream time T of a partition is the largest event time it has seen (or an
+//! idle advance set); its watermark is T minus the allowed out-of-orderness.
+//! A sliding window of length L holds an entity's events with time in
+//! (T - L, T]. Tumbling and hopping windows are aligned instances
+//! [start, end) that fire when the watermark reaches their end; session windows
+//! group an entity's events closer than a gap. An instance accepts events until
+//! the watermark reaches end + grace (it is then closed). An event that a
+//! closed instance should have held, or that no window takes, is late: it is
+//! reported (and applied to the windows that still take it). As time advances,
+//! the entities whose shown values change are marked dirty, so that their new
+//! values (or a tombstone, once nothing is shown) are emitted at the next flush.
+//! `docs/semantics.md` has the exact rules.
 //!
-//! - [`plan`]: what to store and aggregate, derived from the plugin descriptor;
-//! - [`entity`]: one entity's events and incremental aggregates;
-//! - [`sum`]: the compensated running sum.
+//! - [`plan`]: window shapes and what to store and aggregate, from the descriptor;
+//! - [`entity`]: one entity's events, sliding aggregates and sessions;
+//! - [`sum`]: compensated running sums and moments.
 //!
-//! A partition also remembers, per coarse bucket of event time, the first
-//! offset of an applied event, so a checkpoint can say from which offset a
-//! replay rebuilds the windows exactly (see `docs/architecture.md`).
+//! A partition also remembers the offset of every event it holds and the
+//! stream time before it, plus the idle advances since, so that a checkpoint
+//! says from which offset, and from which stream time, a replay rebuilds the
+//! windows exactly (see `docs/architecture.md`).
 
 pub mod entity;
 pub mod plan;
@@ -24,22 +31,34 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::FxHashMap;
 
 pub use entity::{AggCell, EntityWindow};
-pub use plan::Plan;
+pub use plan::{Plan, Shape};
+
+use crate::event::format_time;
+use entity::Verdict;
+
+/// Idle advances kept in a checkpoint at most (commit metadata is small).
+pub const MAX_JUMPS: usize = 16;
 
 /// Where a partition stands, stored with its committed offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// Stream time (ms), if any event was seen.
     pub stream_time: Option<i64>,
     /// First offset a replay must read to rebuild every window exactly.
     pub rebuild_from: i64,
+    /// Stream time just before `rebuild_from`, where the replay starts.
+    pub rebuild_time: Option<i64>,
+    /// Idle advances after `rebuild_from`: (next offset then, new stream time).
+    pub jumps: Vec<(i64, i64)>,
 }
 
-/// An event that arrived too late to be applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An event that is late for at least one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Late {
-    pub stream_time: i64,
-    pub window_ms: i64,
+    /// Why, naming the windows concerned.
+    pub reason: String,
+    /// Whether some other window still took it.
+    pub applied: bool,
 }
 
 /// One entity's aggregation row.
@@ -55,9 +74,9 @@ pub struct Row {
 /// What one flush emits for a partition.
 #[derive(Debug, Default)]
 pub struct Emission {
-    /// Entities with events left.
+    /// Entities showing something.
     pub rows: Vec<Row>,
-    /// Entities whose windows became empty.
+    /// Entities whose windows show nothing any more.
     pub tombstones: Vec<Box<str>>,
 }
 
@@ -69,40 +88,62 @@ struct Slot {
     last_offset: i64,
 }
 
+/// A rebuild in progress: where stream time must end, and the idle advances to redo.
+#[derive(Debug, Default)]
+struct Rebuild {
+    target: Option<i64>,
+    jumps: Vec<(i64, i64)>,
+}
+
 /// All window state of one partition.
 pub struct Partition {
     stream_time: Option<i64>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     ids: FxHashMap<Box<str>, u32>,
-    /// (next change time, slot): entities in order of their next eviction.
+    /// (next change time, slot): entities in order of their next change.
     expiries: BTreeSet<(i64, u32)>,
     dirty: Vec<u32>,
-    /// Event-time bucket -> first offset applied in it.
-    buckets: BTreeMap<i64, i64>,
-    bucket_ms: i64,
-    events_held: usize,
+    /// Offset of every held event -> stream time just before it was applied.
+    held: BTreeMap<i64, i64>,
+    /// Idle advances: (next offset then, new stream time), oldest first.
+    jumps: Vec<(i64, i64)>,
+    /// One past the last offset applied or judged late.
+    next_offset: i64,
+    rebuild: Option<Rebuild>,
+    /// Per-window verdicts of the event being applied (kept to avoid an allocation per event).
+    verdicts: Vec<Verdict>,
 }
 
 impl Partition {
     /// An empty partition (no event seen yet).
-    pub fn new(plan: &Plan) -> Self {
-        Self::restored(plan, None)
-    }
-
-    /// A partition whose stream time is `stream_time`, to be filled by [`Partition::replay`].
-    pub fn restored(plan: &Plan, stream_time: Option<i64>) -> Self {
+    pub fn new(_plan: &Plan) -> Self {
         Self {
-            stream_time,
+            stream_time: None,
             slots: Vec::new(),
             free: Vec::new(),
             ids: FxHashMap::default(),
             expiries: BTreeSet::new(),
             dirty: Vec::new(),
-            buckets: BTreeMap::new(),
-            bucket_ms: (plan.max_window / 64).max(1000),
-            events_held: 0,
+            held: BTreeMap::new(),
+            jumps: Vec::new(),
+            next_offset: 0,
+            rebuild: None,
+            verdicts: Vec::new(),
         }
+    }
+
+    /// A partition to be rebuilt from `checkpoint` by [`Partition::replay`]
+    /// of the records from its `rebuild_from`, then [`Partition::finish_replay`].
+    pub fn restored(plan: &Plan, checkpoint: &Checkpoint) -> Self {
+        let mut p = Self::new(plan);
+        p.stream_time = checkpoint.rebuild_time.or(checkpoint.stream_time);
+        p.next_offset = checkpoint.rebuild_from;
+        p.rebuild = Some(Rebuild {
+            target: checkpoint.stream_time,
+            jumps: checkpoint.jumps.clone(),
+        });
+        p
     }
 
     /// Stream time, if any event was seen.
@@ -117,11 +158,17 @@ impl Partition {
 
     /// Number of events held in windows.
     pub fn events_held(&self) -> usize {
-        self.events_held
+        self.held.len()
     }
 
-    /// Applies an event read at `offset`: advances stream time (evicting what
-    /// leaves its windows) and inserts the event, or reports it late.
+    /// Watermark: stream time minus the allowed out-of-orderness.
+    fn watermark(plan: &Plan, now: i64) -> i64 {
+        now - plan.out_of_orderness
+    }
+
+    /// Applies an event read at `offset`: advances stream time (what leaves
+    /// or fires marks entities dirty) and inserts the event into the windows
+    /// that take it. `Err` when some window cannot (see [`Late`]).
     pub fn apply(
         &mut self,
         plan: &Plan,
@@ -130,55 +177,117 @@ impl Partition {
         t: i64,
         cells: &[u64],
     ) -> Result<(), Late> {
-        if let Some(now) = self.stream_time {
-            if t <= now - plan.max_window {
-                return Err(Late {
-                    stream_time: now,
-                    window_ms: plan.max_window,
-                });
-            }
-        }
+        self.next_offset = offset + 1;
+        let before = self.stream_time.unwrap_or(t);
         if self.stream_time.is_none_or(|now| t > now) {
             self.advance(plan, t);
         }
         let now = self.stream_time.expect("stream time set above");
-        let slot = self.insert(plan, offset, entity, t, cells, now);
-        self.mark_dirty(slot);
-        Ok(())
-    }
-
-    /// Re-applies an event during a rebuild: stream time stays as restored,
-    /// nothing is marked for emission, events outside every window are skipped.
-    pub fn replay(&mut self, plan: &Plan, offset: i64, entity: &str, t: i64, cells: &[u64]) {
-        let Some(now) = self.stream_time else { return };
-        if t <= now - plan.max_window || t > now {
-            return;
+        let wm = Self::watermark(plan, now);
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        verdicts.clear();
+        verdicts.extend(
+            plan.shapes
+                .iter()
+                .map(|shape| entity::verdict(*shape, t, now, wm)),
+        );
+        let counted = verdicts
+            .iter()
+            .any(|v| matches!(v, Verdict::Counted | Verdict::Closed { counted: true, .. }));
+        let closed: Vec<String> = verdicts
+            .iter()
+            .zip(&plan.shapes)
+            .filter_map(|(v, shape)| match (v, shape) {
+                (Verdict::Closed { end, .. }, Shape::Session { .. }) => Some(format!(
+                    "its session would end at {} and is past its grace period",
+                    format_time(*end)
+                )),
+                (Verdict::Closed { end, .. }, _) => Some(format!(
+                    "the window instance ending at {} is closed (past its grace period)",
+                    format_time(*end)
+                )),
+                _ => None,
+            })
+            .collect();
+        if counted {
+            let id = match self.ids.get(entity) {
+                Some(id) => *id,
+                None => self.allocate(plan, entity),
+            };
+            let slot = self.slots[id as usize].as_mut().expect("live id");
+            let shown = slot
+                .window
+                .insert(plan, t, offset, cells, now, wm, &verdicts);
+            slot.last_offset = offset;
+            self.held.insert(offset, before);
+            self.reindex(plan, id);
+            if shown {
+                self.mark_dirty(id);
+            }
         }
-        self.insert(plan, offset, entity, t, cells, now);
+        self.verdicts = verdicts;
+        if counted && closed.is_empty() {
+            return Ok(());
+        }
+        let reason = if closed.is_empty() {
+            format!(
+                "event time {} is at or before stream time {} minus the {} ms window",
+                format_time(t),
+                format_time(now),
+                plan.max_sliding().unwrap_or(0)
+            )
+        } else {
+            format!(
+                "event time {} is late at watermark {}: {}",
+                format_time(t),
+                format_time(wm),
+                closed.join("; ")
+            )
+        };
+        Err(Late {
+            reason,
+            applied: counted,
+        })
     }
 
-    fn insert(
-        &mut self,
-        plan: &Plan,
-        offset: i64,
-        entity: &str,
-        t: i64,
-        cells: &[u64],
-        now: i64,
-    ) -> u32 {
-        let id = match self.ids.get(entity) {
-            Some(id) => *id,
-            None => self.allocate(plan, entity),
+    /// Re-applies an event during a rebuild (after [`Partition::restored`]):
+    /// the same decisions as when it was first read, nothing emitted.
+    pub fn replay(&mut self, plan: &Plan, offset: i64, entity: &str, t: i64, cells: &[u64]) {
+        self.redo_jumps(plan, Some(offset));
+        if self.stream_time.is_some() || self.rebuild.is_none() {
+            let _ = self.apply(plan, offset, entity, t, cells);
+        }
+    }
+
+    /// Ends a rebuild: redoes the remaining idle advances and moves stream
+    /// time to the checkpoint's; nothing is marked for emission.
+    pub fn finish_replay(&mut self, plan: &Plan) {
+        self.redo_jumps(plan, None);
+        if let Some(target) = self.rebuild.take().and_then(|r| r.target) {
+            self.advance_to(plan, target);
+        }
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(slot) = self.slots[id as usize].as_mut() {
+                slot.dirty = false;
+            }
+        }
+    }
+
+    /// Redoes the recorded idle advances taken before `offset` (all with `None`).
+    fn redo_jumps(&mut self, plan: &Plan, offset: Option<i64>) {
+        let Some(rebuild) = self.rebuild.as_mut() else {
+            return;
         };
-        let slot = self.slots[id as usize].as_mut().expect("live id");
-        slot.window.insert(plan, t, cells, now);
-        slot.last_offset = offset;
-        self.events_held += 1;
-        self.buckets
-            .entry(t.div_euclid(self.bucket_ms))
-            .or_insert(offset);
-        self.reindex(plan, id);
-        id
+        let due = rebuild
+            .jumps
+            .iter()
+            .take_while(|(at, _)| offset.is_none_or(|o| *at <= o))
+            .count();
+        let jumps: Vec<(i64, i64)> = rebuild.jumps.drain(..due).collect();
+        for (at, to) in jumps {
+            self.next_offset = self.next_offset.max(at);
+            self.advance_to(plan, to);
+        }
     }
 
     fn allocate(&mut self, plan: &Plan, entity: &str) -> u32 {
@@ -205,8 +314,12 @@ impl Partition {
     }
 
     fn reindex(&mut self, plan: &Plan, id: u32) {
+        let now = self
+            .stream_time
+            .expect("an entity exists only after an event");
+        let wm = Self::watermark(plan, now);
         let slot = self.slots[id as usize].as_mut().expect("live id");
-        let next = slot.window.next_change(plan);
+        let next = slot.window.next_change(plan, now, wm);
         if slot.indexed != next {
             if let Some(old) = slot.indexed {
                 self.expiries.remove(&(old, id));
@@ -238,20 +351,35 @@ impl Partition {
     }
 
     /// Moves stream time forward to `to` without an event (idle partition):
-    /// evicts what leaves the windows and marks those entities for emission.
-    /// Returns false (and does nothing) unless `to` is ahead of stream time.
+    /// what leaves or fires marks its entities for emission, and the advance
+    /// is remembered for the checkpoint. Returns false (and does nothing)
+    /// unless `to` is ahead of stream time.
     pub fn advance_to(&mut self, plan: &Plan, to: i64) -> bool {
-        if self.stream_time.is_some_and(|now| to > now) {
-            self.advance(plan, to);
-            true
-        } else {
-            false
+        if self.stream_time.is_none_or(|now| to <= now) {
+            return false;
         }
+        match self.jumps.last_mut() {
+            Some((at, t)) if *at == self.next_offset => *t = to,
+            _ => self.jumps.push((self.next_offset, to)),
+        }
+        if self.jumps.len() > MAX_JUMPS {
+            tracing::warn!(
+                kept = MAX_JUMPS,
+                "more idle advances than a checkpoint keeps since the oldest held event; \
+                 a rebuild may judge events between the oldest ones against an earlier watermark"
+            );
+            self.jumps.remove(0);
+        }
+        self.advance(plan, to);
+        true
     }
 
-    /// Moves stream time forward to `now`, evicting what leaves the windows.
+    /// Moves stream time forward to `now`, updating every entity whose next
+    /// change is due.
     fn advance(&mut self, plan: &Plan, now: i64) {
         self.stream_time = Some(now);
+        let wm = Self::watermark(plan, now);
+        let mut dropped = Vec::new();
         while let Some(&(at, id)) = self.expiries.first() {
             if at > now {
                 break;
@@ -261,59 +389,70 @@ impl Partition {
                 .as_mut()
                 .expect("indexed ids are live");
             slot.indexed = None;
-            let before = slot.window.len();
-            slot.window.advance(plan, now);
-            self.events_held -= before - slot.window.len();
+            slot.window
+                .advance(plan, now, wm, &mut |offset| dropped.push(offset));
             self.reindex(plan, id);
             self.mark_dirty(id);
         }
-        let horizon = now - plan.max_window;
-        let bucket_ms = self.bucket_ms;
-        while let Some((&b, _)) = self.buckets.first_key_value() {
-            if (b + 1) * bucket_ms - 1 > horizon {
-                break;
-            }
-            self.buckets.pop_first();
+        for offset in dropped {
+            self.held.remove(&offset);
         }
+        let oldest = self.held.keys().next().copied().unwrap_or(self.next_offset);
+        self.jumps.retain(|(at, _)| *at > oldest);
     }
 
     /// Takes every entity changed since the last call: their aggregation rows,
-    /// and tombstones for entities left with no event (their state is dropped).
+    /// and tombstones for entities that show nothing (their state is dropped
+    /// once they hold nothing either).
     pub fn drain(&mut self, plan: &Plan) -> Emission {
         let mut out = Emission::default();
+        let Some(now) = self.stream_time else {
+            return out;
+        };
+        let wm = Self::watermark(plan, now);
         for id in std::mem::take(&mut self.dirty) {
             let slot = self.slots[id as usize]
                 .as_mut()
                 .expect("dirty ids are live");
             slot.dirty = false;
-            if slot.window.is_empty() {
-                let slot = self.slots[id as usize].take().expect("live");
-                self.ids.remove(&slot.key);
-                self.free.push(id);
-                out.tombstones.push(slot.key);
-            } else {
+            if !slot.window.shows_nothing(plan, now, wm) {
                 let cells = (0..plan.aggs.len())
-                    .map(|a| slot.window.aggregate(plan, a))
+                    .map(|a| slot.window.aggregate(plan, a, now, wm))
                     .collect();
                 out.rows.push(Row {
                     key: slot.key.clone(),
                     cells,
                     offset: slot.last_offset,
                 });
+                continue;
+            }
+            out.tombstones.push(slot.key.clone());
+            if slot.window.is_empty() {
+                let slot = self.slots[id as usize].take().expect("live");
+                if let Some(at) = slot.indexed {
+                    self.expiries.remove(&(at, id));
+                }
+                self.ids.remove(&slot.key);
+                self.free.push(id);
             }
         }
         out
     }
 
-    /// Every entity's current aggregation cells, by key (inspection and tests).
+    /// Every entity's shown aggregation cells, by key (inspection and tests);
+    /// entities that show nothing are left out.
     pub fn snapshot(&self, plan: &Plan) -> BTreeMap<String, Vec<AggCell>> {
+        let Some(now) = self.stream_time else {
+            return BTreeMap::new();
+        };
+        let wm = Self::watermark(plan, now);
         self.slots
             .iter()
             .flatten()
-            .filter(|s| !s.window.is_empty())
+            .filter(|s| !s.window.shows_nothing(plan, now, wm))
             .map(|s| {
                 let cells = (0..plan.aggs.len())
-                    .map(|a| s.window.aggregate(plan, a))
+                    .map(|a| s.window.aggregate(plan, a, now, wm))
                     .collect();
                 (s.key.to_string(), cells)
             })
@@ -322,15 +461,20 @@ impl Partition {
 
     /// The checkpoint to store with committed offset `next_offset`.
     pub fn checkpoint(&self, next_offset: i64) -> Checkpoint {
+        let (rebuild_from, rebuild_time) = match self.held.first_key_value() {
+            Some((&offset, &time)) if offset < next_offset => (offset, Some(time)),
+            _ => (next_offset, self.stream_time),
+        };
         Checkpoint {
             stream_time: self.stream_time,
-            rebuild_from: self
-                .buckets
-                .values()
+            rebuild_from,
+            rebuild_time,
+            jumps: self
+                .jumps
+                .iter()
                 .copied()
-                .min()
-                .unwrap_or(next_offset)
-                .min(next_offset),
+                .filter(|(at, _)| *at > rebuild_from)
+                .collect(),
         }
     }
 }

@@ -1,7 +1,7 @@
-//! The aggregation plan: what each event stores and which incremental state
-//! each window keeps, derived once from a plugin's descriptor.
+//! The aggregation plan: what each event stores, the shape of each window and
+//! which incremental state it keeps, derived once from a plugin's descriptor.
 
-use crate::plugin::{AggregationKind, Descriptor, ValueType};
+use crate::plugin::{AggregationKind, Descriptor, ValueType, WindowKind};
 
 /// One aggregation column, resolved to indexes.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,35 +13,88 @@ pub struct AggOp {
     pub slot: Option<usize>,
     /// Type of the aggregated field.
     pub field_type: Option<ValueType>,
-    /// Index into the window's sums (sum, mean) or distinct maps (distinct-count).
+    /// Index into the window's sums (sum, mean), moments (variance, stddev) or
+    /// distinct maps (distinct-count); sliding windows only.
     pub state: usize,
+}
+
+/// How a window's instances are laid out in time (all times in ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// (T - length, T], T the stream time.
+    Sliding { length: i64 },
+    /// Instances [k * hop, k * hop + length); tumbling when hop = length.
+    Aligned {
+        length: i64,
+        hop: i64,
+        grace: i64,
+        early: bool,
+    },
+    /// Sessions [first, last + gap), visible until `retention` after their end.
+    Session {
+        gap: i64,
+        retention: i64,
+        grace: i64,
+        early: bool,
+    },
 }
 
 /// What the window state keeps, for one plugin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Window lengths in ms, in descriptor order.
-    pub windows: Vec<i64>,
-    /// The longest window: an event older than stream time minus this is late.
-    pub max_window: i64,
+    /// Every window's shape, in descriptor order.
+    pub shapes: Vec<Shape>,
+    /// Allowed out-of-orderness: watermark = stream time minus this.
+    pub out_of_orderness: i64,
     /// Stored fields: index into the decoded event's fields, and type.
     pub stored: Vec<(usize, ValueType)>,
-    /// Per window: stored slots whose running sum it keeps.
+    /// Per window: stored slots whose running sum it keeps (sliding only).
     pub sum_slots: Vec<Vec<usize>>,
-    /// Per window: stored slots whose distinct values it counts.
+    /// Per window: stored slots whose running moments it keeps (sliding only).
+    pub moment_slots: Vec<Vec<usize>>,
+    /// Per window: stored slots whose distinct values it counts (sliding only).
     pub distinct_slots: Vec<Vec<usize>>,
     /// The aggregation columns handed to the plugin, in descriptor order.
     pub aggs: Vec<AggOp>,
 }
 
 impl Plan {
-    /// Builds the plan of a validated descriptor.
+    /// Builds the plan of a validated descriptor, with no out-of-orderness.
     pub fn new(d: &Descriptor) -> Self {
-        let windows: Vec<i64> = d.windows.iter().map(|w| w.length_ms as i64).collect();
-        let max_window = windows.iter().copied().max().unwrap_or(1);
+        let shapes: Vec<Shape> = d
+            .windows
+            .iter()
+            .map(|w| {
+                let length = w.length_ms as i64;
+                let grace = w.grace_ms as i64;
+                match w.kind {
+                    WindowKind::Sliding => Shape::Sliding { length },
+                    WindowKind::Tumbling => Shape::Aligned {
+                        length,
+                        hop: length,
+                        grace,
+                        early: w.early_results,
+                    },
+                    WindowKind::Hopping => Shape::Aligned {
+                        length,
+                        hop: w.hop_ms.unwrap_or(w.length_ms) as i64,
+                        grace,
+                        early: w.early_results,
+                    },
+                    WindowKind::Session => Shape::Session {
+                        gap: w.gap_ms.unwrap_or(1) as i64,
+                        retention: length,
+                        grace,
+                        early: w.early_results,
+                    },
+                }
+            })
+            .collect();
+        let n = shapes.len();
         let mut stored: Vec<(usize, ValueType)> = Vec::new();
-        let mut sum_slots = vec![Vec::new(); windows.len()];
-        let mut distinct_slots = vec![Vec::new(); windows.len()];
+        let mut sum_slots = vec![Vec::new(); n];
+        let mut moment_slots = vec![Vec::new(); n];
+        let mut distinct_slots = vec![Vec::new(); n];
         let mut aggs = Vec::with_capacity(d.aggregations.len());
         for a in &d.aggregations {
             let window = d
@@ -70,6 +123,9 @@ impl Plan {
                 (AggregationKind::Sum | AggregationKind::Mean, Some(s)) => {
                     index_of_or_push(&mut sum_slots[window], s)
                 }
+                (AggregationKind::Variance | AggregationKind::Stddev, Some(s)) => {
+                    index_of_or_push(&mut moment_slots[window], s)
+                }
                 (AggregationKind::DistinctCount, Some(s)) => {
                     index_of_or_push(&mut distinct_slots[window], s)
                 }
@@ -84,13 +140,31 @@ impl Plan {
             });
         }
         Self {
-            windows,
-            max_window,
+            shapes,
+            out_of_orderness: 0,
             stored,
             sum_slots,
+            moment_slots,
             distinct_slots,
             aggs,
         }
+    }
+
+    /// Sets the allowed out-of-orderness (watermark = stream time minus `ms`).
+    pub fn with_out_of_orderness(mut self, ms: i64) -> Self {
+        self.out_of_orderness = ms.max(0);
+        self
+    }
+
+    /// The longest sliding window, if any.
+    pub fn max_sliding(&self) -> Option<i64> {
+        self.shapes
+            .iter()
+            .filter_map(|s| match s {
+                Shape::Sliding { length } => Some(*length),
+                _ => None,
+            })
+            .max()
     }
 }
 

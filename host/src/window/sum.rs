@@ -1,4 +1,5 @@
-//! A running sum that stays exact enough under many additions and removals.
+//! Running sums that stay exact enough under many additions and removals:
+//! [`RunningSum`] for sums and means, [`RunningMoments`] for variance.
 
 /// Neumaier-compensated sum: adding and later subtracting the same values
 /// returns to the start with an error near one rounding, not one per step.
@@ -26,9 +27,97 @@ impl RunningSum {
     }
 }
 
+/// Removable first and second moments for the population variance of a
+/// sliding window.
+///
+/// Values are shifted by the first value the window held since it was last
+/// empty (`shift`, close to the mean in practice), and the shifted sum and sum
+/// of squares are Neumaier-compensated. Variance is then
+/// `(S2 - S1^2 / n) / n`: the shift keeps S1 small, which avoids the
+/// catastrophic cancellation of the textbook formula on values with a large
+/// mean, and removal subtracts exactly the terms that were added. (Welford's
+/// update is not used: its removal step accumulates rounding with every pair.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunningMoments {
+    shift: f64,
+    s1: RunningSum,
+    s2: RunningSum,
+}
+
+impl RunningMoments {
+    /// Adds `x` to a window that held `n_before` values.
+    pub fn add(&mut self, x: f64, n_before: usize) {
+        if n_before == 0 {
+            *self = Self {
+                shift: x,
+                ..Self::default()
+            };
+        }
+        let d = x - self.shift;
+        self.s1.add(d);
+        self.s2.add(d * d);
+    }
+
+    /// Removes `x`, which was added before.
+    pub fn remove(&mut self, x: f64) {
+        let d = x - self.shift;
+        self.s1.add(-d);
+        self.s2.add(-(d * d));
+    }
+
+    /// Population variance of the `n` values held; `None` when `n` is 0.
+    pub fn variance(&self, n: usize) -> Option<f64> {
+        if n == 0 {
+            return None;
+        }
+        let n = n as f64;
+        let s1 = self.s1.value();
+        Some(((self.s2.value() - s1 * s1 / n) / n).max(0.0))
+    }
+}
+
+/// Population variance of `values` by two passes (mean, then squared
+/// deviations, both compensated); `None` when empty.
+pub fn variance_of(values: impl Iterator<Item = f64> + Clone) -> Option<f64> {
+    let mut n = 0usize;
+    let mut sum = RunningSum::default();
+    for x in values.clone() {
+        n += 1;
+        sum.add(x);
+    }
+    if n == 0 {
+        return None;
+    }
+    let mean = sum.value() / n as f64;
+    let mut squares = RunningSum::default();
+    for x in values {
+        squares.add((x - mean) * (x - mean));
+    }
+    Some(squares.value() / n as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moments_survive_a_large_mean_and_removals() {
+        // Values around 1e9 with a spread of a few units: the textbook
+        // sum-of-squares formula loses every digit here.
+        let xs: Vec<f64> = (0..1000).map(|i| 1e9 + f64::from(i % 7) * 0.5).collect();
+        let mut m = RunningMoments::default();
+        for (i, x) in xs.iter().enumerate() {
+            m.add(*x, i);
+        }
+        for x in &xs[..600] {
+            m.remove(*x);
+        }
+        let want = variance_of(xs[600..].iter().copied()).unwrap();
+        let got = m.variance(400).unwrap();
+        assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
+        assert_eq!(m.variance(0), None);
+        assert_eq!(variance_of([3.0].into_iter()), Some(0.0));
+    }
 
     #[test]
     fn add_and_remove_returns_near_zero() {

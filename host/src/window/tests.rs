@@ -1,7 +1,10 @@
-//! The window engine against a deliberately naive reference: recompute every
-//! aggregate from the full list of applied events.
+//! The window engine against a deliberately naive reference: keep every
+//! applied event, recompute every shown value from the full list at each
+//! flush; plus hand-worked timelines of each window kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
 
 use super::*;
 use crate::plugin::{
@@ -9,13 +12,46 @@ use crate::plugin::{
     WindowKind, WindowSpec,
 };
 
-fn descriptor() -> Descriptor {
-    let agg = |w: &str, kind, field: Option<&str>| AggregationSpec {
-        window: w.into(),
+/// The aggregations asked of every window, in this order.
+const AGGS: [(K, Option<&str>); 10] = [
+    (K::Count, None),
+    (K::Sum, Some("value")),
+    (K::Mean, Some("value")),
+    (K::Min, Some("value")),
+    (K::Max, Some("value")),
+    (K::DistinctCount, Some("action")),
+    (K::First, Some("action")),
+    (K::Last, Some("value")),
+    (K::Variance, Some("value")),
+    (K::Stddev, Some("value")),
+];
+
+fn spec(name: &str, kind: WindowKind, length_ms: u64) -> WindowSpec {
+    WindowSpec {
+        name: name.into(),
         kind,
-        field: field.map(Into::into),
-    };
-    Descriptor {
+        length_ms,
+        hop_ms: None,
+        gap_ms: None,
+        grace_ms: 0,
+        early_results: false,
+    }
+}
+
+fn descriptor(windows: Vec<WindowSpec>) -> Descriptor {
+    let aggregations = windows
+        .iter()
+        .flat_map(|w| {
+            AGGS.iter().map(|(kind, field)| AggregationSpec {
+                window: w.name.clone(),
+                kind: *kind,
+                field: field.map(Into::into),
+                quantile: None,
+                max_events: None,
+            })
+        })
+        .collect();
+    let d = Descriptor {
         name: "t".into(),
         version: "0".into(),
         entity_key: "user_id".into(),
@@ -29,50 +65,15 @@ fn descriptor() -> Descriptor {
                 kind: ValueType::Float64,
             },
         ],
-        windows: vec![
-            WindowSpec {
-                name: "short".into(),
-                kind: WindowKind::Sliding,
-                length_ms: 300,
-            },
-            WindowSpec {
-                name: "long".into(),
-                kind: WindowKind::Sliding,
-                length_ms: 1000,
-            },
-        ],
-        aggregations: vec![
-            agg("long", K::Count, None),
-            agg("long", K::DistinctCount, Some("action")),
-            agg("long", K::Sum, Some("value")),
-            agg("long", K::Last, Some("action")),
-            agg("long", K::First, Some("action")),
-            agg("short", K::Count, None),
-            agg("short", K::Mean, Some("value")),
-            agg("short", K::Min, Some("value")),
-            agg("short", K::Max, Some("value")),
-            agg("short", K::DistinctCount, Some("action")),
-            agg("short", K::Last, Some("value")),
-        ],
+        windows,
+        aggregations,
         features: vec![FeatureSpec {
             name: "x".into(),
             kind: ValueType::Int64,
         }],
-    }
-}
-
-/// Small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
+    };
+    crate::plugin::descriptor::validate(&d).expect("test descriptors are valid");
+    d
 }
 
 #[derive(Clone, Debug)]
@@ -84,142 +85,255 @@ struct Ev {
     value: f64,
 }
 
-fn stream(seed: u64, n: usize) -> Vec<Ev> {
-    let mut rng = Rng(seed | 1);
-    let mut clock = 10_000i64;
-    (0..n)
-        .map(|i| {
-            // Mostly forward, often out of order, sometimes a burst far back (late),
-            // sometimes an idle jump forward; many equal timestamps.
-            clock += match rng.below(20) {
-                0 => 900 + rng.below(600) as i64,
-                1..=3 => 0,
-                _ => rng.below(40) as i64,
-            };
-            let t = match rng.below(10) {
-                0 => clock - 1200 - rng.below(500) as i64,
-                1..=3 => clock - rng.below(400) as i64,
-                _ => clock,
-            };
-            Ev {
-                offset: i as i64,
-                entity: format!("e{}", rng.below(7)),
-                t,
-                action: rng.below(4),
-                value: (rng.below(2000) as f64 - 1000.0) / 8.0,
-            }
-        })
+/// One step of a test stream: an event, or an idle advance of stream time.
+#[derive(Clone, Debug)]
+enum Step {
+    Event(Ev),
+    Idle(i64),
+}
+
+/// The stored cells of an event, in the plan's order of stored fields
+/// (input 0 is `action`, input 1 `value`).
+fn stored(plan: &Plan, action: u64, value: f64) -> Vec<u64> {
+    plan.stored
+        .iter()
+        .map(|(input, _)| if *input == 0 { action } else { value.to_bits() })
         .collect()
 }
 
-fn cells(e: &Ev) -> [u64; 2] {
-    [e.action, e.value.to_bits()]
+fn cells(plan: &Plan, e: &Ev) -> Vec<u64> {
+    stored(plan, e.action, e.value)
 }
 
-/// Reference: which events were applied (not late), and the aggregates of
-/// every entity as of the final stream time, by recomputation.
-fn reference(events: &[Ev]) -> (BTreeMap<String, Vec<AggCell>>, usize) {
-    let mut now: Option<i64> = None;
-    let mut applied: Vec<&Ev> = Vec::new();
-    let mut late = 0;
-    for e in events {
-        if now.is_some_and(|n| e.t <= n - 1000) {
-            late += 1;
-            continue;
+/// The naive model: every applied event with the watermark it arrived at,
+/// and sessions that are never purged.
+#[derive(Default)]
+struct Reference {
+    now: Option<i64>,
+    applied: Vec<(Ev, i64)>,
+    /// (entity, window) -> sessions (start, last).
+    sessions: BTreeMap<(String, usize), Vec<(i64, i64)>>,
+    late: usize,
+}
+
+/// Every start of an aligned instance holding `t`, by enumeration.
+fn instances(t: i64, length: i64, hop: i64) -> Vec<i64> {
+    let mut k = (t - length).div_euclid(hop) - 1;
+    let mut out = Vec::new();
+    while k * hop <= t {
+        if k * hop <= t && t < k * hop + length {
+            out.push(k * hop);
         }
-        now = Some(now.map_or(e.t, |n| n.max(e.t)));
-        applied.push(e);
+        k += 1;
     }
-    let now = now.unwrap();
-    let mut out = BTreeMap::new();
-    let entities: std::collections::BTreeSet<&str> =
-        applied.iter().map(|e| e.entity.as_str()).collect();
-    for entity in entities {
-        let in_window = |len: i64| -> Vec<&Ev> {
-            let mut v: Vec<&Ev> = applied
+    out
+}
+
+impl Reference {
+    fn step(&mut self, plan: &Plan, step: &Step) {
+        match step {
+            Step::Idle(to) => {
+                if self.now.is_some_and(|n| *to > n) {
+                    self.now = Some(*to);
+                }
+            }
+            Step::Event(e) => self.event(plan, e),
+        }
+    }
+
+    fn event(&mut self, plan: &Plan, e: &Ev) {
+        let now = self.now.map_or(e.t, |n| n.max(e.t));
+        self.now = Some(now);
+        let wm = now - plan.out_of_orderness;
+        let (mut counted, mut closed) = (false, false);
+        for shape in &plan.shapes {
+            match *shape {
+                Shape::Sliding { length } => counted |= e.t > now - length,
+                Shape::Aligned {
+                    length, hop, grace, ..
+                } => {
+                    for s in instances(e.t, length, hop) {
+                        if s + length + grace > wm {
+                            counted = true;
+                        } else {
+                            closed = true;
+                        }
+                    }
+                }
+                Shape::Session { gap, grace, .. } => {
+                    if e.t + gap + grace > wm {
+                        counted = true;
+                    } else {
+                        closed = true;
+                    }
+                }
+            }
+        }
+        if closed || !counted {
+            self.late += 1;
+        }
+        if !counted {
+            return;
+        }
+        self.applied.push((e.clone(), wm));
+        for (w, shape) in plan.shapes.iter().enumerate() {
+            let Shape::Session { gap, grace, .. } = *shape else {
+                continue;
+            };
+            if e.t + gap + grace <= wm {
+                continue;
+            }
+            let sessions = self.sessions.entry((e.entity.clone(), w)).or_default();
+            let (mut lo, mut hi) = (e.t, e.t);
+            let mut kept = Vec::new();
+            for &(s, l) in sessions.iter() {
+                let open = l + gap + grace > wm;
+                if open && s - gap < e.t && e.t < l + gap {
+                    lo = lo.min(s);
+                    hi = hi.max(l);
+                } else {
+                    kept.push((s, l));
+                }
+            }
+            kept.push((lo, hi));
+            kept.sort();
+            *sessions = kept;
+        }
+    }
+
+    /// Every entity that shows something, with its cells, as of now.
+    fn shown(&self, plan: &Plan) -> BTreeMap<String, Vec<AggCell>> {
+        let Some(now) = self.now else {
+            return BTreeMap::new();
+        };
+        let wm = now - plan.out_of_orderness;
+        let entities: BTreeSet<&str> = self
+            .applied
+            .iter()
+            .map(|(e, _)| e.entity.as_str())
+            .collect();
+        let mut out = BTreeMap::new();
+        for entity in entities {
+            let mut row = Vec::new();
+            let mut any = false;
+            for (w, shape) in plan.shapes.iter().enumerate() {
+                let mine = self.applied.iter().filter(|(e, _)| e.entity == entity);
+                let mut members: Vec<&Ev> = match *shape {
+                    Shape::Sliding { length } => mine
+                        .filter(|(e, _)| e.t > now - length)
+                        .map(|(e, _)| e)
+                        .collect(),
+                    Shape::Aligned {
+                        length,
+                        hop,
+                        grace,
+                        early,
+                    } => {
+                        let start = if early {
+                            *instances(now, length, hop).iter().min().unwrap()
+                        } else {
+                            // The latest instance whose end is at or before the watermark.
+                            let mut s = (wm - length).div_euclid(hop) * hop + hop;
+                            while s + length > wm {
+                                s -= hop;
+                            }
+                            s
+                        };
+                        mine.filter(|(e, mark)| {
+                            start <= e.t && e.t < start + length && *mark < start + length + grace
+                        })
+                        .map(|(e, _)| e)
+                        .collect()
+                    }
+                    Shape::Session {
+                        gap,
+                        retention,
+                        grace,
+                        early,
+                    } => {
+                        let sessions = self
+                            .sessions
+                            .get(&(entity.to_owned(), w))
+                            .cloned()
+                            .unwrap_or_default();
+                        let shown = sessions
+                            .iter()
+                            .filter(|(_, l)| l + gap + retention > wm)
+                            .filter(|(_, l)| early || l + gap <= wm)
+                            .max();
+                        match shown {
+                            Some(&(s, l)) => mine
+                                .filter(|(e, mark)| {
+                                    s <= e.t && e.t <= l && e.t + gap + grace > *mark
+                                })
+                                .map(|(e, _)| e)
+                                .collect(),
+                            None => Vec::new(),
+                        }
+                    }
+                };
+                members.sort_by_key(|e| (e.t, e.offset));
+                any |= !members.is_empty();
+                row.extend(naive_cells(&members));
+            }
+            if any {
+                out.insert(entity.to_owned(), row);
+            }
+        }
+        out
+    }
+}
+
+fn naive_cells(members: &[&Ev]) -> Vec<AggCell> {
+    let values: Vec<f64> = members.iter().map(|e| e.value).collect();
+    let n = values.len() as f64;
+    let float = |x: Option<f64>| x.map_or(AggCell::Null, AggCell::Float);
+    let mean = (!values.is_empty()).then(|| values.iter().sum::<f64>() / n);
+    let variance = mean.map(|m| values.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n);
+    vec![
+        AggCell::Int(members.len() as i64),
+        AggCell::Float(values.iter().sum()),
+        float(mean),
+        float(values.iter().copied().reduce(f64::min)),
+        float(values.iter().copied().reduce(f64::max)),
+        AggCell::Int(
+            members
                 .iter()
-                .copied()
-                .filter(|e| e.entity == entity && e.t > now - len && e.t <= now)
-                .collect();
-            // By event time, ties by arrival (offset).
-            v.sort_by_key(|e| (e.t, e.offset));
-            v
-        };
-        let long = in_window(1000);
-        if long.is_empty() {
-            continue;
-        }
-        let short = in_window(300);
-        let distinct = |v: &[&Ev]| {
-            v.iter()
                 .map(|e| e.action)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len() as i64
-        };
-        let values: Vec<f64> = short.iter().map(|e| e.value).collect();
-        let opt = |x: Option<f64>| x.map_or(AggCell::Null, AggCell::Float);
-        out.insert(
-            entity.to_owned(),
-            vec![
-                AggCell::Int(long.len() as i64),
-                AggCell::Int(distinct(&long)),
-                AggCell::Float(long.iter().map(|e| e.value).sum()),
-                AggCell::Stored(long.last().unwrap().action),
-                AggCell::Stored(long.first().unwrap().action),
-                AggCell::Int(short.len() as i64),
-                opt((!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)),
-                opt(values.iter().copied().reduce(f64::min)),
-                opt(values.iter().copied().reduce(f64::max)),
-                AggCell::Int(distinct(&short)),
-                short
-                    .last()
-                    .map_or(AggCell::Null, |e| AggCell::Stored(e.value.to_bits())),
-            ],
-        );
-    }
-    (out, late)
+                .collect::<BTreeSet<_>>()
+                .len() as i64,
+        ),
+        members
+            .first()
+            .map_or(AggCell::Null, |e| AggCell::Stored(e.action)),
+        members
+            .last()
+            .map_or(AggCell::Null, |e| AggCell::Stored(e.value.to_bits())),
+        float(variance),
+        float(variance.map(f64::sqrt)),
+    ]
 }
 
-fn assert_same(got: &BTreeMap<String, Vec<AggCell>>, want: &BTreeMap<String, Vec<AggCell>>) {
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>()
-    );
+fn same(
+    got: &BTreeMap<String, Vec<AggCell>>,
+    want: &BTreeMap<String, Vec<AggCell>>,
+) -> Result<(), String> {
+    let (g, w): (Vec<_>, Vec<_>) = (got.keys().collect(), want.keys().collect());
+    if g != w {
+        return Err(format!("entities {g:?} vs {w:?}"));
+    }
     for (k, w) in want {
         for (i, (g, w)) in got[k].iter().zip(w).enumerate() {
-            match (g, w) {
-                (AggCell::Float(a), AggCell::Float(b)) => {
-                    assert!(
-                        (a - b).abs() <= 1e-9 * b.abs().max(1.0),
-                        "{k} agg {i}: {a} vs {b}"
-                    )
-                }
-                _ => assert_eq!(g, w, "{k} agg {i}"),
+            let ok = match (g, w) {
+                (AggCell::Float(a), AggCell::Float(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                _ => g == w,
+            };
+            if !ok {
+                return Err(format!("{k} cell {i}: {g:?} vs {w:?}"));
             }
         }
     }
-}
-
-/// Applies `events`, flushing at random points, and returns what the last
-/// emissions published per entity (tombstones remove) and the late count.
-fn run(
-    plan: &Plan,
-    p: &mut Partition,
-    events: &[Ev],
-    rng: &mut Rng,
-) -> (BTreeMap<String, Vec<AggCell>>, usize) {
-    let mut published = BTreeMap::new();
-    let mut late = 0;
-    for e in events {
-        if p.apply(plan, e.offset, &e.entity, e.t, &cells(e)).is_err() {
-            late += 1;
-        }
-        if rng.below(8) == 0 {
-            publish(plan, p, &mut published);
-        }
-    }
-    publish(plan, p, &mut published);
-    (published, late)
+    Ok(())
 }
 
 fn publish(plan: &Plan, p: &mut Partition, published: &mut BTreeMap<String, Vec<AggCell>>) {
@@ -227,76 +341,371 @@ fn publish(plan: &Plan, p: &mut Partition, published: &mut BTreeMap<String, Vec<
     for row in e.rows {
         published.insert(row.key.to_string(), row.cells);
     }
-    // A tombstone may name an entity this run never published (it came and went
-    // between two flushes, or a previous owner published it): removing is idempotent.
+    // Idempotent: a tombstone may name an entity never published here.
     for k in e.tombstones {
         published.remove(&*k);
     }
 }
 
-#[test]
-fn matches_naive_recomputation_on_random_streams() {
-    let plan = Plan::new(&descriptor());
-    for seed in 1..40u64 {
-        let events = stream(seed * 7919, 600);
+/// Runs `steps` through the engine and the reference, flushing where
+/// `flushes` says, and checks after every flush that what was published is
+/// what the reference shows. Returns the late count.
+fn run_checked(
+    plan: &Plan,
+    p: &mut Partition,
+    reference: &mut Reference,
+    published: &mut BTreeMap<String, Vec<AggCell>>,
+    steps: &[Step],
+    flushes: &[bool],
+) -> Result<usize, String> {
+    let mut late = 0;
+    for (i, step) in steps.iter().enumerate() {
+        match step {
+            Step::Event(e) => {
+                if p.apply(plan, e.offset, &e.entity, e.t, &cells(plan, e))
+                    .is_err()
+                {
+                    late += 1;
+                }
+            }
+            Step::Idle(to) => {
+                p.advance_to(plan, *to);
+            }
+        }
+        reference.step(plan, step);
+        if flushes[i % flushes.len()] || i + 1 == steps.len() {
+            publish(plan, p, published);
+            let want = reference.shown(plan);
+            same(published, &want).map_err(|e| format!("after step {i} ({step:?}): {e}"))?;
+            same(&p.snapshot(plan), &want).map_err(|e| format!("snapshot after step {i}: {e}"))?;
+        }
+    }
+    Ok(late)
+}
+
+fn shape_strategy() -> impl Strategy<Value = WindowSpec> {
+    prop_oneof![
+        (1u64..400).prop_map(|l| spec("", WindowKind::Sliding, l)),
+        (1u64..300, 0u64..300, any::<bool>()).prop_map(|(l, g, early)| WindowSpec {
+            grace_ms: g % l,
+            early_results: early,
+            ..spec("", WindowKind::Tumbling, l)
+        }),
+        (1u64..300, 1u64..300, 0u64..300, any::<bool>()).prop_map(|(l, h, g, early)| {
+            let hop = 1 + h % l;
+            WindowSpec {
+                hop_ms: Some(hop),
+                grace_ms: g % hop,
+                early_results: early,
+                ..spec("", WindowKind::Hopping, l)
+            }
+        }),
+        (1u64..150, 0u64..150, 0u64..300, any::<bool>()).prop_map(|(gap, g, extra, early)| {
+            let grace = g % (gap + 1);
+            WindowSpec {
+                gap_ms: Some(gap),
+                grace_ms: grace,
+                early_results: early,
+                ..spec("", WindowKind::Session, gap + grace + extra)
+            }
+        }),
+    ]
+}
+
+/// Raw material of a stream: (kind of step, two magnitudes, entity, action, value).
+type RawStep = (u8, u16, u16, u8, u8, i16);
+
+/// Mostly forward, often out of order, sometimes far back (late), sometimes
+/// a jump forward or an idle advance; many equal timestamps.
+fn steps_of(raw: &[RawStep]) -> Vec<Step> {
+    let mut clock = 10_000i64;
+    let mut offset = 0;
+    raw.iter()
+        .map(|&(kind, a, b, entity, action, value)| {
+            let (a, b) = (i64::from(a), i64::from(b));
+            match kind % 20 {
+                0 => Step::Idle(clock + a % 500),
+                1 => {
+                    clock += 200 + a % 600;
+                    step_event(&mut offset, clock, entity, action, value)
+                }
+                2..=4 => step_event(&mut offset, clock - 200 - b % 800, entity, action, value),
+                5..=9 => step_event(&mut offset, clock - b % 120, entity, action, value),
+                10..=12 => step_event(&mut offset, clock, entity, action, value),
+                _ => {
+                    clock += a % 40;
+                    step_event(&mut offset, clock, entity, action, value)
+                }
+            }
+        })
+        .collect()
+}
+
+fn step_event(offset: &mut i64, t: i64, entity: u8, action: u8, value: i16) -> Step {
+    *offset += 1;
+    Step::Event(Ev {
+        offset: *offset - 1,
+        entity: format!("e{}", entity % 4),
+        t,
+        action: u64::from(action % 4),
+        value: f64::from(value) / 8.0,
+    })
+}
+
+fn plan_of(windows: Vec<WindowSpec>, ooo: i64) -> Plan {
+    let windows = windows
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| WindowSpec {
+            name: format!("w{i}"),
+            ..w
+        })
+        .collect();
+    Plan::new(&descriptor(windows)).with_out_of_orderness(ooo)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_flush_publishes_what_a_naive_recomputation_shows(
+        windows in prop::collection::vec(shape_strategy(), 1..4),
+        ooo in prop_oneof![Just(0i64), 0i64..150],
+        raw in prop::collection::vec(any::<RawStep>(), 1..160),
+        flushes in prop::collection::vec(prop::bool::weighted(0.3), 1..8),
+    ) {
+        let plan = plan_of(windows, ooo);
+        let steps = steps_of(&raw);
         let mut p = Partition::new(&plan);
-        let (published, late) = run(&plan, &mut p, &events, &mut Rng(seed));
-        let (want, want_late) = reference(&events);
-        assert_eq!(late, want_late, "seed {seed}");
-        assert!(late > 0, "the stream should exercise late events");
-        assert_same(&published, &want);
-        assert_same(&p.snapshot(&plan), &want);
+        let mut reference = Reference::default();
+        let mut published = BTreeMap::new();
+        let late = run_checked(&plan, &mut p, &mut reference, &mut published, &steps, &flushes)
+            .map_err(TestCaseError::fail)?;
+        prop_assert_eq!(late, reference.late);
+    }
+
+    #[test]
+    fn a_replay_from_the_checkpoint_rebuilds_the_same_state(
+        windows in prop::collection::vec(shape_strategy(), 1..4),
+        ooo in prop_oneof![Just(0i64), 0i64..150],
+        raw in prop::collection::vec(any::<RawStep>(), 2..160),
+        flushes in prop::collection::vec(prop::bool::weighted(0.3), 1..8),
+        cut_at in any::<prop::sample::Index>(),
+    ) {
+        let plan = plan_of(windows, ooo);
+        let steps = steps_of(&raw);
+        let cut = cut_at.index(steps.len());
+        let mut original = Partition::new(&plan);
+        let mut reference = Reference::default();
+        let mut published = BTreeMap::new();
+        run_checked(&plan, &mut original, &mut reference, &mut published, &steps[..cut], &flushes)
+            .map_err(TestCaseError::fail)?;
+        let events: Vec<&Ev> = steps[..cut]
+            .iter()
+            .filter_map(|s| match s { Step::Event(e) => Some(e), Step::Idle(_) => None })
+            .collect();
+        let next = events.len() as i64;
+        let checkpoint = original.checkpoint(next);
+        prop_assert!(checkpoint.rebuild_from <= next);
+
+        let mut restored = Partition::restored(&plan, &checkpoint);
+        for e in &events[checkpoint.rebuild_from as usize..] {
+            restored.replay(&plan, e.offset, &e.entity, e.t, &cells(&plan, e));
+        }
+        restored.finish_replay(&plan);
+        prop_assert_eq!(restored.stream_time(), original.stream_time());
+        same(&restored.snapshot(&plan), &original.snapshot(&plan)).map_err(TestCaseError::fail)?;
+        prop_assert!(restored.drain(&plan).rows.is_empty(), "a rebuild emits nothing");
+
+        // Both go on identically, as the reference says.
+        let mut reference_b = Reference::default();
+        for s in &steps[..cut] {
+            reference_b.step(&plan, s);
+        }
+        let mut published_b = published.clone();
+        run_checked(&plan, &mut original, &mut reference, &mut published, &steps[cut..], &flushes)
+            .map_err(TestCaseError::fail)?;
+        run_checked(&plan, &mut restored, &mut reference_b, &mut published_b, &steps[cut..], &flushes)
+            .map_err(|e| TestCaseError::fail(format!("restored: {e}")))?;
     }
 }
 
+/// Applies `(entity, time, value)` at consecutive offsets from `offset`.
+fn feed(
+    plan: &Plan,
+    p: &mut Partition,
+    offset: &mut i64,
+    events: &[(&str, i64, f64)],
+) -> Vec<bool> {
+    events
+        .iter()
+        .map(|&(entity, t, v)| {
+            *offset += 1;
+            p.apply(plan, *offset - 1, entity, t, &stored(plan, 0, v))
+                .is_ok()
+        })
+        .collect()
+}
+
+fn count_of(p: &mut Partition, plan: &Plan) -> BTreeMap<String, Option<i64>> {
+    let e = p.drain(plan);
+    let mut out: BTreeMap<String, Option<i64>> = e
+        .rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.key.to_string(),
+                match r.cells[0] {
+                    AggCell::Int(n) => Some(n),
+                    _ => None,
+                },
+            )
+        })
+        .collect();
+    out.extend(e.tombstones.into_iter().map(|k| (k.to_string(), None)));
+    out
+}
+
 #[test]
-fn replay_from_a_checkpoint_rebuilds_the_same_state() {
-    let plan = Plan::new(&descriptor());
-    for seed in 1..30u64 {
-        let events = stream(seed * 104_729, 500);
-        let cut = 100 + (seed as usize * 13) % 350;
-        let mut original = Partition::new(&plan);
-        let mut rng = Rng(seed);
-        run(&plan, &mut original, &events[..cut], &mut rng);
-        let checkpoint = original.checkpoint(cut as i64);
-        assert!(checkpoint.rebuild_from <= cut as i64);
+fn worked_timeline_of_a_tumbling_window_with_grace() {
+    // Tumbling 10, grace 3, out-of-orderness 2 (docs/semantics.md has this timeline).
+    let plan = plan_of(
+        vec![WindowSpec {
+            grace_ms: 3,
+            ..spec("", WindowKind::Tumbling, 10)
+        }],
+        2,
+    );
+    let mut p = Partition::new(&plan);
+    let mut off = 0;
+    // T=11, W=9: [0,10) has not fired; nothing shown, nothing emitted.
+    assert_eq!(
+        feed(&plan, &mut p, &mut off, &[("u", 4, 1.0), ("u", 11, 1.0)]),
+        [true, true]
+    );
+    assert_eq!(count_of(&mut p, &plan), BTreeMap::new());
+    // T=12, W=10: [0,10) fires with {4}.
+    feed(&plan, &mut p, &mut off, &[("v", 12, 1.0)]);
+    assert_eq!(
+        count_of(&mut p, &plan),
+        BTreeMap::from([("u".into(), Some(1))])
+    );
+    // Late but within grace (W=10 < 13): a correction.
+    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 7, 1.0)]), [true]);
+    assert_eq!(
+        count_of(&mut p, &plan),
+        BTreeMap::from([("u".into(), Some(2))])
+    );
+    // T=15, W=13 = end + grace: [0,10) is closed; an event for it is late.
+    feed(&plan, &mut p, &mut off, &[("v", 15, 1.0)]);
+    assert_eq!(count_of(&mut p, &plan), BTreeMap::new());
+    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 9, 1.0)]), [false]);
+    // T=22, W=20: [10,20) fires: u holds {11}, v {12, 15}.
+    feed(&plan, &mut p, &mut off, &[("v", 22, 1.0)]);
+    assert_eq!(
+        count_of(&mut p, &plan),
+        BTreeMap::from([("u".into(), Some(1)), ("v".into(), Some(2))])
+    );
+    // Idle advance to T=32, W=30: [20,30) fires: u shows nothing (tombstone, state
+    // dropped), v holds {22}.
+    p.advance_to(&plan, 32);
+    assert_eq!(
+        count_of(&mut p, &plan),
+        BTreeMap::from([("u".into(), None), ("v".into(), Some(1))])
+    );
+    assert_eq!(p.entities(), 1);
+}
 
-        let mut restored = Partition::restored(&plan, checkpoint.stream_time);
-        for e in &events[checkpoint.rebuild_from as usize..cut] {
-            restored.replay(&plan, e.offset, &e.entity, e.t, &cells(e));
-        }
-        assert_same(&restored.snapshot(&plan), &original.snapshot(&plan));
-        assert!(
-            restored.drain(&plan).rows.is_empty(),
-            "a rebuild emits nothing"
-        );
+#[test]
+fn worked_timeline_of_a_hopping_window() {
+    // Length 10 every 5, grace 2, no out-of-orderness.
+    let plan = plan_of(
+        vec![WindowSpec {
+            hop_ms: Some(5),
+            grace_ms: 2,
+            ..spec("", WindowKind::Hopping, 10)
+        }],
+        0,
+    );
+    let mut p = Partition::new(&plan);
+    let mut off = 0;
+    feed(
+        &plan,
+        &mut p,
+        &mut off,
+        &[("u", 1, 1.0), ("u", 6, 1.0), ("u", 10, 1.0)],
+    );
+    // W=10: [0,10) fired: {1, 6}.
+    assert_eq!(
+        count_of(&mut p, &plan),
+        BTreeMap::from([("u".into(), Some(2))])
+    );
+    // W=12: [0,10) is closed, [5,15) open: an event at 8 counts in [5,15) only, and is
+    // reported late for [0,10).
+    feed(&plan, &mut p, &mut off, &[("v", 12, 1.0)]);
+    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 8, 1.0)]), [false]);
+    // W=15: [5,15) fires: {6, 8, 10}.
+    p.advance_to(&plan, 15);
+    assert_eq!(
+        count_of(&mut p, &plan),
+        BTreeMap::from([("u".into(), Some(3)), ("v".into(), Some(1))])
+    );
+}
 
-        // Both continue identically.
-        let (a, _) = run(&plan, &mut original, &events[cut..], &mut Rng(seed + 1));
-        let (b, _) = run(&plan, &mut restored, &events[cut..], &mut Rng(seed + 2));
-        let (want, _) = reference(&events);
-        assert_same(&original.snapshot(&plan), &want);
-        assert_same(&restored.snapshot(&plan), &want);
-        // Both published the same entities with the same values after the cut.
-        assert_same(&b, &a);
-    }
+#[test]
+fn worked_timeline_of_a_session_window() {
+    // Gap 5, grace 2, shown for 20 after its end, no out-of-orderness.
+    let plan = plan_of(
+        vec![WindowSpec {
+            gap_ms: Some(5),
+            grace_ms: 2,
+            ..spec("", WindowKind::Session, 20)
+        }],
+        0,
+    );
+    let mut p = Partition::new(&plan);
+    let mut off = 0;
+    feed(
+        &plan,
+        &mut p,
+        &mut off,
+        &[("u", 0, 1.0), ("u", 3, 1.0), ("u", 7, 1.0)],
+    );
+    // One session [0, 12): not fired.
+    assert_eq!(count_of(&mut p, &plan), BTreeMap::new());
+    feed(&plan, &mut p, &mut off, &[("v", 12, 1.0)]);
+    assert_eq!(
+        count_of(&mut p, &plan),
+        BTreeMap::from([("u".into(), Some(3))])
+    );
+    // Within grace (W=12 < 14): 9 extends the session to [0, 14), which has not
+    // fired any more: u shows nothing for now.
+    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 9, 1.0)]), [true]);
+    assert_eq!(
+        count_of(&mut p, &plan),
+        BTreeMap::from([("u".into(), None)])
+    );
+    feed(&plan, &mut p, &mut off, &[("v", 14, 1.0)]);
+    assert_eq!(
+        count_of(&mut p, &plan),
+        BTreeMap::from([("u".into(), Some(4))])
+    );
+    // W=16 = end + grace: closed. An event at 8 would form [8, 13), closed too: late.
+    feed(&plan, &mut p, &mut off, &[("v", 16, 1.0)]);
+    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 8, 1.0)]), [false]);
+    // Shown until W = 14 + 20.
+    p.advance_to(&plan, 34);
+    let out = count_of(&mut p, &plan);
+    assert_eq!(out.get("u"), Some(&None));
 }
 
 #[test]
 fn worked_timeline_of_the_user_activity_window() {
-    // One 1000 ms window; times in ms. Hand-worked expectations.
-    let mut d = descriptor();
-    d.windows.truncate(1);
-    d.windows[0] = WindowSpec {
-        name: "long".into(),
-        kind: WindowKind::Sliding,
-        length_ms: 1000,
-    };
-    d.aggregations.truncate(4);
-    let plan = Plan::new(&d);
+    // One 1000 ms sliding window; times in ms. Hand-worked expectations.
+    let plan = plan_of(vec![spec("", WindowKind::Sliding, 1000)], 0);
     let mut p = Partition::new(&plan);
     let ev = |p: &mut Partition, off, e: &str, t, a: u64, v: f64| {
-        p.apply(&plan, off, e, t, &[a, v.to_bits()])
+        p.apply(&plan, off, e, t, &stored(&plan, a, v))
     };
     ev(&mut p, 0, "u", 1000, 1, 2.0).unwrap(); // T=1000, window (0,1000]
     ev(&mut p, 1, "u", 1500, 2, 4.0).unwrap(); // T=1500
@@ -304,24 +713,30 @@ fn worked_timeline_of_the_user_activity_window() {
     ev(&mut p, 3, "u", 1500, 1, 8.0).unwrap(); // tie with offset 1: later arrival wins `last`
     let snap = p.snapshot(&plan);
     assert_eq!(
-        snap["u"],
-        vec![
+        snap["u"][..8],
+        [
             AggCell::Int(4),
-            AggCell::Int(3),
             AggCell::Float(20.0),
-            AggCell::Stored(1)
+            AggCell::Float(5.0),
+            AggCell::Float(2.0),
+            AggCell::Float(8.0),
+            AggCell::Int(3),
+            AggCell::Stored(1),
+            AggCell::Stored(8f64.to_bits()),
         ]
     );
+    // Population variance of {2, 4, 6, 8}: 5.
+    assert_eq!(snap["u"][8], AggCell::Float(5.0));
     // T -> 2100: window (1100, 2100]: the event at 1000 leaves.
     ev(&mut p, 4, "v", 2100, 0, 1.0).unwrap();
     assert_eq!(p.snapshot(&plan)["u"][0], AggCell::Int(3));
     // An event at 1100 = T - W is late.
-    assert_eq!(
-        ev(&mut p, 5, "u", 1100, 0, 0.0),
-        Err(Late {
-            stream_time: 2100,
-            window_ms: 1000
-        })
+    let late = ev(&mut p, 5, "u", 1100, 0, 0.0).unwrap_err();
+    assert!(!late.applied);
+    assert!(
+        late.reason.contains("minus the 1000 ms window"),
+        "{}",
+        late.reason
     );
     p.drain(&plan);
     // T -> 2600: (1600, 2600]: u is empty -> tombstone.

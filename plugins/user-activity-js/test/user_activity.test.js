@@ -26,13 +26,19 @@ test('descriptor matches the Rust plugin', () => {
     { name: 'value', kind: ValueType.FLOAT64 },
   ]);
   assert.equal(HOUR_MS, 3_600_000);
-  assert.deepEqual(d.windows, [{ name: '1h', lengthMs: 3_600_000 }]);
-  assert.deepEqual(d.aggregations, [
-    { window: '1h', kind: AggregationKind.COUNT, field: null },
-    { window: '1h', kind: AggregationKind.DISTINCT_COUNT, field: 'action' },
-    { window: '1h', kind: AggregationKind.SUM, field: 'value' },
-    { window: '1h', kind: AggregationKind.LAST, field: 'action' },
-  ]);
+  assert.deepEqual(
+    d.windows.map((w) => [w.name, w.kind, w.lengthMs]),
+    [['1h', 'sliding', 3_600_000]],
+  );
+  assert.deepEqual(
+    d.aggregations.map((a) => [a.window, a.kind, a.field]),
+    [
+      ['1h', AggregationKind.COUNT, null],
+      ['1h', AggregationKind.DISTINCT_COUNT, 'action'],
+      ['1h', AggregationKind.SUM, 'value'],
+      ['1h', AggregationKind.LAST, 'action'],
+    ],
+  );
   assert.deepEqual(d.features, [
     { name: 'event_count_1h', kind: ValueType.INT64 },
     { name: 'unique_actions_1h', kind: ValueType.INT64 },
