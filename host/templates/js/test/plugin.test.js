@@ -17,7 +17,10 @@ test('empty window gives zero average and nulls', () => {
 test('descriptor lines up aggregations and features', () => {
   const d = {{Type}}.describe();
   assert.deepEqual([d.name, d.entityKey], ['{{name}}', 'user_id']);
-  assert.deepEqual(d.windows, [{ name: '10m', lengthMs: 600_000 }]);
+  assert.deepEqual(
+    d.windows.map((w) => [w.name, w.kind, w.lengthMs]),
+    [['10m', 'sliding', 600_000]],
+  );
   assert.deepEqual(
     d.aggregations.map((a) => [a.kind, a.field]),
     [
