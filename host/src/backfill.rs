@@ -202,11 +202,19 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
     let now = || chrono::Utc::now().timestamp_millis();
     match &options.input {
         Input::Jsonl(path) => {
-            read_jsonl(path, |o, p| backfill.apply(file_partition, o, now(), Some(p)).map(|_| ()))?;
+            read_jsonl(path, |o, p| {
+                backfill
+                    .apply(file_partition, o, now(), Some(p))
+                    .map(|_| ())
+            })?;
             backfill.flush(file_partition)?;
         }
         Input::Parquet(path) => {
-            read_parquet(path, |o, p| backfill.apply(file_partition, o, now(), Some(p)).map(|_| ()))?;
+            read_parquet(path, |o, p| {
+                backfill
+                    .apply(file_partition, o, now(), Some(p))
+                    .map(|_| ())
+            })?;
             backfill.flush(file_partition)?;
         }
         Input::Kafka { topic, lead_ms } => {

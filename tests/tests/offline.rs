@@ -367,7 +367,8 @@ async fn produce_at_event_times(env: &Env, events: &[GenEvent]) {
     let mut admin_config = rdkafka::ClientConfig::new();
     client(&mut admin_config);
     let admin: AdminClient<_> = admin_config.create().unwrap();
-    let retention = AlterConfig::new(ResourceSpecifier::Topic(&env.input)).set("retention.ms", "-1");
+    let retention =
+        AlterConfig::new(ResourceSpecifier::Topic(&env.input)).set("retention.ms", "-1");
     for result in admin
         .alter_configs(&[retention], &AdminOptions::new())
         .await
@@ -408,7 +409,11 @@ fn partition_reads(stderr: &str) -> BTreeMap<i32, (i64, i64, i64)> {
         let (p, rest) = rest.split_once(": read offsets ").unwrap();
         let (range, rest) = rest.split_once(" (").unwrap();
         let (start, stop) = range.split_once("..").unwrap();
-        let end = rest.rsplit_once("end offset ").unwrap().1.trim_end_matches(')');
+        let end = rest
+            .rsplit_once("end offset ")
+            .unwrap()
+            .1
+            .trim_end_matches(')');
         reads.insert(
             p.parse().unwrap(),
             (
@@ -503,7 +508,9 @@ async fn backfill_from_a_kafka_time_range_gives_the_streaming_rows() {
         .collect();
     assert_eq!(partition_reads(&stderr), want_reads, "{stderr}");
     assert!(
-        want_reads.values().all(|(start, stop, end)| *start > 0 && stop < end),
+        want_reads
+            .values()
+            .all(|(start, stop, end)| *start > 0 && stop < end),
         "the range should skip records at both ends of every partition: {want_reads:?}"
     );
     let ranged = read_user_activity(&dir.join("range/view=user-activity"));
