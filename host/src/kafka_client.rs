@@ -34,8 +34,8 @@ pub fn group_consumer(cfg: &KafkaConfig) -> ClientConfig {
     with_user_properties(c, cfg)
 }
 
-/// A consumer that re-reads a partition range to rebuild window state. It
-/// never joins the group nor commits.
+/// A consumer that re-reads partition ranges, to rebuild window state or for
+/// `wafer backfill`. It is assigned partitions, never joins the group nor commits.
 pub fn replay_consumer(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = base(cfg);
     c.set("group.id", format!("{}.wafer-replay", cfg.group))
