@@ -3,17 +3,30 @@
 //! ([`crate::pipeline::Processor`]: same decoding, windows, late rule, flush
 //! and plugin call), writing rows in the offline log's layout.
 //!
-//! The input is read in file order as one partition, like the `[file]`
-//! source: line (or row) numbers are the offsets, and the wall clock is the
-//! reference of `max_future_ms`. The processor is flushed every `batch_size`
-//! events; the rows are the streaming path's for the same partition order and
-//! flush points (`--batch-size 1`: after every event, as a host with
-//! `batch_size = 1` on a one-partition topic does).
+//! **Files.** The input is read in file order as one partition, like the
+//! `[file]` source: line (or row) numbers are the offsets, and the wall clock
+//! is the reference of `max_future_ms`.
+//!
+//! **A Kafka topic.** Each partition is read on its own, as its own engine
+//! partition, with a plain consumer (assigned, never committing), from a start
+//! offset to the end offset it had when the backfill started; the record
+//! timestamp is the reference of `max_future_ms`, as in the streaming path.
+//! Without `from` the start is the partition's first offset; with it, the
+//! first offset whose record timestamp is at or after `from − W_max − lead`
+//! (`W_max` the longest window of the views, `lead` default `W_max`), so that
+//! earlier events fill the windows at `from`. A partition stops early once
+//! every view's stream time has reached `to`: no later flush can give a row
+//! before it. The exactness rule is in docs/operations.md (Backfill).
+//!
+//! The processor is flushed every `batch_size` events of a partition; the rows
+//! are the streaming path's for the same partition order and flush points
+//! (`batch_size` 1: after every event, as a host with `batch_size = 1` does).
 
 use std::fs::File;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -24,13 +37,22 @@ use arrow_array::types::{
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 
-use crate::config::Config;
+use crate::config::{Config, KafkaConfig};
 use crate::offline::RollPolicy;
 use crate::pipeline::{Outcome, PartitionKey};
 use crate::plugin::PluginEngine;
 use crate::view::View;
 use crate::RunError;
+
+/// Timeout of one metadata, watermark or offset-for-time request.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+/// A partition read that gets no record (nor its end) for this long fails.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where the events come from.
 #[derive(Debug, Clone)]
@@ -41,6 +63,12 @@ pub enum Input {
     /// integer, float, boolean, string (plain or dictionary) and timestamp
     /// columns (as epoch milliseconds) are read, nulls are left out.
     Parquet(PathBuf),
+    /// A topic of the config's `[kafka]` cluster (brokers and properties).
+    Kafka {
+        topic: String,
+        /// Record time read before `from − W_max` (default `W_max`), in ms.
+        lead_ms: Option<i64>,
+    },
 }
 
 impl Input {
@@ -65,7 +93,7 @@ pub struct Options {
     pub from_ms: Option<i64>,
     /// Only rows with an as-of event time before this.
     pub to_ms: Option<i64>,
-    /// Events between two flushes; default `[pipeline] batch_size`.
+    /// Events of a partition between two flushes; default `[pipeline] batch_size`.
     pub batch_size: Option<usize>,
 }
 
@@ -85,12 +113,27 @@ pub struct ViewReport {
     pub failures: u64,
 }
 
+/// The offsets read from one Kafka partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRead {
+    pub partition: i32,
+    /// First offset read (by `from`), and the offset after the last record read.
+    pub start: i64,
+    pub stop: i64,
+    /// The partition's end offset when the backfill started.
+    pub end: i64,
+    /// Records read.
+    pub records: u64,
+}
+
 /// What a backfill did.
 #[derive(Debug, Clone)]
 pub struct Report {
     /// Events read.
     pub events: u64,
     pub views: Vec<ViewReport>,
+    /// Per partition, for a Kafka input.
+    pub partitions: Vec<PartitionRead>,
 }
 
 /// Recomputes the views of `config` selected by `options` from its input.
@@ -134,7 +177,7 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
         .batch_size
         .unwrap_or(config.pipeline.batch_size)
         .max(1);
-    let mut reports: Vec<ViewReport> = views
+    let reports = views
         .iter()
         .map(|v| ViewReport {
             view: v.name.clone(),
@@ -146,53 +189,101 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
             failures: 0,
         })
         .collect();
-    let partition: PartitionKey = (0, 0);
-    let mut events = 0u64;
-    let mut in_batch = 0usize;
-    let mut apply = |offset: i64, payload: &[u8], views: &mut [View]| -> Result<(), RunError> {
-        let now = chrono::Utc::now().timestamp_millis();
-        for (view, report) in views.iter_mut().zip(reports.iter_mut()) {
+    let mut backfill = Backfill {
+        views,
+        reports,
+        options,
+        batch_size,
+        events: 0,
+        in_batch: 0,
+    };
+    let mut partitions = Vec::new();
+    let file_partition: PartitionKey = (0, 0);
+    let now = || chrono::Utc::now().timestamp_millis();
+    match &options.input {
+        Input::Jsonl(path) => {
+            read_jsonl(path, |o, p| {
+                backfill
+                    .apply(file_partition, o, now(), Some(p))
+                    .map(|_| ())
+            })?;
+            backfill.flush(file_partition)?;
+        }
+        Input::Parquet(path) => {
+            read_parquet(path, |o, p| {
+                backfill
+                    .apply(file_partition, o, now(), Some(p))
+                    .map(|_| ())
+            })?;
+            backfill.flush(file_partition)?;
+        }
+        Input::Kafka { topic, lead_ms } => {
+            let kafka = config.kafka.as_ref().ok_or_else(|| {
+                RunError::Config(crate::config::ConfigError::Invalid(
+                    "backfill from a topic needs the config's [kafka] section (brokers, properties)"
+                        .into(),
+                ))
+            })?;
+            partitions = read_kafka(kafka, topic, *lead_ms, &mut backfill)?;
+        }
+    }
+    for view in &mut backfill.views {
+        view.close_offline()?;
+    }
+    Ok(Report {
+        events: backfill.events,
+        views: backfill.reports,
+        partitions,
+    })
+}
+
+/// The views being recomputed and what they did.
+struct Backfill<'a> {
+    views: Vec<View>,
+    reports: Vec<ViewReport>,
+    options: &'a Options,
+    batch_size: usize,
+    events: u64,
+    /// Events of the current partition since its last flush.
+    in_batch: usize,
+}
+
+impl Backfill<'_> {
+    /// Applies one record to every view; flushes `partition` every `batch_size` records.
+    /// True when it flushed.
+    fn apply(
+        &mut self,
+        partition: PartitionKey,
+        offset: i64,
+        reference_ms: i64,
+        payload: Option<&[u8]>,
+    ) -> Result<bool, RunError> {
+        for (view, report) in self.views.iter_mut().zip(self.reports.iter_mut()) {
             match view
                 .processor
-                .process(partition, offset, now, Some(payload))
+                .process(partition, offset, reference_ms, payload)
             {
                 Outcome::Applied => report.applied += 1,
                 Outcome::Late(_) => report.late += 1,
                 Outcome::Dead(_) => report.dead += 1,
             }
         }
-        events += 1;
-        in_batch += 1;
-        if in_batch >= batch_size {
-            in_batch = 0;
-            flush(views, &mut reports, options)?;
+        self.events += 1;
+        self.in_batch += 1;
+        if self.in_batch < self.batch_size {
+            return Ok(false);
         }
-        Ok(())
-    };
-    match &options.input {
-        Input::Jsonl(path) => read_jsonl(path, |o, p| apply(o, p, &mut views))?,
-        Input::Parquet(path) => read_parquet(path, |o, p| apply(o, p, &mut views))?,
+        self.flush(partition)?;
+        Ok(true)
     }
-    flush(&mut views, &mut reports, options)?;
-    for view in &mut views {
-        view.close_offline()?;
-    }
-    Ok(Report {
-        events,
-        views: reports,
-    })
-}
 
-fn flush(
-    views: &mut [View],
-    reports: &mut [ViewReport],
-    options: &Options,
-) -> Result<(), RunError> {
-    let in_range = |t: i64| {
-        options.from_ms.is_none_or(|from| t >= from) && options.to_ms.is_none_or(|to| t < to)
-    };
-    for (view, report) in views.iter_mut().zip(reports.iter_mut()) {
-        for partition in view.processor.partitions() {
+    /// Writes `partition`'s changed entities (as of its stream time) in the
+    /// `--from`/`--to` range.
+    fn flush(&mut self, partition: PartitionKey) -> Result<(), RunError> {
+        self.in_batch = 0;
+        let (from, to) = (self.options.from_ms, self.options.to_ms);
+        let in_range = |t: i64| from.is_none_or(|from| t >= from) && to.is_none_or(|to| t < to);
+        for (view, report) in self.views.iter_mut().zip(self.reports.iter_mut()) {
             let flush = view.processor.flush(partition);
             for f in &flush.failures {
                 report.failures += 1;
@@ -204,8 +295,158 @@ fn flush(
             report.skipped += skip.len() as u64;
             report.rows += view.write_offline(keep)? as u64;
         }
+        Ok(())
     }
-    Ok(())
+
+    /// True when every view's stream time on `partition` is at or after `to`:
+    /// every later flush is as of `to` or later.
+    fn past(&self, partition: PartitionKey, to: i64) -> bool {
+        self.views
+            .iter()
+            .all(|v| v.processor.stream_time(partition).is_some_and(|t| t >= to))
+    }
+}
+
+/// Reads every partition of `topic` in turn (see the module documentation).
+fn read_kafka(
+    cfg: &KafkaConfig,
+    topic: &str,
+    lead_ms: Option<i64>,
+    backfill: &mut Backfill<'_>,
+) -> Result<Vec<PartitionRead>, RunError> {
+    let kafka_err = |what: &str, e: KafkaError| RunError::Kafka(format!("{what} {topic}: {e}"));
+    let consumer: BaseConsumer = crate::kafka_client::replay_consumer(cfg)
+        .create()
+        .map_err(|e| kafka_err("cannot create a consumer for", e))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+        .map_err(|e| kafka_err("cannot read the metadata of", e))?;
+    let mut ids: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    ids.sort_unstable();
+    if ids.is_empty() {
+        return Err(RunError::Kafka(format!(
+            "topic {topic} not found on {} (check --topic and [kafka] brokers)",
+            cfg.brokers
+        )));
+    }
+    // End offsets first: records produced during the backfill are not read.
+    let mut ranges = Vec::with_capacity(ids.len());
+    for &p in &ids {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, KAFKA_TIMEOUT)
+            .map_err(|e| kafka_err("cannot read the offsets of", e))?;
+        ranges.push((p, low, high));
+    }
+    let starts: Vec<i64> = match backfill.options.from_ms {
+        None => ranges.iter().map(|r| r.1).collect(),
+        Some(from) => {
+            let w_max = backfill
+                .views
+                .iter()
+                .map(|v| v.processor.max_window_ms())
+                .max()
+                .unwrap_or(0);
+            let target = from - w_max - lead_ms.unwrap_or(w_max);
+            let mut tpl = TopicPartitionList::new();
+            for &(p, _, _) in &ranges {
+                tpl.add_partition_offset(topic, p, Offset::Offset(target))
+                    .map_err(|e| kafka_err("bad partition of", e))?;
+            }
+            let found = consumer
+                .offsets_for_times(tpl, KAFKA_TIMEOUT)
+                .map_err(|e| kafka_err("cannot look up offsets by time in", e))?;
+            ranges
+                .iter()
+                .map(|&(p, low, high)| {
+                    match found.find_partition(topic, p).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => o.clamp(low, high),
+                        // No record at or after the time.
+                        Some(Offset::End) => high,
+                        _ => low,
+                    }
+                })
+                .collect()
+        }
+    };
+    let topic_index = cfg.topics.iter().position(|t| t == topic).unwrap_or(0) as u32;
+    let mut reads = Vec::with_capacity(ranges.len());
+    for (&(p, _, end), &start) in ranges.iter().zip(&starts) {
+        reads.push(read_partition(
+            &consumer,
+            topic,
+            (topic_index, p),
+            start,
+            end,
+            backfill,
+        )?);
+    }
+    Ok(reads)
+}
+
+/// Reads `[start, end)` of one partition into the views (stopping early once
+/// past `to`), flushes, and releases the partition's window state.
+fn read_partition(
+    consumer: &BaseConsumer,
+    topic: &str,
+    key: PartitionKey,
+    start: i64,
+    end: i64,
+    backfill: &mut Backfill<'_>,
+) -> Result<PartitionRead, RunError> {
+    let kafka_err = |e: KafkaError| RunError::Kafka(format!("reading {topic}/{}: {e}", key.1));
+    let mut read = PartitionRead {
+        partition: key.1,
+        start,
+        stop: start,
+        end,
+        records: 0,
+    };
+    let to = backfill.options.to_ms;
+    if start < end {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, key.1, Offset::Offset(start))
+            .map_err(kafka_err)?;
+        consumer.assign(&tpl).map_err(kafka_err)?;
+        let mut last_progress = Instant::now();
+        while read.stop < end {
+            let m = match consumer.poll(Duration::from_millis(500)) {
+                None if last_progress.elapsed() > STALL_TIMEOUT => {
+                    return Err(RunError::Kafka(format!(
+                        "reading {topic}/{} stalled at offset {} (end {end}); is the broker up?",
+                        key.1, read.stop
+                    )))
+                }
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(m) => m.map_err(kafka_err)?,
+            };
+            last_progress = Instant::now();
+            if m.offset() >= end {
+                break;
+            }
+            let reference_ms = m
+                .timestamp()
+                .to_millis()
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+            read.stop = m.offset() + 1;
+            read.records += 1;
+            let flushed = backfill.apply(key, m.offset(), reference_ms, m.payload())?;
+            if flushed && to.is_some_and(|to| backfill.past(key, to)) {
+                break;
+            }
+        }
+        consumer.unassign().map_err(kafka_err)?;
+    }
+    backfill.flush(key)?;
+    for view in &mut backfill.views {
+        view.processor.release(key);
+    }
+    Ok(read)
 }
 
 fn read_error(path: &Path, e: impl std::fmt::Display) -> RunError {

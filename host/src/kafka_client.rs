@@ -34,10 +34,11 @@ pub fn group_consumer(cfg: &KafkaConfig) -> ClientConfig {
     with_user_properties(c, cfg)
 }
 
-/// A consumer that re-reads a partition range to rebuild window state. It
-/// never joins the group nor commits. It is moved from partition to
-/// partition, so its fetches wait at most 10 ms for data (librdkafka's 500 ms
-/// default would idle after each move on a fetch for the previous partition).
+/// A consumer that re-reads partition ranges, to rebuild window state or for
+/// `wafer backfill`. It is assigned partitions, never joins the group nor
+/// commits. It is moved from partition to partition, so its fetches wait at
+/// most 10 ms for data (librdkafka's 500 ms default would idle after each move
+/// on a fetch for the previous partition).
 pub fn replay_consumer(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = base(cfg);
     c.set("group.id", format!("{}.wafer-replay", cfg.group))

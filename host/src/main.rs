@@ -45,20 +45,35 @@ enum Command {
     Plugin(PluginCommand),
     /// Recompute feature views from recorded events into an offline log (Parquet files,
     /// the layout of `[offline]`), with the config's plugins and the streaming engine.
-    /// The input is read in file order as one partition, flushed every `--batch-size` events
-    /// (one row per changed entity per flush, tombstones included). Needs no servers.
+    /// The events are a file (`--input`, read in file order as one partition; needs no
+    /// servers) or a Kafka topic (`--topic`, each partition read on its own up to its end
+    /// offset at start, from the config's `[kafka]` brokers, never committing). Each
+    /// partition is flushed every `--batch-size` events (one row per changed entity per
+    /// flush, tombstones included). See docs/operations.md (Backfill) for when the rows
+    /// equal the streaming path's.
     Backfill(BackfillArgs),
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("events").required(true).args(["input", "topic"])))]
 struct BackfillArgs {
-    /// Pipeline configuration: its views (`[plugin]` or `[[views]]`) and `[pipeline]`.
+    /// Pipeline configuration: its views (`[plugin]` or `[[views]]`), `[pipeline]`, and
+    /// `[kafka]` brokers and properties for `--topic`.
     #[arg(long, short)]
     config: PathBuf,
     /// Events: a JSONL file (one JSON object per line) or a `.parquet` file (one event per
     /// row, columns named like the event fields).
     #[arg(long)]
-    input: PathBuf,
+    input: Option<PathBuf>,
+    /// Events: a Kafka topic, on the config's `[kafka]` brokers (`WAFER_KAFKA_BROKERS`
+    /// overrides). With `--from`, each partition is read from its first record whose Kafka
+    /// timestamp is at or after `from - W_max - lead` (W_max: the longest window).
+    #[arg(long)]
+    topic: Option<String>,
+    /// With `--topic` and `--from`: record time, in ms, read before `from - W_max` to cover
+    /// out-of-order events and record timestamps behind event times; default W_max.
+    #[arg(long, requires = "topic", value_parser = clap::value_parser!(i64).range(0..))]
+    lead_ms: Option<i64>,
     /// Root directory to write to (`<out>/view=<view>/date=.../hour=.../part-*.parquet`). Not
     /// a running host's `[offline] dir`.
     #[arg(long)]
@@ -67,14 +82,15 @@ struct BackfillArgs {
     #[arg(long)]
     view: Vec<String>,
     /// Keep rows whose as-of event time is at or after this (ISO-8601, no offset = UTC, or
-    /// epoch ms); earlier events still fill the windows.
+    /// epoch ms); earlier events still fill the windows (a file is read from its start).
     #[arg(long, value_parser = wafer::backfill::parse_time)]
     from: Option<i64>,
-    /// Keep rows whose as-of event time is before this.
+    /// Keep rows whose as-of event time is before this (a topic partition stops once its
+    /// stream time reaches it).
     #[arg(long, value_parser = wafer::backfill::parse_time)]
     to: Option<i64>,
-    /// Events between two flushes; default: `[pipeline] batch_size`. 1 gives a row per
-    /// event for every entity it changed (finest point-in-time history).
+    /// Events of a partition between two flushes; default: `[pipeline] batch_size`. 1 gives
+    /// a row per event for every entity it changed (finest point-in-time history).
     #[arg(long)]
     batch_size: Option<usize>,
 }
@@ -240,8 +256,16 @@ fn main() -> anyhow::Result<()> {
 
 fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
+    let input = match (args.input, args.topic) {
+        (Some(path), None) => wafer::backfill::Input::from_path(&path),
+        (None, Some(topic)) => wafer::backfill::Input::Kafka {
+            topic,
+            lead_ms: args.lead_ms,
+        },
+        _ => anyhow::bail!("give either --input or --topic"),
+    };
     let options = wafer::backfill::Options {
-        input: wafer::backfill::Input::from_path(&args.input),
+        input,
         views: args.view,
         out: args.out,
         from_ms: args.from,
@@ -249,6 +273,12 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
     };
     let report = wafer::backfill::run(&config, &options).context("backfill failed")?;
+    for p in &report.partitions {
+        eprintln!(
+            "wafer: partition {}: read offsets {}..{} ({} records; end offset {})",
+            p.partition, p.start, p.stop, p.records, p.end
+        );
+    }
     eprintln!("wafer: backfill read {} events", report.events);
     for v in &report.views {
         eprintln!(

@@ -387,6 +387,12 @@ impl Processor {
         self
     }
 
+    /// How far before stream time an event can still count in some window,
+    /// in ms (see [`Plan::reach_ms`]).
+    pub fn max_window_ms(&self) -> i64 {
+        self.plan.reach_ms()
+    }
+
     /// True when `partition` has window state here.
     pub fn owns(&self, partition: PartitionKey) -> bool {
         self.partitions.contains_key(&partition)

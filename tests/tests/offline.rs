@@ -1,8 +1,9 @@
 //! The offline log against real Kafka and Redis: training/serving
 //! consistency (every online value is the latest offline row of its entity,
 //! every offline row is the reference's features at its as-of time), across a
-//! crash; and `wafer backfill` from the same events as JSONL and as Parquet
-//! giving the streaming path's rows.
+//! crash; and `wafer backfill` from the same events as JSONL, as Parquet and
+//! from the Kafka topic (whole, and a time range) giving the streaming path's
+//! rows.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -260,20 +261,27 @@ fn write_events_parquet(events: &[GenEvent], path: &Path) {
 }
 
 fn backfill(config: &Path, input: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec!["--input", input.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_backfill(config, out, &args);
+}
+
+/// Runs `wafer backfill --batch-size 1` and returns what it printed on stderr.
+fn run_backfill(config: &Path, out: &Path, args: &[&str]) -> String {
     let binary = wafer_tests::repo_root().join("target/release/wafer");
-    let status = std::process::Command::new(&binary)
+    let output = std::process::Command::new(&binary)
         .arg("backfill")
         .arg("--config")
         .arg(config)
-        .arg("--input")
-        .arg(input)
         .arg("--out")
         .arg(out)
         .args(["--batch-size", "1"])
-        .args(extra)
-        .status()
+        .args(args)
+        .output()
         .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make host`)", binary.display()));
-    assert!(status.success(), "wafer backfill failed");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "wafer backfill failed: {stderr}");
+    stderr
 }
 
 fn contents(rows: &[OfflineRow]) -> BTreeMap<String, usize> {
@@ -321,12 +329,6 @@ async fn backfill_from_jsonl_and_parquet_gives_the_streaming_rows() {
     let mut times: Vec<i64> = streamed.iter().map(|r| r.as_of_ms).collect();
     times.sort_unstable();
     let (from, to) = (times[times.len() / 3], times[2 * times.len() / 3]);
-    let iso = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .unwrap()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string()
-    };
     backfill(
         &config_path,
         &jsonl,
@@ -340,6 +342,184 @@ async fn backfill_from_jsonl_and_parquet_gives_the_streaming_rows() {
         .cloned()
         .collect();
     assert!(!in_range.is_empty());
+    assert_eq!(contents(&ranged), contents(&in_range), "--from/--to");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ms` as ISO-8601 UTC with milliseconds.
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Produces `events` in order with each record's Kafka timestamp set to its
+/// event time, as producers that stamp records with the event's own time do.
+/// The topic keeps them whatever their age (no time-based retention), since
+/// the generated times are in the past.
+async fn produce_at_event_times(env: &Env, events: &[GenEvent]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let client = |c: &mut rdkafka::ClientConfig| {
+        c.set("bootstrap.servers", wafer_tests::brokers());
+    };
+    let mut admin_config = rdkafka::ClientConfig::new();
+    client(&mut admin_config);
+    let admin: AdminClient<_> = admin_config.create().unwrap();
+    let retention =
+        AlterConfig::new(ResourceSpecifier::Topic(&env.input)).set("retention.ms", "-1");
+    for result in admin
+        .alter_configs(&[retention], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.unwrap_or_else(|(topic, code)| panic!("altering {topic:?}: {code}"));
+    }
+    let mut producer_config = rdkafka::ClientConfig::new();
+    client(&mut producer_config);
+    let producer: FutureProducer = producer_config
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for chunk in events.chunks(500) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            let record = FutureRecord::to(&env.input)
+                .partition(e.partition)
+                .key(&e.user)
+                .payload(&e.payload)
+                .timestamp(e.time_ms);
+            acks.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+        for ack in acks {
+            ack.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// The `(start, stop, end)` offsets each partition was read over, from the
+/// backfill's `partition P: read offsets A..B (N records; end offset E)` lines.
+fn partition_reads(stderr: &str) -> BTreeMap<i32, (i64, i64, i64)> {
+    let mut reads = BTreeMap::new();
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix("wafer: partition ") else {
+            continue;
+        };
+        let (p, rest) = rest.split_once(": read offsets ").unwrap();
+        let (range, rest) = rest.split_once(" (").unwrap();
+        let (start, stop) = range.split_once("..").unwrap();
+        let end = rest
+            .rsplit_once("end offset ")
+            .unwrap()
+            .1
+            .trim_end_matches(')');
+        reads.insert(
+            p.parse().unwrap(),
+            (
+                start.parse().unwrap(),
+                stop.parse().unwrap(),
+                end.parse().unwrap(),
+            ),
+        );
+    }
+    reads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_from_a_kafka_time_range_gives_the_streaming_rows() {
+    // Several partitions and a flush after every record: each flush changes
+    // the entities of one partition only, so the streaming rows are a function
+    // of each partition's records, as the backfill's are.
+    let partitions = 3;
+    let env = Env::new("backfill-kafka", partitions).await.unwrap();
+    let events = reference::generate(89, 3000, 90, partitions);
+    produce_at_event_times(&env, &events).await;
+    let dir = temp_dir(&env);
+    let mut config = env.config();
+    config.pipeline.batch_size = 1;
+    config.offline = offline(&dir.join("stream"), 600);
+    let host = Host::start(config);
+    env.wait_caught_up(CAUGHT_UP).await.unwrap();
+    host.stop().await.unwrap();
+    let streamed = read_user_activity(&dir.join("stream/view=user-activity"));
+    assert!(streamed.len() > 2000, "a row per changed entity per record");
+    let config_path = dir.join("wafer.toml");
+    std::fs::write(&config_path, env.config_toml()).unwrap();
+    let by_partition: Vec<Vec<&GenEvent>> = (0..partitions)
+        .map(|p| events.iter().filter(|e| e.partition == p).collect())
+        .collect();
+
+    // The whole topic: every partition from its first offset to its end.
+    let stderr = run_backfill(&config_path, &dir.join("full"), &["--topic", &env.input]);
+    let whole: BTreeMap<i32, (i64, i64, i64)> = by_partition
+        .iter()
+        .enumerate()
+        .map(|(p, e)| (p as i32, (0, e.len() as i64, e.len() as i64)))
+        .collect();
+    assert_eq!(partition_reads(&stderr), whole, "{stderr}");
+    let full = read_user_activity(&dir.join("full/view=user-activity"));
+    assert_eq!(contents(&full), contents(&streamed), "whole topic");
+
+    // A time range: each partition from its first record stamped at or after
+    // from - W_max - lead, up to the record whose event time takes the
+    // stream time to `to`; the rows are the streamed rows as of [from, to).
+    let mut times: Vec<i64> = streamed.iter().map(|r| r.as_of_ms).collect();
+    times.sort_unstable();
+    let (from, to) = (times[times.len() * 6 / 10], times[times.len() * 85 / 100]);
+    let lead_ms = 600_000;
+    let stderr = run_backfill(
+        &config_path,
+        &dir.join("range"),
+        &[
+            "--topic",
+            &env.input,
+            "--from",
+            &iso(from),
+            "--to",
+            &to.to_string(),
+            "--lead-ms",
+            &lead_ms.to_string(),
+        ],
+    );
+    let seek_to = from - reference::WINDOW_MS - lead_ms;
+    let want_reads: BTreeMap<i32, (i64, i64, i64)> = by_partition
+        .iter()
+        .enumerate()
+        .map(|(p, records)| {
+            let end = records.len();
+            let start = records
+                .iter()
+                .position(|e| e.time_ms >= seek_to)
+                .unwrap_or(end);
+            let mut stream_time = i64::MIN;
+            let mut stop = end;
+            for (offset, e) in records.iter().enumerate().skip(start) {
+                if e.malformed.is_none() {
+                    stream_time = stream_time.max(e.time_ms);
+                }
+                if stream_time >= to {
+                    stop = offset + 1;
+                    break;
+                }
+            }
+            (p as i32, (start as i64, stop as i64, end as i64))
+        })
+        .collect();
+    assert_eq!(partition_reads(&stderr), want_reads, "{stderr}");
+    assert!(
+        want_reads
+            .values()
+            .all(|(start, stop, end)| *start > 0 && stop < end),
+        "the range should skip records at both ends of every partition: {want_reads:?}"
+    );
+    let ranged = read_user_activity(&dir.join("range/view=user-activity"));
+    let in_range: Vec<OfflineRow> = streamed
+        .iter()
+        .filter(|r| from <= r.as_of_ms && r.as_of_ms < to)
+        .cloned()
+        .collect();
+    assert!(in_range.len() > 300);
     assert_eq!(contents(&ranged), contents(&in_range), "--from/--to");
     let _ = std::fs::remove_dir_all(&dir);
 }

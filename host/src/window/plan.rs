@@ -59,6 +59,26 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// How far before stream time an event can still count in some window, in
+    /// ms: the longest sliding window, aligned window plus its grace, or
+    /// session retention plus its grace, plus the allowed out-of-orderness. (A
+    /// session chained by events closer than its gap can reach further back.)
+    pub fn reach_ms(&self) -> i64 {
+        let longest = self
+            .shapes
+            .iter()
+            .map(|shape| match *shape {
+                Shape::Sliding { length } => length,
+                Shape::Aligned { length, grace, .. } => length + grace,
+                Shape::Session {
+                    retention, grace, ..
+                } => retention + grace,
+            })
+            .max()
+            .unwrap_or(0);
+        longest + self.out_of_orderness
+    }
+
     /// Builds the plan of a validated descriptor, with no out-of-orderness.
     pub fn new(d: &Descriptor) -> Self {
         let shapes: Vec<Shape> = d
