@@ -13,6 +13,16 @@ fn a_plugin_computes_features_from_raw_events() {
     for (path, make) in [(&binary, "make host"), (&plugin, "make fixtures")] {
         assert!(path.exists(), "{} is missing: run `{make}`", path.display());
     }
+    let inspect = Command::new(&binary)
+        .args(["plugin", "inspect"])
+        .arg(&plugin)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(inspect.stdout).unwrap();
+    assert!(
+        text.contains("Events(value) over 30m, the newest 2 events"),
+        "{text}"
+    );
     let dir = std::env::temp_dir().join(format!("wafer-raw-events-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let events = dir.join("events.jsonl");
