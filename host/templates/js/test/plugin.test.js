@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { AggregationKind, Row, ValueType } from '../guest-sdk/js/src/index.js';
+import { AggregationKind, Row, ValueType, WindowKind } from '../guest-sdk/js/src/index.js';
 import { {{Type}} } from '../src/{{module}}.js';
 
 test('average is sum over count', () => {
@@ -17,7 +17,10 @@ test('empty window gives zero average and nulls', () => {
 test('descriptor lines up aggregations and features', () => {
   const d = {{Type}}.describe();
   assert.deepEqual([d.name, d.entityKey], ['{{name}}', 'user_id']);
-  assert.deepEqual(d.windows, [{ name: '10m', lengthMs: 600_000 }]);
+  assert.deepEqual(
+    d.windows.map((w) => [w.name, w.kind, w.lengthMs]),
+    [['10m', WindowKind.SLIDING, 600_000]],
+  );
   assert.deepEqual(
     d.aggregations.map((a) => [a.kind, a.field]),
     [
