@@ -729,7 +729,7 @@ impl Core {
             .iter()
             .enumerate()
             .map(|(a, op)| {
-                let cells: Vec<AggCell> = rows.iter().map(|r| r.cells[a]).collect();
+                let cells: Vec<AggCell> = rows.iter().map(|r| r.cells[a].clone()).collect();
                 let valid: Vec<bool> = cells.iter().map(|c| *c != AggCell::Null).collect();
                 let valid = if valid.iter().all(|v| *v) {
                     Vec::new()

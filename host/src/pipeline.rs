@@ -11,7 +11,8 @@ use crate::entity::EntityKey;
 use crate::event::{format_time, DecodeError, FieldValue, Schema};
 use crate::metrics::Counters;
 use crate::plugin::{
-    Batch, Column, ColumnData, FeatureSpec, Plugin, PluginError, TextColumn, ValueType,
+    AggregationKind, Batch, Column, ColumnData, EventListColumn, EventValues, FeatureSpec, Plugin,
+    PluginError, TextColumn, ValueType,
 };
 use crate::window::{AggCell, Checkpoint, Late, Partition, Plan, Row};
 
@@ -682,43 +683,31 @@ impl Processor {
             .iter()
             .enumerate()
             .map(|(a, op)| {
-                let cells = rows.iter().map(|r| r.cells[a]);
-                let valid: Vec<bool> = cells.clone().map(|c| c != AggCell::Null).collect();
+                let cells = rows.iter().map(|r| &r.cells[a]);
+                let valid: Vec<bool> = cells.clone().map(|c| *c != AggCell::Null).collect();
                 let valid = if valid.iter().all(|v| *v) {
                     Vec::new()
                 } else {
                     valid
                 };
-                let stored = |c: AggCell| match c {
-                    AggCell::Stored(x) => x,
+                let stored = |c: &AggCell| match c {
+                    AggCell::Stored(x) => *x,
                     _ => 0,
                 };
                 let data = match (op.kind, op.field_type) {
-                    (
-                        crate::plugin::AggregationKind::First
-                        | crate::plugin::AggregationKind::Last,
-                        Some(kind),
-                    ) => match kind {
-                        ValueType::Int64 => {
-                            ColumnData::Int64(cells.map(|c| stored(c) as i64).collect())
-                        }
-                        ValueType::Float64 => {
-                            ColumnData::Float64(cells.map(|c| f64::from_bits(stored(c))).collect())
-                        }
-                        ValueType::Boolean => {
-                            ColumnData::Boolean(cells.map(|c| stored(c) != 0).collect())
-                        }
-                        ValueType::Text => self.text_column(cells.map(stored)),
-                    },
-                    _ => match cells.clone().find(|c| *c != AggCell::Null) {
+                    (AggregationKind::Events, Some(kind)) => self.event_list_column(cells, kind),
+                    (AggregationKind::First | AggregationKind::Last, Some(kind)) => {
+                        self.typed_column(cells.map(stored), kind)
+                    }
+                    _ => match cells.clone().find(|c| **c != AggCell::Null) {
                         Some(AggCell::Int(_)) => ColumnData::Int64(
                             cells
-                                .map(|c| if let AggCell::Int(v) = c { v } else { 0 })
+                                .map(|c| if let AggCell::Int(v) = c { *v } else { 0 })
                                 .collect(),
                         ),
                         _ => ColumnData::Float64(
                             cells
-                                .map(|c| if let AggCell::Float(v) = c { v } else { 0.0 })
+                                .map(|c| if let AggCell::Float(v) = c { *v } else { 0.0 })
                                 .collect(),
                         ),
                     },
@@ -732,7 +721,48 @@ impl Processor {
         }
     }
 
-    fn text_column(&self, ids: impl Iterator<Item = u64>) -> ColumnData {
+    /// A column of stored field values of type `kind`.
+    fn typed_column(&self, values: impl Iterator<Item = u64>, kind: ValueType) -> ColumnData {
+        match kind {
+            ValueType::Int64 => ColumnData::Int64(values.map(|v| v as i64).collect()),
+            ValueType::Float64 => ColumnData::Float64(values.map(f64::from_bits).collect()),
+            ValueType::Boolean => ColumnData::Boolean(values.map(|v| v != 0).collect()),
+            ValueType::Text => ColumnData::Text(self.text_column(values)),
+        }
+    }
+
+    /// An `event-list` column of `events` cells over a field of type `kind`.
+    fn event_list_column<'a>(
+        &self,
+        cells: impl Iterator<Item = &'a AggCell> + Clone,
+        kind: ValueType,
+    ) -> ColumnData {
+        let lists = cells.map(|c| match c {
+            AggCell::Events(events) => events.as_slice(),
+            _ => &[],
+        });
+        let mut offsets = Vec::with_capacity(lists.clone().count() + 1);
+        offsets.push(0u32);
+        let mut times = Vec::new();
+        for list in lists.clone() {
+            times.extend(list.iter().map(|(t, _)| *t));
+            offsets.push(times.len() as u32);
+        }
+        let values = lists.flat_map(|list| list.iter().map(|(_, v)| *v));
+        let values = match kind {
+            ValueType::Int64 => EventValues::Int64(values.map(|v| v as i64).collect()),
+            ValueType::Float64 => EventValues::Float64(values.map(f64::from_bits).collect()),
+            ValueType::Boolean => EventValues::Boolean(values.map(|v| v != 0).collect()),
+            ValueType::Text => EventValues::Text(self.text_column(values)),
+        };
+        ColumnData::EventList(EventListColumn {
+            offsets,
+            times,
+            values,
+        })
+    }
+
+    fn text_column(&self, ids: impl Iterator<Item = u64>) -> TextColumn {
         let mut local: FxHashMap<u32, u32> = FxHashMap::default();
         let mut dictionary = Vec::new();
         let codes = ids
@@ -744,7 +774,7 @@ impl Processor {
                 })
             })
             .collect();
-        ColumnData::Text(TextColumn { dictionary, codes })
+        TextColumn { dictionary, codes }
     }
 
     fn feature_json(&self, entity: &str, features: &FeatureRow, computed_at: &str) -> String {

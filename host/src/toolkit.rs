@@ -99,7 +99,15 @@ pub fn inspect(path: &Path) -> Result<String, RunError> {
     let _ = writeln!(out, "aggregations (in the order compute receives them)");
     for (i, a) in d.aggregations.iter().enumerate() {
         let field = a.field.as_deref().unwrap_or("-");
-        let _ = writeln!(out, "  {i:>2} {:?}({field}) over {}", a.kind, a.window);
+        let bound = a
+            .max_events
+            .map(|n| format!(", the newest {n} events"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {i:>2} {:?}({field}) over {}{bound}",
+            a.kind, a.window
+        );
     }
     let _ = writeln!(out, "features (in the order compute returns them)");
     for f in &d.features {

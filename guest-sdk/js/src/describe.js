@@ -30,7 +30,10 @@ export const AggregationKind = Object.freeze({
   STDDEV: 'stddev',
   /** Approximate quantile; not supported by the host yet (refused at load). */
   APPROX_QUANTILE: 'approx-quantile',
-  /** The window's raw events, an array of [timeMs, value]; not supported by the host yet. */
+  /**
+   * The window's raw events, an array of [timeMs, value], oldest first, at most
+   * `maxEvents` (the newest); ask with `Descriptor.events`.
+   */
   EVENTS: 'events',
 });
 
@@ -141,6 +144,25 @@ export class Descriptor {
       field: field == null ? null : String(field),
       quantile: null,
       maxEvents: null,
+    });
+    return this;
+  }
+
+  /**
+   * Asks for the raw events of `window`: per row, an array of [timeMs, value] of
+   * `field`, oldest first, at most the newest `maxEvents` (1 to 10,000, checked
+   * by the host at load).
+   */
+  events(window, field, maxEvents) {
+    if (!Number.isInteger(maxEvents) || maxEvents < 1) {
+      throw new RangeError(`events over '${window}': maxEvents must be a positive integer`);
+    }
+    this.aggregations.push({
+      window: String(window),
+      kind: AggregationKind.EVENTS,
+      field: String(field),
+      quantile: null,
+      maxEvents,
     });
     return this;
   }

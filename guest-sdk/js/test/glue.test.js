@@ -140,7 +140,8 @@ test('window kinds and their settings in WIT form', () => {
       .tumblingWindow('1m', 60_000, { graceMs: 5_000 })
       .hoppingWindow('1h', 3_600_000, 60_000, { earlyResults: true })
       .sessionWindow('s', 1_800_000, 3_600_000)
-      .aggregate('1m', AggregationKind.VARIANCE, 'v'),
+      .aggregate('1m', AggregationKind.VARIANCE, 'v')
+      .events('s', 'v', 50),
   );
   assert.deepEqual(
     d.windows.map((w) => [w.kind, w.lengthMs, w.hopMs, w.gapMs, w.graceMs, w.earlyResults]),
@@ -151,8 +152,11 @@ test('window kinds and their settings in WIT form', () => {
     ],
   );
   assert.deepEqual(
-    d.aggregations.map((a) => [a.kind, a.quantile, a.maxEvents]),
-    [['variance', undefined, undefined]],
+    d.aggregations.map((a) => [a.kind, a.field, a.quantile, a.maxEvents]),
+    [
+      ['variance', 'v', undefined, undefined],
+      ['events', 'v', undefined, 50],
+    ],
   );
 });
 

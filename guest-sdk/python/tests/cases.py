@@ -180,7 +180,8 @@ def check_window_kinds(wit):
         .hopping_window("1h", 3_600_000, 60_000, early_results=True)
         .session_window("s", 1_800_000, 3_600_000, grace_ms=1_000)
         .aggregate("1m", AggregationKind.VARIANCE, "v")
-        .aggregate("1h", AggregationKind.STDDEV, "v"),
+        .aggregate("1h", AggregationKind.STDDEV, "v")
+        .events("s", "v", 50),
         wit,
     )
     assert [
@@ -193,7 +194,9 @@ def check_window_kinds(wit):
     assert [(a.kind, a.quantile, a.max_events) for a in d.aggregations] == [
         (wit.AggregationKind.VARIANCE, None, None),
         (wit.AggregationKind.STDDEV, None, None),
+        (wit.AggregationKind.EVENTS, None, 50),
     ]
+    assert d.aggregations[2].field == "v"
 
 
 def check_event_lists(wit):

@@ -37,7 +37,8 @@ class AggregationKind(Enum):
     STDDEV = "stddev"
     #: Approximate quantile; not supported by the host yet (refused at load).
     APPROX_QUANTILE = "approx-quantile"
-    #: The window's raw events, a list of ``(time_ms, value)``; not supported by the host yet.
+    #: The window's raw events, a list of ``(time_ms, value)``, oldest first, at most
+    #: ``max_events`` (the newest); ask with ``Descriptor.events``.
     EVENTS = "events"
 
 
@@ -172,6 +173,17 @@ class Descriptor:
         Aggregations reach ``compute`` in the order they are declared here.
         """
         self.aggregations.append(Aggregation(window, _check(kind, AggregationKind), field))
+        return self
+
+    def events(self, window: str, field: str, max_events: int) -> Descriptor:
+        """Asks for the raw events of ``window``: per row, a list of ``(time_ms, value)``
+        of ``field``, oldest first, at most the newest ``max_events`` (1 to 10,000,
+        checked by the host at load)."""
+        if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
+            raise ValueError(f"events over {window!r}: max_events must be a positive int")
+        self.aggregations.append(
+            Aggregation(window, AggregationKind.EVENTS, field, max_events=max_events)
+        )
         return self
 
     def feature(self, name: str, kind: ValueType) -> Descriptor:

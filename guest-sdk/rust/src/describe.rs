@@ -118,7 +118,8 @@ pub enum AggregationKind {
     Stddev,
     /// Approximate quantile (`Aggregation::quantile`); not supported by the host yet.
     ApproxQuantile,
-    /// The window's raw events (at most `Aggregation::max_events`); not supported by the host yet.
+    /// The window's raw events, oldest first, at most `Aggregation::max_events`
+    /// (the newest); ask with [`Descriptor::events`].
     Events,
 }
 
@@ -196,6 +197,20 @@ impl Descriptor {
             field: field.map(str::to_owned),
             quantile: None,
             max_events: None,
+        });
+        self
+    }
+
+    /// Asks for the raw events of `window`: per row, the `field` values with
+    /// their event times ([`crate::Value::Events`]), oldest first, at most the
+    /// newest `max_events` (1 to 10,000, checked by the host at load).
+    pub fn events(mut self, window: &str, field: &str, max_events: u32) -> Self {
+        self.aggregations.push(Aggregation {
+            window: window.to_owned(),
+            kind: AggregationKind::Events,
+            field: Some(field.to_owned()),
+            quantile: None,
+            max_events: Some(max_events),
         });
         self
     }

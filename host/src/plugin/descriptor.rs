@@ -38,6 +38,10 @@ pub enum DescriptorError {
 
 const MAX_WINDOW_MS: u64 = 10 * 366 * 86_400_000;
 
+/// The most raw events an `events` aggregation may ask for per row: every row
+/// of a batch copies them into the plugin.
+pub const MAX_EVENTS: u32 = 10_000;
+
 /// Validates `d`: unique names, aggregations that refer to declared windows and
 /// inputs with fitting types, at least one window, aggregation and feature.
 pub fn validate(d: &Descriptor) -> Result<(), DescriptorError> {
@@ -76,25 +80,25 @@ pub fn validate(d: &Descriptor) -> Result<(), DescriptorError> {
             index,
             reason: reason.to_owned(),
         };
-        match a.kind {
-            AggregationKind::ApproxQuantile => {
-                return Err(DescriptorError::Unsupported {
-                    index,
-                    kind: "approx-quantile",
-                })
-            }
-            AggregationKind::Events => {
-                return Err(DescriptorError::Unsupported {
-                    index,
-                    kind: "events",
-                })
-            }
-            _ => {}
+        if a.kind == AggregationKind::ApproxQuantile {
+            return Err(DescriptorError::Unsupported {
+                index,
+                kind: "approx-quantile",
+            });
         }
-        if a.quantile.is_some() || a.max_events.is_some() {
-            return Err(bad(
-                "`quantile` is only for approx-quantile and `max-events` only for events",
-            ));
+        if a.quantile.is_some() {
+            return Err(bad("`quantile` is only for approx-quantile"));
+        }
+        match (a.kind, a.max_events) {
+            (AggregationKind::Events, Some(1..=MAX_EVENTS)) => {}
+            (AggregationKind::Events, _) => {
+                return Err(bad(&format!(
+                    "events needs `max-events` between 1 and {MAX_EVENTS} (the most events \
+                     handed per row, the newest)"
+                )))
+            }
+            (_, Some(_)) => return Err(bad("`max-events` is only for events")),
+            (_, None) => {}
         }
         let field = match (&a.kind, &a.field) {
             (AggregationKind::Count, None) => continue,
@@ -379,17 +383,38 @@ mod tests {
     }
 
     #[test]
+    fn events_need_a_field_and_a_bounded_max_events() {
+        let events = |field: Option<&str>, max_events| {
+            let mut d = good();
+            d.aggregations[1].kind = AggregationKind::Events;
+            d.aggregations[1].field = field.map(Into::into);
+            d.aggregations[1].max_events = max_events;
+            validate(&d).map_err(|e| e.to_string())
+        };
+        events(Some("value"), Some(1)).unwrap();
+        events(Some("action"), Some(MAX_EVENTS)).unwrap();
+        for bad in [None, Some(0), Some(MAX_EVENTS + 1)] {
+            let e = events(Some("value"), bad).unwrap_err();
+            assert!(
+                e.contains("events needs `max-events` between 1 and 10000"),
+                "{bad:?}: {e}"
+            );
+        }
+        let e = events(None, Some(5)).unwrap_err();
+        assert!(e.contains("needs a field"), "{e}");
+        let mut d = good();
+        d.aggregations[1].max_events = Some(5);
+        let e = validate(&d).unwrap_err().to_string();
+        assert!(e.contains("`max-events` is only for events"), "{e}");
+    }
+
+    #[test]
     fn aggregations_not_built_yet_are_refused_at_load() {
         let mut d = good();
         d.aggregations[1].kind = AggregationKind::ApproxQuantile;
         d.aggregations[1].quantile = Some(0.5);
         let e = validate(&d).unwrap_err().to_string();
         assert!(e.contains("`approx-quantile` is not supported yet"), "{e}");
-        let mut d = good();
-        d.aggregations[1].kind = AggregationKind::Events;
-        d.aggregations[1].max_events = Some(10);
-        let e = validate(&d).unwrap_err().to_string();
-        assert!(e.contains("`events` is not supported yet"), "{e}");
         let mut d = good();
         d.aggregations[1].kind = AggregationKind::Variance;
         validate(&d).unwrap();

@@ -22,8 +22,8 @@ mod bindings {
 }
 
 pub use bindings::wafer::plugin::types::{
-    AggregationKind, AggregationSpec, Batch, Column, ColumnData, Descriptor, FeatureSpec,
-    InputField, TextColumn, ValueType, WindowKind, WindowSpec,
+    AggregationKind, AggregationSpec, Batch, Column, ColumnData, Descriptor, EventListColumn,
+    EventValues, FeatureSpec, InputField, TextColumn, ValueType, WindowKind, WindowSpec,
 };
 
 /// Lower-case name of a value type, as in the WIT file.

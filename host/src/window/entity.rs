@@ -12,18 +12,21 @@ use std::collections::VecDeque;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::plan::{Plan, Shape};
+use super::plan::{AggOp, Plan, Shape};
 use super::sum::{variance_of, RunningMoments, RunningSum};
 use crate::plugin::{AggregationKind, ValueType};
 
 /// One aggregation value.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AggCell {
     Null,
     Int(i64),
     Float(f64),
     /// A stored field value (first/last), typed by the aggregation's field.
     Stored(u64),
+    /// Raw events (events): (event time, stored field value), oldest first
+    /// (ties in arrival order), the newest `max-events` of the window.
+    Events(Vec<(i64, u64)>),
 }
 
 /// Incremental state of one sliding window: it covers the newest `count` events.
@@ -470,11 +473,9 @@ impl EntityWindow {
     /// The value of aggregation `a` of the plan, at stream time `now` and watermark `wm`.
     pub fn aggregate(&self, plan: &Plan, a: usize, now: i64, wm: i64) -> AggCell {
         let op = &plan.aggs[a];
-        let column = op.slot.map(|s| &self.cells[s]);
-        let kind = op.field_type.unwrap_or(ValueType::Float64);
         let Shape::Sliding { .. } = plan.shapes[op.window] else {
             let members: Vec<usize> = self.shown_members(plan, op.window, now, wm).collect();
-            return scan(op.kind, column, kind, &members);
+            return self.scan(op, &members);
         };
         let agg = &self.slides[op.window];
         let start = self.times.len() - agg.count;
@@ -491,15 +492,41 @@ impl EntityWindow {
                 .variance(n)
                 .map_or(AggCell::Null, |v| AggCell::Float(v.sqrt())),
             AggregationKind::DistinctCount => AggCell::Int(agg.distinct[op.state].len() as i64),
+            AggregationKind::Events => {
+                let first = self.times.len() - n.min(op.max_events);
+                self.raw_events(op, first..self.times.len())
+            }
             _ => {
                 let members: Vec<usize> = (start..self.times.len()).collect();
-                scan(op.kind, column, kind, &members)
+                self.scan(op, &members)
             }
         }
     }
+
+    /// The events at `members` (in time order) as an `events` cell: time and
+    /// stored value of the aggregation's field.
+    fn raw_events(&self, op: &AggOp, members: impl Iterator<Item = usize>) -> AggCell {
+        let column = &self.cells[op.slot.expect("validated descriptor: events has a field")];
+        AggCell::Events(members.map(|i| (self.times[i], column[i])).collect())
+    }
+
+    /// Aggregation `op` computed over the events at `members` (in time order).
+    fn scan(&self, op: &AggOp, members: &[usize]) -> AggCell {
+        if op.kind == AggregationKind::Events {
+            let newest = &members[members.len() - members.len().min(op.max_events)..];
+            return self.raw_events(op, newest.iter().copied());
+        }
+        scan(
+            op.kind,
+            op.slot.map(|s| &self.cells[s]),
+            op.field_type.unwrap_or(ValueType::Float64),
+            members,
+        )
+    }
 }
 
-/// An aggregation computed over the events at `members` (in time order).
+/// An aggregation other than `events` computed over the events at `members`
+/// (in time order).
 fn scan(
     agg: AggregationKind,
     column: Option<&VecDeque<u64>>,
@@ -541,7 +568,7 @@ fn scan(
         }
         AggregationKind::First => stored(members.first()),
         AggregationKind::Last => stored(members.last()),
-        // Refused at load (descriptor validation).
+        // Refused at load (descriptor validation); `events` is built by `EntityWindow::scan`.
         AggregationKind::ApproxQuantile | AggregationKind::Events => AggCell::Null,
     }
 }

@@ -16,6 +16,8 @@ pub struct AggOp {
     /// Index into the window's sums (sum, mean), moments (variance, stddev) or
     /// distinct maps (distinct-count); sliding windows only.
     pub state: usize,
+    /// events: the most events handed per row (the newest); 0 for the other kinds.
+    pub max_events: usize,
 }
 
 /// How a window's instances are laid out in time (all times in ms).
@@ -157,6 +159,7 @@ impl Plan {
                 slot,
                 field_type: field.map(|(_, k)| k),
                 state,
+                max_events: a.max_events.unwrap_or(0) as usize,
             });
         }
         Self {

@@ -12,19 +12,28 @@ use crate::plugin::{
     WindowKind, WindowSpec,
 };
 
-/// The aggregations asked of every window, in this order.
-const AGGS: [(K, Option<&str>); 10] = [
-    (K::Count, None),
-    (K::Sum, Some("value")),
-    (K::Mean, Some("value")),
-    (K::Min, Some("value")),
-    (K::Max, Some("value")),
-    (K::DistinctCount, Some("action")),
-    (K::First, Some("action")),
-    (K::Last, Some("value")),
-    (K::Variance, Some("value")),
-    (K::Stddev, Some("value")),
+/// The aggregations asked of every window, in this order: (kind, field, max-events).
+const AGGS: [(K, Option<&str>, Option<u32>); 12] = [
+    (K::Count, None, None),
+    (K::Sum, Some("value"), None),
+    (K::Mean, Some("value"), None),
+    (K::Min, Some("value"), None),
+    (K::Max, Some("value"), None),
+    (K::DistinctCount, Some("action"), None),
+    (K::First, Some("action"), None),
+    (K::Last, Some("value"), None),
+    (K::Variance, Some("value"), None),
+    (K::Stddev, Some("value"), None),
+    (K::Events, Some("value"), Some(EVENTS_KEPT)),
+    (
+        K::Events,
+        Some("action"),
+        Some(crate::plugin::descriptor::MAX_EVENTS),
+    ),
 ];
+
+/// `max-events` of the first `events` aggregation: small, so that lists are cut.
+const EVENTS_KEPT: u32 = 3;
 
 fn spec(name: &str, kind: WindowKind, length_ms: u64) -> WindowSpec {
     WindowSpec {
@@ -42,13 +51,14 @@ fn descriptor(windows: Vec<WindowSpec>) -> Descriptor {
     let aggregations = windows
         .iter()
         .flat_map(|w| {
-            AGGS.iter().map(|(kind, field)| AggregationSpec {
-                window: w.name.clone(),
-                kind: *kind,
-                field: field.map(Into::into),
-                quantile: None,
-                max_events: None,
-            })
+            AGGS.iter()
+                .map(|(kind, field, max_events)| AggregationSpec {
+                    window: w.name.clone(),
+                    kind: *kind,
+                    field: field.map(Into::into),
+                    quantile: None,
+                    max_events: *max_events,
+                })
         })
         .collect();
     let d = Descriptor {
@@ -311,6 +321,13 @@ fn naive_cells(members: &[&Ev]) -> Vec<AggCell> {
             .map_or(AggCell::Null, |e| AggCell::Stored(e.value.to_bits())),
         float(variance),
         float(variance.map(f64::sqrt)),
+        AggCell::Events(
+            members[members.len().saturating_sub(EVENTS_KEPT as usize)..]
+                .iter()
+                .map(|e| (e.t, e.value.to_bits()))
+                .collect(),
+        ),
+        AggCell::Events(members.iter().map(|e| (e.t, e.action)).collect()),
     ]
 }
 
@@ -744,4 +761,77 @@ fn worked_timeline_of_the_user_activity_window() {
     let e = p.drain(&plan);
     assert_eq!(e.tombstones, vec![Box::<str>::from("u")]);
     assert_eq!(p.entities(), 1);
+}
+
+#[test]
+fn worked_timeline_of_raw_events_in_every_window_kind() {
+    // Windows: sliding 10; tumbling 10; hopping 10 every 5; session gap 5 shown
+    // for 20 after its end. No grace, no out-of-orderness.
+    let plan = plan_of(
+        vec![
+            spec("", WindowKind::Sliding, 10),
+            spec("", WindowKind::Tumbling, 10),
+            WindowSpec {
+                hop_ms: Some(5),
+                ..spec("", WindowKind::Hopping, 10)
+            },
+            WindowSpec {
+                gap_ms: Some(5),
+                ..spec("", WindowKind::Session, 20)
+            },
+        ],
+        0,
+    );
+    let mut p = Partition::new(&plan);
+    let mut off = 0;
+    // Two events at 4: arrival order (value 2 then 3) is their order.
+    feed(
+        &plan,
+        &mut p,
+        &mut off,
+        &[
+            ("u", 1, 1.0),
+            ("u", 4, 2.0),
+            ("u", 8, 4.0),
+            ("u", 4, 3.0),
+            ("u", 12, 5.0),
+        ],
+    );
+    // The newest EVENTS_KEPT (3) `value`s of window w, as (time, value).
+    let events = |p: &Partition, w: usize| -> Vec<(i64, f64)> {
+        match &p.snapshot(&plan)["u"][w * AGGS.len() + 10] {
+            AggCell::Events(list) => list.iter().map(|(t, v)| (*t, f64::from_bits(*v))).collect(),
+            other => panic!("window {w}: {other:?} is not an event list"),
+        }
+    };
+    // T = W = 12. Sliding (2, 12]: 4, 4, 8, 12 -> the newest 3.
+    assert_eq!(events(&p, 0), [(4, 3.0), (8, 4.0), (12, 5.0)]);
+    // Tumbling: [0, 10) fired: 1, 4, 4, 8 -> the newest 3.
+    assert_eq!(events(&p, 1), [(4, 2.0), (4, 3.0), (8, 4.0)]);
+    // Hopping: [0, 10) is the latest fired instance, as for tumbling.
+    assert_eq!(events(&p, 2), [(4, 2.0), (4, 3.0), (8, 4.0)]);
+    // Session [1, 17) has not fired.
+    assert_eq!(events(&p, 3), []);
+    // The `action` lists are not cut (max-events 10000): all 4 sliding events.
+    match &p.snapshot(&plan)["u"][11] {
+        AggCell::Events(list) => assert_eq!(
+            list.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+            [4, 4, 8, 12]
+        ),
+        other => panic!("{other:?}"),
+    }
+    // T = W = 17: sliding (7, 17]: 8, 12; tumbling still [0, 10); hopping
+    // [5, 15) fired: 8, 12; the session [1, 17) fired: its newest 3.
+    p.advance_to(&plan, 17);
+    assert_eq!(events(&p, 0), [(8, 4.0), (12, 5.0)]);
+    assert_eq!(events(&p, 1), [(4, 2.0), (4, 3.0), (8, 4.0)]);
+    assert_eq!(events(&p, 2), [(8, 4.0), (12, 5.0)]);
+    assert_eq!(events(&p, 3), [(4, 3.0), (8, 4.0), (12, 5.0)]);
+    // T = W = 25: sliding (15, 25] is empty; tumbling [10, 20) fired: 12;
+    // hopping [15, 25) fired: empty; the session is still shown (until 17 + 20).
+    p.advance_to(&plan, 25);
+    assert_eq!(events(&p, 0), []);
+    assert_eq!(events(&p, 1), [(12, 5.0)]);
+    assert_eq!(events(&p, 2), []);
+    assert_eq!(events(&p, 3), [(4, 3.0), (8, 4.0), (12, 5.0)]);
 }
