@@ -146,9 +146,26 @@ impl Env {
     /// The TOML text of [`Env::config`].
     pub fn config_toml(&self) -> String {
         format!(
+            r#"{sources}
+[plugin]
+path = "{plugin}"
+key_template = "{template}"
+ttl_secs = 3600
+"#,
+            sources = self.sources_toml(300),
+            plugin = user_activity_plugin().display(),
+            template = self.key_template(),
+        )
+    }
+
+    /// The `[pipeline]`, `[kafka]` and `[redis]` sections of this test's
+    /// namespace (flush every `batch_size` records or 50 ms), for configs
+    /// that add their own plugin or views.
+    pub fn sources_toml(&self, batch_size: usize) -> String {
+        format!(
             r#"
 [pipeline]
-batch_size = 300
+batch_size = {batch_size}
 linger_ms = 50
 # The reference model does not model idle partitions (tests/tests/idle.rs does).
 idle_timeout_ms = 0
@@ -163,11 +180,6 @@ late_topic = "{late}"
 
 [redis]
 url = "{redis}"
-
-[plugin]
-path = "{plugin}"
-key_template = "{template}"
-ttl_secs = 3600
 "#,
             brokers = brokers(),
             group = self.group,
@@ -176,8 +188,6 @@ ttl_secs = 3600
             dlq = self.dead_letters,
             late = self.late,
             redis = redis_url(),
-            plugin = user_activity_plugin().display(),
-            template = self.key_template(),
         )
     }
 

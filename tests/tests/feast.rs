@@ -45,23 +45,7 @@ fn feast_connection_string() -> String {
 
 fn config(env: &Env, project: &str) -> wafer::config::Config {
     let text = format!(
-        r#"
-[pipeline]
-batch_size = 300
-linger_ms = 50
-idle_timeout_ms = 0
-
-[kafka]
-brokers = "{brokers}"
-group = "{group}"
-topics = ["{input}"]
-output_topic = "{output}"
-dead_letter_topic = "{dlq}"
-late_topic = "{late}"
-
-[redis]
-url = "{redis}"
-
+        r#"{sources}
 [[views]]
 name = "activity"
 [views.plugin]
@@ -86,13 +70,7 @@ project = "{project}"
 feature_view = "user_shop_activity"
 join_key_types = {{ shop = "int64" }}
 "#,
-        brokers = wafer_tests::brokers(),
-        group = env.group,
-        input = env.input,
-        output = env.output,
-        dlq = env.dead_letters,
-        late = env.late,
-        redis = wafer_tests::redis_url(),
+        sources = env.sources_toml(300),
         plugin = wafer_tests::user_activity_plugin().display(),
     );
     wafer::config::Config::parse(&text, "feast test").unwrap()

@@ -356,23 +356,7 @@ async fn feast_views_share_an_entity_hash() {
 
 fn config(env: &Env, admin_port: u16) -> wafer::config::Config {
     let text = format!(
-        r#"
-[pipeline]
-batch_size = 300
-linger_ms = 50
-idle_timeout_ms = 0
-
-[kafka]
-brokers = "{brokers}"
-group = "{group}"
-topics = ["{input}"]
-output_topic = "{output}"
-dead_letter_topic = "{dlq}"
-late_topic = "{late}"
-
-[redis]
-url = "{redis}"
-
+        r#"{sources}
 [admin]
 listen = "127.0.0.1:{admin_port}"
 
@@ -393,13 +377,7 @@ entity_fields = ["user_id", "action"]
 key_template = "{prefix}:pairs:{{entity}}"
 watch = false
 "#,
-        brokers = wafer_tests::brokers(),
-        group = env.group,
-        input = env.input,
-        output = env.output,
-        dlq = env.dead_letters,
-        late = env.late,
-        redis = wafer_tests::redis_url(),
+        sources = env.sources_toml(300),
         plugin = wafer_tests::user_activity_plugin().display(),
         prefix = env.key_prefix,
     );

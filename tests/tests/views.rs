@@ -19,23 +19,7 @@ fn two_views(env: &Env, shadow_topic: &str) -> wafer::config::Config {
         fixture.display()
     );
     let text = format!(
-        r#"
-[pipeline]
-batch_size = 200
-linger_ms = 50
-idle_timeout_ms = 0
-
-[kafka]
-brokers = "{brokers}"
-group = "{group}"
-topics = ["{input}"]
-output_topic = "{output}"
-dead_letter_topic = "{dlq}"
-late_topic = "{late}"
-
-[redis]
-url = "{redis}"
-
+        r#"{sources}
 [[views]]
 name = "main"
 [views.plugin]
@@ -52,13 +36,7 @@ key_template = "{prefix}:shadow:{{user_id}}"
 call_timeout_ms = 250
 watch = false
 "#,
-        brokers = wafer_tests::brokers(),
-        group = env.group,
-        input = env.input,
-        output = env.output,
-        dlq = env.dead_letters,
-        late = env.late,
-        redis = wafer_tests::redis_url(),
+        sources = env.sources_toml(200),
         main = wafer_tests::user_activity_plugin().display(),
         shadow = fixture.display(),
         prefix = env.key_prefix,
