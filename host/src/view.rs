@@ -114,7 +114,16 @@ impl View {
             Counters::default(),
         )
         .with_max_consecutive_failures(p.max_consecutive_failures)
-        .with_out_of_orderness(pipeline.out_of_orderness_ms);
+        .with_out_of_orderness(pipeline.out_of_orderness_ms)
+        .with_tiling(p.tiling())
+        .map_err(|e| {
+            RunError::Config(crate::config::ConfigError::Invalid(format!(
+                "view `{}`: {e}",
+                spec.name
+                    .as_deref()
+                    .unwrap_or(&p.path.display().to_string())
+            )))
+        })?;
         let descriptor = processor.plugin().descriptor().clone();
         let entity = entity_key(p, &descriptor.entity_key);
         let key_template = p
