@@ -385,12 +385,13 @@ impl Processor {
     /// Sets the allowed out-of-orderness of event times (watermark = stream
     /// time minus `ms`); before any partition has state.
     pub fn with_out_of_orderness(mut self, ms: u64) -> Self {
-        self.plan = Plan::new(self.plugin.descriptor()).with_out_of_orderness(ms as i64);
+        self.plan = self.plan.clone().with_out_of_orderness(ms as i64);
         self
     }
 
-    /// Tiles the sliding windows `tiling` selects (see `docs/semantics.md`);
-    /// before any partition has state, after [`Processor::with_out_of_orderness`].
+    /// Tiles the sliding windows `tiling` selects (see `docs/semantics.md`),
+    /// before any partition has state; refused when the plugin's windows do not
+    /// fit the tiling.
     pub fn with_tiling(mut self, tiling: crate::window::Tiling) -> Result<Self, TileError> {
         crate::window::tiles::check(self.plugin.descriptor(), tiling)?;
         self.plan = self.plan.with_tiling(tiling);

@@ -118,10 +118,7 @@ impl View {
         .with_tiling(p.tiling())
         .map_err(|e| {
             RunError::Config(crate::config::ConfigError::Invalid(format!(
-                "view `{}`: {e}",
-                spec.name
-                    .as_deref()
-                    .unwrap_or(&p.path.display().to_string())
+                "view `{name}`: {e}"
             )))
         })?;
         let descriptor = processor.plugin().descriptor().clone();

@@ -276,3 +276,21 @@ async fn a_30_day_window_is_kept_as_tiles_and_matches_the_reference() {
 async fn a_crash_and_a_rebuild_of_the_tiles_from_the_checkpoint_change_nothing() {
     month_of_events("tiles-crash", 101, true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tile_that_does_not_divide_the_window_is_refused_at_load() {
+    let env = Env::new("tiles-refused", 1).await.unwrap();
+    let mut config = config(&env, None);
+    // 30 days is 720 h: not a multiple of 7 h.
+    config.plugin_mut().tile_ms = 7 * HOUR as u64;
+    let err = wafer::run(config, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("view `month`: window `month`")
+            && err.contains("tile_ms = 25200000")
+            && err.contains("tile_min_window_ms"),
+        "{err}"
+    );
+}
