@@ -226,6 +226,23 @@ pub struct PluginConfig {
     /// Directory of precompiled plugin artifacts, keyed by content hash and engine.
     /// Default: `$XDG_CACHE_HOME/wafer/artifacts` or `~/.cache/wafer/artifacts`.
     pub cache_dir: Option<PathBuf>,
+    /// Tile (time bucket) of tiled sliding windows, in milliseconds; 0 tiles nothing.
+    #[serde(default = "default_tile")]
+    pub tile_ms: u64,
+    /// Sliding windows at least this long (ms) keep per-tile partial aggregates
+    /// instead of their events; their length must be a multiple of `tile_ms`.
+    #[serde(default = "default_tile_min_window")]
+    pub tile_min_window_ms: u64,
+}
+
+impl PluginConfig {
+    /// Which sliding windows are tiled, and how finely.
+    pub fn tiling(&self) -> crate::window::Tiling {
+        crate::window::Tiling {
+            tile_ms: self.tile_ms,
+            min_window_ms: self.tile_min_window_ms,
+        }
+    }
 }
 
 /// How a view's features are stored in Redis (see docs/config.md, "Online layouts").
@@ -296,6 +313,14 @@ fn default_failures() -> u32 {
 
 fn default_policy() -> crate::pipeline::FailurePolicy {
     crate::pipeline::FailurePolicy::Quarantine
+}
+
+fn default_tile() -> u64 {
+    crate::window::tiles::DEFAULT_TILE_MS
+}
+
+fn default_tile_min_window() -> u64 {
+    crate::window::tiles::DEFAULT_TILE_MIN_WINDOW_MS
 }
 
 fn default_ttl() -> u64 {

@@ -87,6 +87,7 @@ struct ViewGauges {
     plugin_swap: Histogram,
     entities: AtomicU64,
     events_held: AtomicU64,
+    tiles_held: AtomicU64,
     quarantined: AtomicBool,
 }
 
@@ -112,6 +113,19 @@ impl Counters {
             .gauges
             .events_held
             .store(events_held as u64, Ordering::Relaxed);
+    }
+
+    /// Sets the tiles gauge: tiles held by tiled windows over every partition.
+    pub fn set_window_tiles(&self, tiles: usize) {
+        self.0
+            .gauges
+            .tiles_held
+            .store(tiles as u64, Ordering::Relaxed);
+    }
+
+    /// The tiles gauge.
+    pub fn window_tiles(&self) -> u64 {
+        self.0.gauges.tiles_held.load(Ordering::Relaxed)
     }
 
     /// Marks the view's plugin as quarantined (or not any more).

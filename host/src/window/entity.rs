@@ -14,6 +14,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::plan::{AggOp, Plan, Shape};
 use super::sum::{variance_of, RunningMoments, RunningSum};
+use super::tiles::Tiles;
 use crate::plugin::{AggregationKind, ValueType};
 
 /// One aggregation value.
@@ -125,6 +126,8 @@ pub struct EntityWindow {
     slides: Vec<SlideAgg>,
     /// Per window (session windows only): sessions by start.
     sessions: Vec<Vec<Session>>,
+    /// The tiled sliding windows (their events are not in `times`).
+    pub(super) tiles: Tiles,
 }
 
 /// Reads a stored numeric cell as a float.
@@ -151,12 +154,13 @@ impl EntityWindow {
                 })
                 .collect(),
             sessions: vec![Vec::new(); plan.shapes.len()],
+            tiles: Tiles::new(plan),
         }
     }
 
-    /// True when the entity holds no event and no session.
+    /// True when the entity holds no event, no session and no tile.
     pub fn is_empty(&self) -> bool {
-        self.times.is_empty() && self.sessions.iter().all(Vec::is_empty)
+        self.times.is_empty() && self.sessions.iter().all(Vec::is_empty) && self.tiles.is_empty()
     }
 
     /// Events held.
@@ -166,7 +170,8 @@ impl EntityWindow {
 
     /// Inserts an event at time `t` read at `offset`, arriving at stream time
     /// `now` and watermark `wm`, counted by the windows whose `verdicts` say
-    /// so. Returns true when a value shown to the plugin may have changed.
+    /// so (tiled windows excepted: see [`Tiles::insert`]). Returns true when a
+    /// value shown to the plugin may have changed.
     #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &mut self,
@@ -191,7 +196,7 @@ impl EntityWindow {
                 verdicts[w],
                 Verdict::Counted | Verdict::Closed { counted: true, .. }
             );
-            if !counted {
+            if !counted || plan.tiles.index(w).is_some() {
                 continue;
             }
             match *shape {
@@ -365,6 +370,9 @@ impl EntityWindow {
                 }
             }
         }
+        if let Some(x) = self.tiles.next_change(plan) {
+            at(x);
+        }
         next
     }
 
@@ -431,6 +439,7 @@ impl EntityWindow {
 
     fn shown_count(&self, plan: &Plan, w: usize, now: i64, wm: i64) -> usize {
         match plan.shapes[w] {
+            Shape::Sliding { .. } if plan.tiles.index(w).is_some() => self.tiles.count(plan, w),
             Shape::Sliding { .. } => self.slides[w].count,
             _ => self.shown_members(plan, w, now, wm).count(),
         }
@@ -473,6 +482,9 @@ impl EntityWindow {
     /// The value of aggregation `a` of the plan, at stream time `now` and watermark `wm`.
     pub fn aggregate(&self, plan: &Plan, a: usize, now: i64, wm: i64) -> AggCell {
         let op = &plan.aggs[a];
+        if plan.tiles.index(op.window).is_some() {
+            return self.tiles.aggregate(plan, a);
+        }
         let Shape::Sliding { .. } = plan.shapes[op.window] else {
             let members: Vec<usize> = self.shown_members(plan, op.window, now, wm).collect();
             return self.scan(op, &members);

@@ -15,7 +15,9 @@
 //!
 //! - [`plan`]: window shapes and what to store and aggregate, from the descriptor;
 //! - [`entity`]: one entity's events, sliding aggregates and sessions;
-//! - [`sum`]: compensated running sums and moments.
+//! - [`sum`]: compensated running sums and moments;
+//! - [`tiles`]: tiled sliding windows (partial aggregates per time bucket) for
+//!   long windows.
 //!
 //! A partition also remembers the offset of every event it holds and the
 //! stream time before it, plus the idle advances since, so that a checkpoint
@@ -25,6 +27,7 @@
 pub mod entity;
 pub mod plan;
 pub mod sum;
+pub mod tiles;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +35,7 @@ use rustc_hash::FxHashMap;
 
 pub use entity::{AggCell, EntityWindow};
 pub use plan::{Plan, Shape};
+pub use tiles::Tiling;
 
 use crate::event::format_time;
 use entity::Verdict;
@@ -106,6 +110,11 @@ pub struct Partition {
     dirty: Vec<u32>,
     /// Offset of every held event -> stream time just before it was applied.
     held: BTreeMap<i64, i64>,
+    /// Offset of the first event of live tiles (their anchor) -> (stream time
+    /// just before it was applied, tiles it anchors).
+    anchors: BTreeMap<i64, (i64, u32)>,
+    /// Tiles held over every entity.
+    tiles: usize,
     /// Idle advances: (next offset then, new stream time), oldest first.
     jumps: Vec<(i64, i64)>,
     /// One past the last offset applied or judged late.
@@ -126,6 +135,8 @@ impl Partition {
             expiries: BTreeSet::new(),
             dirty: Vec::new(),
             held: BTreeMap::new(),
+            anchors: BTreeMap::new(),
+            tiles: 0,
             jumps: Vec::new(),
             next_offset: 0,
             rebuild: None,
@@ -156,9 +167,25 @@ impl Partition {
         self.ids.len()
     }
 
-    /// Number of events held in windows.
+    /// Number of events held in windows (tiled windows hold none).
     pub fn events_held(&self) -> usize {
         self.held.len()
+    }
+
+    /// Number of tiles held by tiled windows.
+    pub fn tiles_held(&self) -> usize {
+        self.tiles
+    }
+
+    /// The oldest offset some held event or live tile depends on, with the
+    /// stream time just before it was applied.
+    fn oldest_anchor(&self) -> Option<(i64, i64)> {
+        let raw = self.held.first_key_value().map(|(o, t)| (*o, *t));
+        let tile = self.anchors.first_key_value().map(|(o, (t, _))| (*o, *t));
+        match (raw, tile) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Watermark: stream time minus the allowed out-of-orderness.
@@ -186,11 +213,7 @@ impl Partition {
         let wm = Self::watermark(plan, now);
         let mut verdicts = std::mem::take(&mut self.verdicts);
         verdicts.clear();
-        verdicts.extend(
-            plan.shapes
-                .iter()
-                .map(|shape| entity::verdict(*shape, t, now, wm)),
-        );
+        verdicts.extend((0..plan.shapes.len()).map(|w| tiles::verdict(plan, w, t, now, wm)));
         let counted = verdicts
             .iter()
             .any(|v| matches!(v, Verdict::Counted | Verdict::Closed { counted: true, .. }));
@@ -215,11 +238,21 @@ impl Partition {
                 None => self.allocate(plan, entity),
             };
             let slot = self.slots[id as usize].as_mut().expect("live id");
-            let shown = slot
-                .window
-                .insert(plan, t, offset, cells, now, wm, &verdicts);
+            let raw = plan.tiles.holds_raw(&verdicts);
+            let mut shown = raw
+                && slot
+                    .window
+                    .insert(plan, t, offset, cells, now, wm, &verdicts);
+            let (tiled, opened) = slot.window.tiles.insert(plan, t, offset, cells, &verdicts);
+            shown |= tiled;
             slot.last_offset = offset;
-            self.held.insert(offset, before);
+            if raw {
+                self.held.insert(offset, before);
+            }
+            if opened > 0 {
+                self.anchors.entry(offset).or_insert((before, 0)).1 += opened;
+                self.tiles += opened as usize;
+            }
             self.reindex(plan, id);
             if shown {
                 self.mark_dirty(id);
@@ -229,7 +262,11 @@ impl Partition {
         if counted && closed.is_empty() {
             return Ok(());
         }
-        let reason = if closed.is_empty() {
+        let reason = if let Some(reason) =
+            tiles::expired_reason(plan, t, now).filter(|_| closed.is_empty())
+        {
+            reason
+        } else if closed.is_empty() {
             format!(
                 "event time {} is at or before stream time {} minus the {} ms window",
                 format_time(t),
@@ -380,6 +417,7 @@ impl Partition {
         self.stream_time = Some(now);
         let wm = Self::watermark(plan, now);
         let mut dropped = Vec::new();
+        let mut untiled = Vec::new();
         while let Some(&(at, id)) = self.expiries.first() {
             if at > now {
                 break;
@@ -391,13 +429,25 @@ impl Partition {
             slot.indexed = None;
             slot.window
                 .advance(plan, now, wm, &mut |offset| dropped.push(offset));
+            slot.window
+                .tiles
+                .advance(plan, now, &mut |anchor| untiled.push(anchor));
             self.reindex(plan, id);
             self.mark_dirty(id);
         }
         for offset in dropped {
             self.held.remove(&offset);
         }
-        let oldest = self.held.keys().next().copied().unwrap_or(self.next_offset);
+        for anchor in untiled {
+            self.tiles -= 1;
+            if let Some((_, refs)) = self.anchors.get_mut(&anchor) {
+                *refs -= 1;
+                if *refs == 0 {
+                    self.anchors.remove(&anchor);
+                }
+            }
+        }
+        let oldest = self.oldest_anchor().map_or(self.next_offset, |(o, _)| o);
         self.jumps.retain(|(at, _)| *at > oldest);
     }
 
@@ -461,8 +511,8 @@ impl Partition {
 
     /// The checkpoint to store with committed offset `next_offset`.
     pub fn checkpoint(&self, next_offset: i64) -> Checkpoint {
-        let (rebuild_from, rebuild_time) = match self.held.first_key_value() {
-            Some((&offset, &time)) if offset < next_offset => (offset, Some(time)),
+        let (rebuild_from, rebuild_time) = match self.oldest_anchor() {
+            Some((offset, time)) if offset < next_offset => (offset, Some(time)),
             _ => (next_offset, self.stream_time),
         };
         Checkpoint {

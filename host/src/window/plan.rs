@@ -58,6 +58,8 @@ pub struct Plan {
     pub distinct_slots: Vec<Vec<usize>>,
     /// The aggregation columns handed to the plugin, in descriptor order.
     pub aggs: Vec<AggOp>,
+    /// The tiled sliding windows (none unless [`Plan::with_tiling`] says so).
+    pub tiles: super::tiles::TilePlan,
 }
 
 impl Plan {
@@ -170,6 +172,7 @@ impl Plan {
             moment_slots,
             distinct_slots,
             aggs,
+            tiles: super::tiles::TilePlan::default(),
         }
     }
 

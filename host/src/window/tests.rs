@@ -156,9 +156,9 @@ impl Reference {
         self.now = Some(now);
         let wm = now - plan.out_of_orderness;
         let (mut counted, mut closed) = (false, false);
-        for shape in &plan.shapes {
+        for (w, shape) in plan.shapes.iter().enumerate() {
             match *shape {
-                Shape::Sliding { length } => counted |= e.t > now - length,
+                Shape::Sliding { length } => counted |= in_sliding(plan, w, length, e.t, now),
                 Shape::Aligned {
                     length, hop, grace, ..
                 } => {
@@ -230,7 +230,7 @@ impl Reference {
                 let mine = self.applied.iter().filter(|(e, _)| e.entity == entity);
                 let mut members: Vec<&Ev> = match *shape {
                     Shape::Sliding { length } => mine
-                        .filter(|(e, _)| e.t > now - length)
+                        .filter(|(e, _)| in_sliding(plan, w, length, e.t, now))
                         .map(|(e, _)| e)
                         .collect(),
                     Shape::Aligned {
@@ -292,6 +292,19 @@ impl Reference {
         }
         out
     }
+}
+
+/// Whether an event at `t` is in sliding window `w` (length `length`) at stream
+/// time `now`: t > now - length; for a tiled window (tile g), its tile is one
+/// of the length / g tiles ending with the one holding `now`.
+fn in_sliding(plan: &Plan, w: usize, length: i64, t: i64, now: i64) -> bool {
+    if plan.tiles.index(w).is_none() {
+        return t > now - length;
+    }
+    let g = plan.tiles.tile_ms;
+    let tile = |x: i64| (x as f64 / g as f64).floor() as i64;
+    let newest = tile(now);
+    (newest - length / g + 1..=newest).contains(&tile(t))
 }
 
 fn naive_cells(members: &[&Ev]) -> Vec<AggCell> {
@@ -835,3 +848,5 @@ fn worked_timeline_of_raw_events_in_every_window_kind() {
     assert_eq!(events(&p, 2), []);
     assert_eq!(events(&p, 3), [(4, 3.0), (8, 4.0), (12, 5.0)]);
 }
+
+mod tiled;
