@@ -384,7 +384,14 @@ impl Processor {
     /// Sets the allowed out-of-orderness of event times (watermark = stream
     /// time minus `ms`); before any partition has state.
     pub fn with_out_of_orderness(mut self, ms: u64) -> Self {
-        self.plan = Plan::new(self.plugin.descriptor()).with_out_of_orderness(ms as i64);
+        self.plan = self.plan.clone().with_out_of_orderness(ms as i64);
+        self
+    }
+
+    /// Sets how many distinct values `distinct-count` counts exactly (beyond,
+    /// it estimates); before any partition has state.
+    pub fn with_distinct_exact_limit(mut self, limit: usize) -> Self {
+        self.plan = self.plan.clone().with_distinct_exact_limit(limit);
         self
     }
 

@@ -114,7 +114,8 @@ impl View {
             Counters::default(),
         )
         .with_max_consecutive_failures(p.max_consecutive_failures)
-        .with_out_of_orderness(pipeline.out_of_orderness_ms);
+        .with_out_of_orderness(pipeline.out_of_orderness_ms)
+        .with_distinct_exact_limit(p.distinct_exact_limit);
         let descriptor = processor.plugin().descriptor().clone();
         let entity = entity_key(p, &descriptor.entity_key);
         let key_template = p

@@ -15,7 +15,8 @@
 //!
 //! - [`plan`]: window shapes and what to store and aggregate, from the descriptor;
 //! - [`entity`]: one entity's events, sliding aggregates and sessions;
-//! - [`sum`]: compensated running sums and moments.
+//! - [`sum`]: compensated running sums and moments;
+//! - [`sketch`]: distinct counts beyond a bound and quantiles, with documented error.
 //!
 //! A partition also remembers the offset of every event it holds and the
 //! stream time before it, plus the idle advances since, so that a checkpoint
@@ -24,6 +25,7 @@
 
 pub mod entity;
 pub mod plan;
+pub mod sketch;
 pub mod sum;
 
 use std::collections::{BTreeMap, BTreeSet};
