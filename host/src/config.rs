@@ -516,6 +516,15 @@ mod tests {
     }
 
     #[test]
+    fn distinct_exact_limit_defaults_to_the_documented_bound() {
+        let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert_eq!(c.plugin.unwrap().distinct_exact_limit, 1000);
+        let c = Config::parse(&format!("{base}distinct_exact_limit = 50\n"), "t").unwrap();
+        assert_eq!(c.plugin.unwrap().distinct_exact_limit, 50);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = Config::parse(
             "[file]\npath = 'x'\nbogus = 1\n[plugin]\npath = 'p.wasm'\n",

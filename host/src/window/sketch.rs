@@ -272,11 +272,15 @@ impl QuantileSketch {
 
     /// The estimate of quantile `q` (in [0, 1]); `None` when empty. The exact
     /// quantile is the value of 0-based rank floor(q * (n - 1)) in ascending
-    /// order; q = 0 and q = 1 give the exact minimum and maximum.
+    /// order; q = 0 and q = 1 give the exact minimum and maximum. The estimate
+    /// is kept within [minimum, maximum], which holds the exact quantile, so
+    /// that only brings it closer (a window of one value gives that value).
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.0
+        let estimate = self
+            .0
             .quantile(q)
-            .expect("quantile validated to be in [0, 1] at load")
+            .expect("quantile validated to be in [0, 1] at load")?;
+        Some(estimate.clamp(self.0.min()?, self.0.max()?))
     }
 }
 
@@ -465,6 +469,9 @@ mod tests {
         assert_eq!(at(0.5), 0.0); // rank 2: 0
         assert_eq!(at(0.75), 0.0); // rank 3: 1e-12, below the smallest magnitude: 0
         assert_eq!(quantile_of(std::iter::empty(), 0.5), None);
+        // Kept within [min, max]: one value, or equal values, give it exactly.
+        assert_eq!(quantile_of([1.0].into_iter(), 0.5), Some(1.0));
+        assert_eq!(quantile_of([7.3; 4].into_iter(), 0.3), Some(7.3));
     }
 
     #[test]
