@@ -883,3 +883,56 @@ fn worked_timeline_of_raw_events_in_every_window_kind() {
     assert_eq!(events(&p, 2), []);
     assert_eq!(events(&p, 3), [(4, 3.0), (8, 4.0), (12, 5.0)]);
 }
+
+#[test]
+fn distinct_counts_through_a_sliding_window_across_the_bound() {
+    // One sliding window of 4000 ms, the default bound of 1000; one event per
+    // ms, `action` cycling through 3000 values. Expected: a direct count of
+    // the distinct actions of the events in (T - 4000, T].
+    let limit = super::sketch::DEFAULT_DISTINCT_EXACT_LIMIT;
+    let plan =
+        plan_of(vec![spec("", WindowKind::Sliding, 4000)], 0).with_distinct_exact_limit(limit);
+    let mut p = Partition::new(&plan);
+    let mut applied: Vec<i64> = Vec::new();
+    let distinct_of = |p: &Partition| match p.snapshot(&plan)["u"][5] {
+        AggCell::Int(n) => n,
+        ref other => panic!("{other:?}"),
+    };
+    let check = |p: &Partition, applied: &[i64], now: i64| {
+        let want = applied
+            .iter()
+            .filter(|t| **t > now - 4000)
+            .map(|t| t % 3000)
+            .collect::<BTreeSet<_>>()
+            .len() as i64;
+        let got = distinct_of(p);
+        if want as usize <= limit {
+            assert_eq!(got, want, "exact at {now}");
+        } else {
+            // 4 standard errors.
+            let error = (got as f64 / want as f64 - 1.0).abs();
+            assert!(
+                got as usize > limit && error <= 4.0 * super::sketch::DISTINCT_STANDARD_ERROR,
+                "at {now}: {got} vs {want}"
+            );
+        }
+    };
+    let feed = |p: &mut Partition, applied: &mut Vec<i64>, times: std::ops::Range<i64>| {
+        for t in times {
+            p.apply(&plan, t, "u", t, &stored(&plan, (t % 3000) as u64, 0.0))
+                .unwrap();
+            applied.push(t);
+            if t % 250 == 0 || (999..=1001).contains(&t) {
+                check(p, applied, t);
+            }
+        }
+    };
+    feed(&mut p, &mut applied, 0..6000);
+    // The window empties down to 800 events (recounted exactly), then to 300
+    // (counted incrementally again), and fills up once more past the bound.
+    p.advance_to(&plan, 5999 + 3200);
+    assert_eq!(distinct_of(&p), 800);
+    p.advance_to(&plan, 5999 + 3700);
+    assert_eq!(distinct_of(&p), 300);
+    feed(&mut p, &mut applied, 9700..12_000);
+}
