@@ -210,6 +210,11 @@ pub struct PluginConfig {
     /// Failed plugin calls in a row after which `on_failure` applies.
     #[serde(default = "default_failures")]
     pub max_consecutive_failures: u32,
+    /// `distinct-count`: distinct values per window counted exactly (a sliding window keeps a
+    /// count per value, about 40 bytes each, up to this many); beyond, the count is a
+    /// HyperLogLog estimate (1.6% standard error). See docs/semantics.md.
+    #[serde(default = "default_distinct_exact_limit")]
+    pub distinct_exact_limit: usize,
     /// `"quarantine"`: keep consuming and committing, skip the plugin's outputs (counted);
     /// `"pause"`: stop consuming and committing until a fixed version is loaded.
     #[serde(default = "default_policy")]
@@ -281,6 +286,10 @@ pub enum JoinKeyType {
     String,
     Int64,
     Int32,
+}
+
+fn default_distinct_exact_limit() -> usize {
+    crate::window::sketch::DEFAULT_DISTINCT_EXACT_LIMIT
 }
 
 fn default_watch() -> bool {
@@ -529,6 +538,15 @@ mod tests {
         let c = Config::parse(QUICKSTART, "quickstart").unwrap();
         assert!(c.file.is_some());
         assert_eq!(c.plugin.as_ref().unwrap().ttl_secs, 3600);
+    }
+
+    #[test]
+    fn distinct_exact_limit_defaults_to_the_documented_bound() {
+        let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert_eq!(c.plugin.unwrap().distinct_exact_limit, 1000);
+        let c = Config::parse(&format!("{base}distinct_exact_limit = 50\n"), "t").unwrap();
+        assert_eq!(c.plugin.unwrap().distinct_exact_limit, 50);
     }
 
     #[test]

@@ -389,6 +389,13 @@ impl Processor {
         self
     }
 
+    /// Sets how many distinct values `distinct-count` counts exactly (beyond,
+    /// it estimates); before any partition has state.
+    pub fn with_distinct_exact_limit(mut self, limit: usize) -> Self {
+        self.plan = self.plan.clone().with_distinct_exact_limit(limit);
+        self
+    }
+
     /// Tiles the sliding windows `tiling` selects (see `docs/semantics.md`),
     /// before any partition has state; refused when the plugin's windows do not
     /// fit the tiling.

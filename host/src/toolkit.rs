@@ -115,6 +115,7 @@ pub fn inspect(path: &Path) -> Result<String, RunError> {
         let bound = a
             .max_events
             .map(|n| format!(", the newest {n} events"))
+            .or_else(|| a.quantile.map(|q| format!(", quantile {q}")))
             .unwrap_or_default();
         let _ = writeln!(
             out,

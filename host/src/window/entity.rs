@@ -10,9 +10,8 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::{FxHashMap, FxHashSet};
-
 use super::plan::{AggOp, Plan, Shape};
+use super::sketch::{distinct_count, quantile_of, SlidingDistinct};
 use super::sum::{variance_of, RunningMoments, RunningSum};
 use super::tiles::Tiles;
 use crate::plugin::{AggregationKind, ValueType};
@@ -36,7 +35,7 @@ struct SlideAgg {
     count: usize,
     sums: Vec<RunningSum>,
     moments: Vec<RunningMoments>,
-    distinct: Vec<FxHashMap<u64, u32>>,
+    distinct: Vec<SlidingDistinct>,
 }
 
 /// A session: applied events with times in [start, last]; it ends at last + gap.
@@ -150,7 +149,7 @@ impl EntityWindow {
                     count: 0,
                     sums: vec![RunningSum::default(); plan.sum_slots[w].len()],
                     moments: vec![RunningMoments::default(); plan.moment_slots[w].len()],
-                    distinct: vec![FxHashMap::default(); plan.distinct_slots[w].len()],
+                    distinct: vec![SlidingDistinct::default(); plan.distinct_slots[w].len()],
                 })
                 .collect(),
             sessions: vec![Vec::new(); plan.shapes.len()],
@@ -263,6 +262,16 @@ impl EntityWindow {
                 }
                 self.account(plan, w, &row, -1);
                 self.slides[w].count -= 1;
+            }
+            let held = self.slides[w].count;
+            let first = self.times.len() - held;
+            for (d, slot) in self.slides[w]
+                .distinct
+                .iter_mut()
+                .zip(&plan.distinct_slots[w])
+            {
+                let values = self.cells[*slot].range(first..).copied();
+                d.settle(values, held, plan.distinct_exact_limit);
             }
         }
         let mut keep_from = i64::MAX;
@@ -390,15 +399,11 @@ impl EntityWindow {
                 m.remove(x);
             }
         }
-        for (map, slot) in agg.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
-            let key = cells[*slot];
+        for (distinct, slot) in agg.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
             if sign > 0 {
-                *map.entry(key).or_insert(0) += 1;
-            } else if let Some(n) = map.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&key);
-                }
+                distinct.add(cells[*slot], plan.distinct_exact_limit);
+            } else {
+                distinct.remove(cells[*slot]);
             }
         }
     }
@@ -487,7 +492,7 @@ impl EntityWindow {
         }
         let Shape::Sliding { .. } = plan.shapes[op.window] else {
             let members: Vec<usize> = self.shown_members(plan, op.window, now, wm).collect();
-            return self.scan(op, &members);
+            return self.scan(plan, op, &members);
         };
         let agg = &self.slides[op.window];
         let start = self.times.len() - agg.count;
@@ -503,14 +508,20 @@ impl EntityWindow {
             AggregationKind::Stddev => agg.moments[op.state]
                 .variance(n)
                 .map_or(AggCell::Null, |v| AggCell::Float(v.sqrt())),
-            AggregationKind::DistinctCount => AggCell::Int(agg.distinct[op.state].len() as i64),
+            AggregationKind::DistinctCount => {
+                let slot = op
+                    .slot
+                    .expect("validated descriptor: distinct-count has a field");
+                let values = self.cells[slot].range(start..).copied();
+                AggCell::Int(agg.distinct[op.state].count(values, plan.distinct_exact_limit))
+            }
             AggregationKind::Events => {
                 let first = self.times.len() - n.min(op.max_events);
                 self.raw_events(op, first..self.times.len())
             }
             _ => {
                 let members: Vec<usize> = (start..self.times.len()).collect();
-                self.scan(op, &members)
+                self.scan(plan, op, &members)
             }
         }
     }
@@ -523,10 +534,26 @@ impl EntityWindow {
     }
 
     /// Aggregation `op` computed over the events at `members` (in time order).
-    fn scan(&self, op: &AggOp, members: &[usize]) -> AggCell {
+    fn scan(&self, plan: &Plan, op: &AggOp, members: &[usize]) -> AggCell {
         if op.kind == AggregationKind::Events {
             let newest = &members[members.len() - members.len().min(op.max_events)..];
             return self.raw_events(op, newest.iter().copied());
+        }
+        if let (AggregationKind::DistinctCount | AggregationKind::ApproxQuantile, Some(slot)) =
+            (op.kind, op.slot)
+        {
+            let column = &self.cells[slot];
+            let values = members.iter().map(|&i| column[i]);
+            return match op.kind {
+                AggregationKind::DistinctCount => {
+                    AggCell::Int(distinct_count(values, plan.distinct_exact_limit))
+                }
+                _ => {
+                    let kind = op.field_type.unwrap_or(ValueType::Float64);
+                    quantile_of(values.map(|x| numeric(x, kind)), op.quantile)
+                        .map_or(AggCell::Null, AggCell::Float)
+                }
+            };
         }
         scan(
             op.kind,
@@ -571,16 +598,11 @@ fn scan(
         AggregationKind::Max => float(values().reduce(f64::max)),
         AggregationKind::Variance => float(variance_of(values())),
         AggregationKind::Stddev => float(variance_of(values()).map(f64::sqrt)),
-        AggregationKind::DistinctCount => {
-            let distinct: FxHashSet<u64> = members
-                .iter()
-                .filter_map(|&i| column.map(|c| c[i]))
-                .collect();
-            AggCell::Int(distinct.len() as i64)
-        }
         AggregationKind::First => stored(members.first()),
         AggregationKind::Last => stored(members.last()),
-        // Refused at load (descriptor validation); `events` is built by `EntityWindow::scan`.
-        AggregationKind::ApproxQuantile | AggregationKind::Events => AggCell::Null,
+        // Built by `EntityWindow::scan` (they need a field, checked at load).
+        AggregationKind::DistinctCount
+        | AggregationKind::ApproxQuantile
+        | AggregationKind::Events => AggCell::Null,
     }
 }

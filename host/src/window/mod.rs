@@ -18,6 +18,7 @@
 //! - [`sum`]: compensated running sums and moments;
 //! - [`tiles`]: tiled sliding windows (partial aggregates per time bucket) for
 //!   long windows.
+//! - [`sketch`]: distinct counts beyond a bound and quantiles, with documented error.
 //!
 //! A partition also remembers the offset of every event it holds and the
 //! stream time before it, plus the idle advances since, so that a checkpoint
@@ -26,6 +27,7 @@
 
 pub mod entity;
 pub mod plan;
+pub mod sketch;
 pub mod sum;
 pub mod tiles;
 

@@ -18,6 +18,8 @@ pub struct AggOp {
     pub state: usize,
     /// events: the most events handed per row (the newest); 0 for the other kinds.
     pub max_events: usize,
+    /// approx-quantile: the quantile, in [0, 1]; 0 for the other kinds.
+    pub quantile: f64,
 }
 
 /// How a window's instances are laid out in time (all times in ms).
@@ -60,6 +62,8 @@ pub struct Plan {
     pub aggs: Vec<AggOp>,
     /// The tiled sliding windows (none unless [`Plan::with_tiling`] says so).
     pub tiles: super::tiles::TilePlan,
+    /// distinct-count: distinct values counted exactly; beyond, estimated.
+    pub distinct_exact_limit: usize,
 }
 
 impl Plan {
@@ -162,6 +166,7 @@ impl Plan {
                 field_type: field.map(|(_, k)| k),
                 state,
                 max_events: a.max_events.unwrap_or(0) as usize,
+                quantile: a.quantile.unwrap_or(0.0),
             });
         }
         Self {
@@ -173,12 +178,20 @@ impl Plan {
             distinct_slots,
             aggs,
             tiles: super::tiles::TilePlan::default(),
+            distinct_exact_limit: super::sketch::DEFAULT_DISTINCT_EXACT_LIMIT,
         }
     }
 
     /// Sets the allowed out-of-orderness (watermark = stream time minus `ms`).
     pub fn with_out_of_orderness(mut self, ms: i64) -> Self {
         self.out_of_orderness = ms.max(0);
+        self
+    }
+
+    /// Sets how many distinct values `distinct-count` counts exactly (beyond,
+    /// it estimates; see `docs/semantics.md`).
+    pub fn with_distinct_exact_limit(mut self, limit: usize) -> Self {
+        self.distinct_exact_limit = limit;
         self
     }
 

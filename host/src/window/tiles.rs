@@ -11,10 +11,10 @@
 //!
 //! Per tile: count, compensated sums (sum, mean), shifted moments (variance,
 //! stddev), min and max, first and last with their event time (ties in arrival
-//! order), and the set of distinct values (exact for now: the seam for a
-//! mergeable sketch is [`TileDistinct`]). `events` keeps the newest
-//! `max-events` raw events of the window (bounded). `approx-quantile` is not
-//! computed from tiles: a tiled window asking for it is refused at load.
+//! order), the distinct values ([`TileDistinct`]: exact up to the view's
+//! distinct bound, a HyperLogLog past it) and a quantile sketch per
+//! `approx-quantile` field; all merge exactly at emission. `events` keeps the
+//! newest `max-events` raw events of the window (bounded).
 //!
 //! The raw-event deque of the entity holds no event for tiled windows. Each
 //! tile remembers the offset of its first event (its **anchor**), so that the
@@ -26,6 +26,7 @@ use rustc_hash::FxHashSet;
 
 use super::entity::{numeric, AggCell, Verdict};
 use super::plan::{Plan, Shape};
+use super::sketch::{Hll, QuantileSketch};
 use super::sum::{RunningMoments, RunningSum};
 use crate::event::format_time;
 use crate::plugin::{AggregationKind, Descriptor, WindowKind};
@@ -74,16 +75,10 @@ pub enum TileError {
         tile: u64,
         min: u64,
     },
-    #[error(
-        "window `{window}` (sliding, {length} ms) is tiled and approx-quantile is not computed \
-         from tiles: set tile_min_window_ms above {length} to keep its raw events, or drop the \
-         aggregation"
-    )]
-    Quantile { window: String, length: u64 },
 }
 
 /// Checks that `tiling` fits the windows of `d`: every tiled window's length is
-/// a multiple of the tile, and asks for nothing tiles cannot compute.
+/// a multiple of the tile.
 pub fn check(d: &Descriptor, tiling: Tiling) -> Result<(), TileError> {
     for w in &d.windows {
         if w.kind != WindowKind::Sliding || !tiling.tiles(w.length_ms) {
@@ -95,16 +90,6 @@ pub fn check(d: &Descriptor, tiling: Tiling) -> Result<(), TileError> {
                 length: w.length_ms,
                 tile: tiling.tile_ms,
                 min: tiling.min_window_ms,
-            });
-        }
-        let quantile = d
-            .aggregations
-            .iter()
-            .any(|a| a.window == w.name && a.kind == AggregationKind::ApproxQuantile);
-        if quantile {
-            return Err(TileError::Quantile {
-                window: w.name.clone(),
-                length: w.length_ms,
             });
         }
     }
@@ -133,6 +118,8 @@ struct Layout {
     /// Stored slots whose newest raw events are kept (`events`), and how many.
     recent_slots: Vec<usize>,
     recent_cap: usize,
+    /// Stored slots whose values the tiles sketch for `approx-quantile`.
+    quantile_slots: Vec<usize>,
 }
 
 impl TilePlan {
@@ -185,6 +172,7 @@ impl Plan {
                 edge_slots: Vec::new(),
                 recent_slots: Vec::new(),
                 recent_cap: 0,
+                quantile_slots: Vec::new(),
             });
         }
         if tp.layouts.is_empty() {
@@ -207,6 +195,9 @@ impl Plan {
                 AggregationKind::Events => {
                     op.state = index_of_or_push(&mut layout.recent_slots, slot);
                     layout.recent_cap = layout.recent_cap.max(op.max_events);
+                }
+                AggregationKind::ApproxQuantile => {
+                    op.state = index_of_or_push(&mut layout.quantile_slots, slot)
                 }
                 _ => {}
             }
@@ -263,9 +254,64 @@ pub fn expired_reason(plan: &Plan, t: i64, now: i64) -> Option<String> {
     ))
 }
 
-/// The set of distinct values of one field in one tile. Exact for now; a
-/// mergeable sketch can take its place (insert, union into the window's).
-pub type TileDistinct = FxHashSet<u64>;
+/// The distinct values of one field in one tile: the set itself while it has
+/// at most the view's `distinct_exact_limit` values, a HyperLogLog of them
+/// past that (so a tile keeps at most `limit` values or 4 KiB).
+#[derive(Debug, Clone)]
+pub enum TileDistinct {
+    Exact(FxHashSet<u64>),
+    Sketch(Box<Hll>),
+}
+
+impl TileDistinct {
+    fn insert(&mut self, value: u64, limit: usize) {
+        match self {
+            TileDistinct::Exact(set) => {
+                set.insert(value);
+                if set.len() > limit {
+                    *self = TileDistinct::Sketch(Box::new(hll_of(set.drain())));
+                }
+            }
+            TileDistinct::Sketch(hll) => hll.add(value),
+        }
+    }
+}
+
+fn hll_of(values: impl Iterator<Item = u64>) -> Hll {
+    let mut hll = Hll::new();
+    values.for_each(|v| hll.add(v));
+    hll
+}
+
+/// The distinct count over `tiles` holding `n` events: exact while the union
+/// of their exact sets has at most `limit` values, otherwise the merged
+/// HyperLogLog's estimate, kept within [limit + 1, n] (both sure).
+fn merged_distinct<'a>(
+    tiles: impl Iterator<Item = &'a TileDistinct>,
+    limit: usize,
+    n: usize,
+) -> i64 {
+    let mut exact = FxHashSet::default();
+    let mut hll: Option<Hll> = None;
+    for tile in tiles {
+        match (tile, &mut hll) {
+            (TileDistinct::Exact(set), Some(h)) => set.iter().for_each(|v| h.add(*v)),
+            (TileDistinct::Exact(set), None) => {
+                exact.extend(set.iter().copied());
+                if exact.len() > limit {
+                    hll = Some(hll_of(exact.drain()));
+                }
+            }
+            (TileDistinct::Sketch(other), h) => {
+                h.get_or_insert_with(|| hll_of(exact.drain())).merge(other)
+            }
+        }
+    }
+    match hll {
+        None => exact.len() as i64,
+        Some(h) => (h.estimate().round() as i64).clamp(limit as i64 + 1, n as i64),
+    }
+}
 
 /// Min, max, first and last of one field in one tile.
 #[derive(Debug, Clone, Copy)]
@@ -289,6 +335,7 @@ struct Tile {
     moments: Box<[RunningMoments]>,
     edges: Box<[Edge]>,
     distinct: Box<[TileDistinct]>,
+    quantiles: Box<[QuantileSketch]>,
 }
 
 /// One tiled window of one entity.
@@ -378,8 +425,12 @@ impl Tiles {
                         sums: vec![RunningSum::default(); plan.sum_slots[w].len()].into(),
                         moments: vec![RunningMoments::default(); plan.moment_slots[w].len()].into(),
                         edges: vec![edge; layout.edge_slots.len()].into(),
-                        distinct: vec![TileDistinct::default(); plan.distinct_slots[w].len()]
-                            .into(),
+                        distinct: vec![
+                            TileDistinct::Exact(FxHashSet::default());
+                            plan.distinct_slots[w].len()
+                        ]
+                        .into(),
+                        quantiles: vec![QuantileSketch::new(); layout.quantile_slots.len()].into(),
                     },
                 );
                 opened += 1;
@@ -403,7 +454,10 @@ impl Tiles {
                 }
             }
             for (set, slot) in tile.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
-                set.insert(cells[*slot]);
+                set.insert(cells[*slot], plan.distinct_exact_limit);
+            }
+            for (sketch, slot) in tile.quantiles.iter_mut().zip(&layout.quantile_slots) {
+                sketch.add(numeric(cells[*slot], plan.stored[*slot].1));
             }
             tile.count += 1;
             win.count += 1;
@@ -484,13 +538,11 @@ impl Tiles {
                 .tiles
                 .back()
                 .map_or(AggCell::Null, |t| AggCell::Stored(t.edges[op.state].last.1)),
-            AggregationKind::DistinctCount => {
-                let mut all = TileDistinct::default();
-                for t in &win.tiles {
-                    all.extend(t.distinct[op.state].iter().copied());
-                }
-                AggCell::Int(all.len() as i64)
-            }
+            AggregationKind::DistinctCount => AggCell::Int(merged_distinct(
+                win.tiles.iter().map(|t| &t.distinct[op.state]),
+                plan.distinct_exact_limit,
+                n,
+            )),
             AggregationKind::Events => {
                 let len = win.recent_times.len();
                 let from = len - len.min(op.max_events);
@@ -501,8 +553,13 @@ impl Tiles {
                         .collect(),
                 )
             }
-            // Refused at load on tiled windows (`check`).
-            AggregationKind::ApproxQuantile => AggCell::Null,
+            AggregationKind::ApproxQuantile => {
+                let mut all = QuantileSketch::new();
+                win.tiles
+                    .iter()
+                    .for_each(|t| all.merge(&t.quantiles[op.state]));
+                float(all.quantile(op.quantile))
+            }
         }
     }
 }

@@ -36,7 +36,10 @@ fn tiled_plan(windows: Vec<WindowSpec>, ooo: i64, g: u64) -> Plan {
         .collect();
     let d = descriptor(windows);
     check(&d, tiling).expect("lengths are multiples of the tile");
-    Plan::new(&d).with_out_of_orderness(ooo).with_tiling(tiling)
+    Plan::new(&d)
+        .with_out_of_orderness(ooo)
+        .with_distinct_exact_limit(DISTINCT_LIMIT)
+        .with_tiling(tiling)
 }
 
 /// Any window of the parent's strategy, or a sliding window of 3 to 15 tiles.
@@ -298,16 +301,4 @@ fn a_tiling_that_does_not_fit_is_refused_with_what_to_change() {
     };
     check(&d, off).unwrap();
     assert_eq!(Plan::new(&d).with_tiling(off), Plan::new(&d));
-
-    // approx-quantile is not computed from tiles.
-    let mut d = descriptor(vec![spec("long", WindowKind::Sliding, 86_400_000)]);
-    d.aggregations[1].kind = K::ApproxQuantile;
-    d.aggregations[1].quantile = Some(0.5);
-    assert_eq!(
-        check(&d, tiling),
-        Err(TileError::Quantile {
-            window: "long".into(),
-            length: 86_400_000
-        })
-    );
 }
