@@ -78,6 +78,9 @@ counters! {
     commits / add_commits,
     /// Records re-read to rebuild window state after an assignment.
     replayed / add_replayed,
+    /// Records of a repartition topic dropped as copies of records already applied
+    /// (forwarded again after a crash or rebalance of the input).
+    duplicates / add_duplicates,
 }
 
 /// One view's latency histogram and gauges (beside its counters).
