@@ -630,6 +630,44 @@ mod tests {
     }
 
     #[test]
+    fn repartition_topics_are_checked() {
+        let base = "[kafka]\nbrokers = 'b'\ngroup = 'g'\ntopics = ['in']\noutput_topic = 'out'\n\
+                    [[views]]\nname = 'users'\n[views.plugin]\npath = 'p.wasm'\n";
+        let view = |extra: &str| {
+            format!("{base}[[views]]\nname = 'items'\n{extra}[views.plugin]\npath = 'p.wasm'\n")
+        };
+        let c = Config::parse(
+            &view("repartition_topic = 'in-by-item'\nrepartition_partitions = 8\n"),
+            "t",
+        )
+        .unwrap();
+        let specs = c.view_specs();
+        assert_eq!(specs[0].repartition, None);
+        assert_eq!(
+            specs[1].repartition,
+            Some(RepartitionSpec {
+                topic: "in-by-item".into(),
+                partitions: Some(8)
+            })
+        );
+        for (extra, reason) in [
+            ("repartition_topic = 'in'\n", "already used"),
+            ("repartition_topic = 'out'\n", "already used"),
+            ("repartition_topic = 'wafer-dead-letters'\n", "already used"),
+            ("repartition_topic = 'a b'\n", "Kafka topic name"),
+            ("repartition_topic = ''\n", "Kafka topic name"),
+            (
+                "repartition_topic = 'x'\nrepartition_partitions = 0\n",
+                "at least 1",
+            ),
+            ("repartition_partitions = 3\n", "needs repartition_topic"),
+        ] {
+            let err = Config::parse(&view(extra), "t").unwrap_err();
+            assert!(err.to_string().contains(reason), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn a_source_is_required() {
         let err = Config::parse("[plugin]\npath = 'p.wasm'\n", "t").unwrap_err();
         assert!(err.to_string().contains("set a source"), "{err}");

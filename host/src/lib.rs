@@ -290,10 +290,10 @@ impl KafkaSources<'_> {
             several_views: views.len() > 1,
             ..Default::default()
         };
-        let mut groups: Vec<(config::KafkaConfig, Vec<View>, repartition::Routing)> = (0
-            ..self.readies.len())
-            .map(|_| (self.input.clone(), Vec::new(), routing()))
-            .collect();
+        let mut groups: Vec<(config::KafkaConfig, Vec<View>, repartition::Routing)> =
+            (0..self.readies.len())
+                .map(|_| (self.input.clone(), Vec::new(), routing()))
+                .collect();
         for ((view, spec), source) in views.drain(..).zip(self.specs).zip(self.source_of) {
             if let (Some(r), true) = (&spec.repartition, *source > 0) {
                 groups[0].2.forwarders.push(repartition::Forwarder::new(
@@ -313,8 +313,12 @@ impl KafkaSources<'_> {
         for (i, ((cfg, mut views, routing), ready)) in
             groups.into_iter().zip(self.readies).enumerate()
         {
-            let (pipeline, redis, status, stop) =
-                (self.pipeline.clone(), redis.clone(), status.clone(), stop.clone());
+            let (pipeline, redis, status, stop) = (
+                self.pipeline.clone(),
+                redis.clone(),
+                status.clone(),
+                stop.clone(),
+            );
             tasks.spawn(async move {
                 let ran = sources::kafka::run(
                     &cfg, &pipeline, &mut views, routing, ready, redis, &status, stop,
@@ -337,7 +341,9 @@ impl KafkaSources<'_> {
                 }
                 Err(e) => {
                     stop.cancel();
-                    failed.get_or_insert(RunError::Source(format!("a Kafka source task failed: {e}")));
+                    failed.get_or_insert(RunError::Source(format!(
+                        "a Kafka source task failed: {e}"
+                    )));
                 }
             }
         }

@@ -92,8 +92,9 @@ pub async fn ensure_topics(
     let admin: AdminClient<DefaultClientContext> = crate::kafka_client::admin(cfg)
         .create()
         .map_err(|e| RepartitionError::Metadata(e.to_string()))?;
-    let metadata = tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, ADMIN_TIMEOUT))
-        .map_err(|e| RepartitionError::Metadata(e.to_string()))?;
+    let metadata =
+        tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, ADMIN_TIMEOUT))
+            .map_err(|e| RepartitionError::Metadata(e.to_string()))?;
     let partitions_of = |topic: &str| {
         metadata
             .topics()
@@ -345,7 +346,12 @@ impl Routing {
 
     /// The commit metadata of `key`: `checkpoints`, then, on a repartition
     /// topic, `|` and the dedup state before `rebuild_from`.
-    pub fn metadata(&mut self, key: PartitionKey, checkpoints: String, rebuild_from: i64) -> String {
+    pub fn metadata(
+        &mut self,
+        key: PartitionKey,
+        checkpoints: String,
+        rebuild_from: i64,
+    ) -> String {
         match &mut self.dedup {
             Some(dedup) => format!(
                 "{checkpoints}{METADATA_SEPARATOR}{}",

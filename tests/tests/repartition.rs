@@ -20,7 +20,11 @@ const GRACE: i64 = 10 * MIN;
 
 fn fixture(name: &str) -> std::path::PathBuf {
     let p = wafer_tests::repo_root().join("target/fixtures").join(name);
-    assert!(p.exists(), "{} is missing: run `make fixtures`", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make fixtures`",
+        p.display()
+    );
     p
 }
 
@@ -83,9 +87,17 @@ fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
         .collect()
 }
 
-/// A generated stream with items, and each event's (partition, offset) in
-/// the input topic (produced in order to fresh partitions).
-fn stream(seed: u64, n: usize) -> (Vec<GenEvent>, Vec<Option<String>>, Vec<(i32, i64)>) {
+/// A generated stream with items.
+struct Stream {
+    events: Vec<GenEvent>,
+    /// Each event's item.
+    items: Vec<Option<String>>,
+    /// Each event's (partition, offset) in the input topic (produced in order
+    /// to fresh partitions).
+    positions: Vec<(i32, i64)>,
+}
+
+fn stream(seed: u64, n: usize) -> Stream {
     let mut events = reference::generate(seed, n, 200, 4);
     let items = reference::add_items(&mut events, seed + 1, 60);
     let mut next = BTreeMap::new();
@@ -97,7 +109,11 @@ fn stream(seed: u64, n: usize) -> (Vec<GenEvent>, Vec<Option<String>>, Vec<(i32,
             (e.partition, *offset - 1)
         })
         .collect();
-    (events, items, positions)
+    Stream {
+        events,
+        items,
+        positions,
+    }
 }
 
 /// Reads the repartition topic and checks every record: keyed by its item,
@@ -201,7 +217,10 @@ async fn assert_items(
     }
     let mut tombstones = 0;
     for (item, value) in &last {
-        assert!(partition_of.contains_key(item.as_str()), "unknown key {item}");
+        assert!(
+            partition_of.contains_key(item.as_str()),
+            "unknown key {item}"
+        );
         match (value, redis.get(item)) {
             (Some(v), Some((stored, _))) => assert_eq!(v, stored, "{item}: topic and redis differ"),
             (None, None) => tombstones += 1,
@@ -249,7 +268,11 @@ async fn two_hosts_compute_per_user_and_per_item_views_from_one_topic() {
     let env = Env::new("repartition", 4).await.unwrap();
     let items = Items::of(&env);
     let lag = 2 * MIN;
-    let (events, item_of, positions) = stream(97, 5000);
+    let Stream {
+        events,
+        items: item_of,
+        positions,
+    } = stream(97, 5000);
     let config = config(&env, &fixture("tumbling.wasm"), lag as u64);
     let records = records(&events);
     let (first, second) = records.split_at(records.len() / 2);
@@ -364,7 +387,11 @@ async fn recommit(env: &Env, tpl: &TopicPartitionList) {
 async fn records_forwarded_again_after_a_crash_count_once() {
     let env = Env::new("repartition-crash", 4).await.unwrap();
     let items = Items::of(&env);
-    let (events, item_of, positions) = stream(131, 6000);
+    let Stream {
+        events,
+        items: item_of,
+        positions,
+    } = stream(131, 6000);
     let config = config(&env, &wafer_tests::user_activity_plugin(), 0);
     let records = records(&events);
     let quarter = records.len() / 4;
