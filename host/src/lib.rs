@@ -347,17 +347,14 @@ impl KafkaSources<'_> {
                 }
             }
         }
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        // A source that panicked took its views with it; the others come back
+        // (their offline logs are closed by the caller).
         for source in self.source_of {
-            let view = returned[*source]
-                .as_mut()
-                .and_then(|v| v.pop_front())
-                .expect("every source returned its views");
-            views.push(view);
+            if let Some(view) = returned[*source].as_mut().and_then(|v| v.pop_front()) {
+                views.push(view);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 

@@ -447,3 +447,77 @@ async fn records_forwarded_again_after_a_crash_count_once() {
     };
     assert_view_outputs(&env, &users, &events, &exp_users, false, &BTreeSet::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_mid_stream_is_replaced_exactly() {
+    let env = std::sync::Arc::new(Env::new("repartition-kill", 4).await.unwrap());
+    let items = Items::of(&env);
+    let Stream {
+        events,
+        items: item_of,
+        positions,
+    } = stream(151, 6000);
+    let mut config = config(&env, &wafer_tests::user_activity_plugin(), 0);
+    config.pipeline.batch_size = 100;
+
+    let host = Host::start(config.clone());
+    // The second half of the stream is only produced once the host is down,
+    // so it always goes down mid-stream, however slow the machine.
+    let (host_down, second_half) = tokio::sync::oneshot::channel::<()>();
+    let producer = {
+        let env = env.clone();
+        let records = records(&events);
+        tokio::spawn(async move {
+            let (first, second) = records.split_at(records.len() / 2);
+            for chunk in first.chunks(200) {
+                env.produce(chunk).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            second_half.await.unwrap();
+            for chunk in second.chunks(200) {
+                env.produce(chunk).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + CAUGHT_UP;
+    while env
+        .committed()
+        .unwrap()
+        .iter()
+        .filter(|o| **o > 0)
+        .sum::<i64>()
+        < 1500
+    {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    host.kill().await;
+    let host = Host::start(config);
+    host_down.send(()).unwrap();
+    producer.await.unwrap();
+    env.wait_caught_up(CAUGHT_UP).await.unwrap();
+    env.wait_group_caught_up(&items.group, &items.repartition, CAUGHT_UP)
+        .await
+        .unwrap();
+    let report = host.stop().await.unwrap();
+    assert!(
+        report.views[0].counters.replayed > 0,
+        "the user view rebuilds"
+    );
+
+    // Whatever the crash left forwarded twice was dropped once per copy.
+    let (forwarded, partition_of) = read_repartition(&env, &items, &events, &positions);
+    let copies = forwarded.len() - item_of.iter().filter(|i| i.is_some()).count();
+    assert_eq!(report.views[1].counters.duplicates, copies as u64);
+    let per_item = reference::per_item(&events, &item_of, |i| partition_of[i]);
+    let exp_items = reference::expect(&per_item);
+    assert_items(&env, &items, &events, &per_item, &exp_items).await;
+    let exp_users = reference::expect(&events);
+    let users = ViewOutputs {
+        infix: "users",
+        topic: &env.output,
+        view: Some("users"),
+    };
+    assert_view_outputs(&env, &users, &events, &exp_users, false, &BTreeSet::new()).await;
+}
