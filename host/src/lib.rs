@@ -180,8 +180,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
             .await
             .map_err(|e| RunError::Admin(format!("cannot listen on {}: {e}", admin.listen)))?;
             if let Some(kafka) = &config.kafka {
+                let mut sources = vec![kafka.clone()];
+                for spec in &specs {
+                    if let (Some(name), Some(r)) = (&spec.name, &spec.repartition) {
+                        sources.push(repartition::source_config(kafka, name, &r.topic));
+                    }
+                }
                 serving::spawn_lag_task(
-                    kafka,
+                    &sources,
                     serving.lag.clone(),
                     LAG_INTERVAL,
                     run_scope.clone(),

@@ -419,9 +419,39 @@ async fn records_forwarded_again_after_a_crash_count_once() {
 
     // The next host forwards the second quarter again; the second half of the
     // stream is produced only now that the first host is down.
+    let port = wafer_tests::free_port();
+    let mut config = config;
+    config.admin = Some(wafer::config::AdminConfig {
+        listen: format!("127.0.0.1:{port}"),
+        token: None,
+    });
     let host = Host::start(config);
     env.produce(second_half).await.unwrap();
     caught_up().await;
+    // The repartition topic's lag is reported, and reaches 0 on every partition.
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = std::time::Instant::now() + CAUGHT_UP;
+    loop {
+        let text = match reqwest::get(&metrics).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let lags: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("wafer_consumer_lag{")
+                    && l.contains(&format!("topic=\"{}\"", items.repartition))
+            })
+            .collect();
+        if lags.len() == env.partitions as usize && lags.iter().all(|l| l.ends_with(" 0")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "repartition lag never reached 0 on every partition: {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let report = host.stop().await.unwrap();
 
     let forwardable = |part: &[Option<String>]| part.iter().filter(|i| i.is_some()).count();
