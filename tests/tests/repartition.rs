@@ -147,10 +147,12 @@ fn read_repartition(
 }
 
 /// Checks the item view's Redis values, feature topic and dead letters
-/// against the reference computed per item.
+/// against the reference computed per item. `view`: the `wafer.view` header
+/// of its dead letters (none when it is the pipeline's only view).
 async fn assert_items(
     env: &Env,
     items: &Items,
+    view: Option<&str>,
     events: &[GenEvent],
     per_item: &[GenEvent],
     exp: &Expected,
@@ -236,7 +238,7 @@ async fn assert_items(
         .read_topic(&env.dead_letters)
         .unwrap()
         .into_iter()
-        .filter(|r| r.headers.get("wafer.view").map(String::as_str) == Some("items"))
+        .filter(|r| r.headers.get("wafer.view").map(String::as_str) == view)
         .collect();
     for r in &dead {
         assert!(!r.headers["wafer.reason"].is_empty());
@@ -277,8 +279,41 @@ async fn two_hosts_compute_per_user_and_per_item_views_from_one_topic() {
     let records = records(&events);
     let (first, second) = records.split_at(records.len() / 2);
 
-    let a = Host::start(config.clone());
-    let b = Host::start(config);
+    let ports = [wafer_tests::free_port(), wafer_tests::free_port()];
+    let with_admin = |port: u16| {
+        let mut config = config.clone();
+        config.admin = Some(wafer::config::AdminConfig {
+            listen: format!("127.0.0.1:{port}"),
+            token: None,
+        });
+        config
+    };
+    let a = Host::start(with_admin(ports[0]));
+    let b = Host::start(with_admin(ports[1]));
+    // Both hosts hold partitions of both topics, and together all of them,
+    // before any record is produced: item events really reach both hosts.
+    let deadline = std::time::Instant::now() + CAUGHT_UP;
+    loop {
+        let mut held = Vec::new();
+        for port in ports {
+            held.push(ready_partitions(port).await);
+        }
+        let spread = |topic: &str| {
+            let counts: Vec<usize> = held
+                .iter()
+                .map(|h| h.iter().filter(|t| t.as_str() == topic).count())
+                .collect();
+            counts.iter().all(|c| *c > 0) && counts.iter().sum::<usize>() == 4
+        };
+        if spread(&env.input) && spread(&items.repartition) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the two hosts never shared both topics: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     env.produce(first).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
     env.wait_group_caught_up(&items.group, &items.repartition, CAUGHT_UP)
@@ -307,7 +342,7 @@ async fn two_hosts_compute_per_user_and_per_item_views_from_one_topic() {
     );
     let per_item = reference::per_item(&events, &item_of, |i| partition_of[i]);
     let exp_items = reference::expect(&per_item);
-    assert_items(&env, &items, &events, &per_item, &exp_items).await;
+    assert_items(&env, &items, Some("items"), &events, &per_item, &exp_items).await;
 
     // The per-user view (a tumbling hour with grace) is exact too.
     let exp_users = reference::expect_tumbling(&events, HOUR, GRACE, lag);
@@ -349,6 +384,27 @@ async fn two_hosts_compute_per_user_and_per_item_views_from_one_topic() {
         exp_users.dead.iter().cloned().collect::<BTreeSet<_>>(),
         "user dead letters"
     );
+}
+
+/// The topic of each partition the host on `port` holds and has rebuilt
+/// (`GET /partitions`); empty while its admin endpoint is not up.
+async fn ready_partitions(port: u16) -> Vec<String> {
+    let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/partitions")).await else {
+        return Vec::new();
+    };
+    let Ok(snapshot) = r.json::<serde_json::Value>().await else {
+        return Vec::new();
+    };
+    snapshot["partitions"]
+        .as_array()
+        .map(|parts| {
+            parts
+                .iter()
+                .filter(|p| p["state"] == "ready")
+                .filter_map(|p| p["topic"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The input group's committed offsets with their metadata.
@@ -468,7 +524,7 @@ async fn records_forwarded_again_after_a_crash_count_once() {
 
     let per_item = reference::per_item(&events, &item_of, |i| partition_of[i]);
     let exp_items = reference::expect(&per_item);
-    assert_items(&env, &items, &events, &per_item, &exp_items).await;
+    assert_items(&env, &items, Some("items"), &events, &per_item, &exp_items).await;
     let exp_users = reference::expect(&events);
     let users = ViewOutputs {
         infix: "users",
@@ -542,7 +598,7 @@ async fn a_host_killed_mid_stream_is_replaced_exactly() {
     assert_eq!(report.views[1].counters.duplicates, copies as u64);
     let per_item = reference::per_item(&events, &item_of, |i| partition_of[i]);
     let exp_items = reference::expect(&per_item);
-    assert_items(&env, &items, &events, &per_item, &exp_items).await;
+    assert_items(&env, &items, Some("items"), &events, &per_item, &exp_items).await;
     let exp_users = reference::expect(&events);
     let users = ViewOutputs {
         infix: "users",
@@ -550,4 +606,59 @@ async fn a_host_killed_mid_stream_is_replaced_exactly() {
         view: Some("users"),
     };
     assert_view_outputs(&env, &users, &events, &exp_users, false, &BTreeSet::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_of_one_repartitioned_view_forwards_and_computes_it() {
+    // The input source feeds no view of its own: it only forwards.
+    let env = Env::new("repartition-only", 4).await.unwrap();
+    let items = Items::of(&env);
+    let Stream {
+        events,
+        items: item_of,
+        positions,
+    } = stream(173, 3000);
+    let text = format!(
+        r#"{sources}
+[[views]]
+name = "items"
+repartition_topic = "{repartition}"
+repartition_partitions = 2
+output_topic = "{output}"
+[views.plugin]
+path = "{plugin}"
+entity_fields = ["item_id"]
+key_template = "{prefix}:items:{{item_id}}"
+watch = false
+"#,
+        sources = env.sources_toml(200),
+        repartition = items.repartition,
+        output = items.output,
+        plugin = wafer_tests::user_activity_plugin().display(),
+        prefix = env.key_prefix,
+    );
+    let config = wafer::config::Config::parse(&text, "one view").unwrap();
+    env.produce(&records(&events)).await.unwrap();
+    let host = Host::start(config);
+    env.wait_caught_up(CAUGHT_UP).await.unwrap();
+    env.wait_group_caught_up(&items.group, &items.repartition, CAUGHT_UP)
+        .await
+        .unwrap();
+    let report = host.stop().await.unwrap();
+    assert_eq!(report.views.len(), 1);
+    assert_eq!(report.views[0].counters.duplicates, 0);
+
+    let (forwarded, partition_of) = read_repartition(&env, &items, &events, &positions);
+    assert_eq!(
+        forwarded.len(),
+        item_of.iter().filter(|i| i.is_some()).count()
+    );
+    assert_eq!(
+        partition_of.values().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&0, &1]),
+        "the configured partition count"
+    );
+    let per_item = reference::per_item(&events, &item_of, |i| partition_of[i]);
+    let exp_items = reference::expect(&per_item);
+    assert_items(&env, &items, None, &events, &per_item, &exp_items).await;
 }
