@@ -64,8 +64,25 @@ pub struct ViewConfig {
     pub name: String,
     /// Topic for this view's feature records; default: `[kafka] output_topic`.
     pub output_topic: Option<String>,
+    /// For a view keyed by another field than the input topics' key: the topic the host
+    /// re-keys the input records into by this view's entity id (created when missing).
+    /// The view consumes it instead of the input topics, in its own consumer group
+    /// `<group>.<name>` (see docs/config.md, "Repartitioned views").
+    pub repartition_topic: Option<String>,
+    /// Partitions of `repartition_topic` when Wafer creates it; default: the input
+    /// topics' largest partition count.
+    pub repartition_partitions: Option<i32>,
     /// The view's plugin and how its features are stored.
     pub plugin: PluginConfig,
+}
+
+/// Where a repartitioned view reads its records from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepartitionSpec {
+    /// The topic the input records are re-keyed into.
+    pub topic: String,
+    /// Its partition count when created (None: the input topics' largest).
+    pub partitions: Option<i32>,
 }
 
 /// A view to run, from `[plugin]` or `[[views]]`.
@@ -74,6 +91,8 @@ pub struct ViewSpec {
     /// The configured name; `None` for `[plugin]`, named after the plugin itself.
     pub name: Option<String>,
     pub output_topic: Option<String>,
+    /// Set for a view fed through a repartition topic.
+    pub repartition: Option<RepartitionSpec>,
     pub plugin: PluginConfig,
 }
 
@@ -393,6 +412,7 @@ impl Config {
             Some(p) => vec![ViewSpec {
                 name: None,
                 output_topic: default_topic,
+                repartition: None,
                 plugin: p.clone(),
             }],
             None => self
@@ -401,6 +421,10 @@ impl Config {
                 .map(|v| ViewSpec {
                     name: Some(v.name.clone()),
                     output_topic: v.output_topic.clone().or_else(|| default_topic.clone()),
+                    repartition: v.repartition_topic.clone().map(|topic| RepartitionSpec {
+                        topic,
+                        partitions: v.repartition_partitions,
+                    }),
                     plugin: v.plugin.clone(),
                 })
                 .collect(),
@@ -456,6 +480,7 @@ impl Config {
                 return invalid("[kafka] brokers and group must not be empty");
             }
         }
+        self.validate_repartition()?;
         if self.pipeline.batch_size == 0 {
             return invalid("[pipeline] batch_size must be at least 1");
         }
@@ -465,6 +490,57 @@ impl Config {
         if let Some(admin) = &self.admin {
             if admin.listen.parse::<std::net::SocketAddr>().is_err() {
                 return invalid("[admin] listen must be an address like 127.0.0.1:9100");
+            }
+        }
+        Ok(())
+    }
+
+    /// Repartition topics: valid Kafka topic names, none shared with another
+    /// view or used for anything else, positive partition counts.
+    fn validate_repartition(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let mut taken: Vec<&str> = Vec::new();
+        if let Some(k) = &self.kafka {
+            taken.extend(k.topics.iter().map(String::as_str));
+            taken.extend(k.output_topic.as_deref());
+            taken.push(&k.dead_letter_topic);
+            taken.push(&k.late_topic);
+        }
+        taken.extend(self.views.iter().filter_map(|v| v.output_topic.as_deref()));
+        for v in &self.views {
+            let Some(topic) = &v.repartition_topic else {
+                if v.repartition_partitions.is_some() {
+                    return invalid(format!(
+                        "[[views]] `{}`: repartition_partitions needs repartition_topic",
+                        v.name
+                    ));
+                }
+                continue;
+            };
+            let legal = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+            if !legal {
+                return invalid(format!(
+                    "[[views]] `{}`: repartition_topic must be a Kafka topic name (letters, digits, '.', '_', '-')",
+                    v.name
+                ));
+            }
+            if taken.contains(&topic.as_str()) {
+                return invalid(format!(
+                    "[[views]] `{}`: repartition_topic `{topic}` is already used by the pipeline \
+                     (an input, output, dead-letter, late or another view's repartition topic)",
+                    v.name
+                ));
+            }
+            taken.push(topic);
+            if v.repartition_partitions.is_some_and(|n| n < 1) {
+                return invalid(format!(
+                    "[[views]] `{}`: repartition_partitions must be at least 1",
+                    v.name
+                ));
             }
         }
         Ok(())
@@ -592,6 +668,44 @@ mod tests {
             ),
         ] {
             let err = Config::parse(&format!("{base}{extra}"), "t").unwrap_err();
+            assert!(err.to_string().contains(reason), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn repartition_topics_are_checked() {
+        let base = "[kafka]\nbrokers = 'b'\ngroup = 'g'\ntopics = ['in']\noutput_topic = 'out'\n\
+                    [[views]]\nname = 'users'\n[views.plugin]\npath = 'p.wasm'\n";
+        let view = |extra: &str| {
+            format!("{base}[[views]]\nname = 'items'\n{extra}[views.plugin]\npath = 'p.wasm'\n")
+        };
+        let c = Config::parse(
+            &view("repartition_topic = 'in-by-item'\nrepartition_partitions = 8\n"),
+            "t",
+        )
+        .unwrap();
+        let specs = c.view_specs();
+        assert_eq!(specs[0].repartition, None);
+        assert_eq!(
+            specs[1].repartition,
+            Some(RepartitionSpec {
+                topic: "in-by-item".into(),
+                partitions: Some(8)
+            })
+        );
+        for (extra, reason) in [
+            ("repartition_topic = 'in'\n", "already used"),
+            ("repartition_topic = 'out'\n", "already used"),
+            ("repartition_topic = 'wafer-dead-letters'\n", "already used"),
+            ("repartition_topic = 'a b'\n", "Kafka topic name"),
+            ("repartition_topic = ''\n", "Kafka topic name"),
+            (
+                "repartition_topic = 'x'\nrepartition_partitions = 0\n",
+                "at least 1",
+            ),
+            ("repartition_partitions = 3\n", "needs repartition_topic"),
+        ] {
+            let err = Config::parse(&view(extra), "t").unwrap_err();
             assert!(err.to_string().contains(reason), "{extra}: {err}");
         }
     }

@@ -78,6 +78,9 @@ counters! {
     commits / add_commits,
     /// Records re-read to rebuild window state after an assignment.
     replayed / add_replayed,
+    /// Records of a repartition topic dropped as copies of records already applied
+    /// (forwarded again after a crash or rebalance of the input).
+    duplicates / add_duplicates,
 }
 
 /// One view's latency histogram and gauges (beside its counters).
@@ -293,11 +296,13 @@ mod tests {
         let c = Counters::default();
         c.add_events_in(7);
         c.add_replayed(2);
+        c.add_duplicates(3);
         let fields = c.snapshot().fields();
-        assert_eq!(fields.len(), 13);
+        assert_eq!(fields.len(), 14);
         assert_eq!(fields[0], ("events_in", "Records consumed.", 7));
-        assert_eq!(fields.last().unwrap().0, "replayed");
-        assert_eq!(fields.last().unwrap().2, 2);
+        assert_eq!((fields[12].0, fields[12].2), ("replayed", 2));
+        assert_eq!(fields.last().unwrap().0, "duplicates");
+        assert_eq!(fields.last().unwrap().2, 3);
         assert!(fields.iter().all(|(_, help, _)| !help.is_empty()));
     }
 
