@@ -225,7 +225,7 @@ fn author_path(lang: &str, native_test: &[&str]) {
     for expected in [
         format!("plugin      {name}@0.1.0"),
         "entity key  user_id".to_owned(),
-        "10m                      WindowKind::Sliding 600000 ms".to_owned(),
+        "10m                      sliding 600000 ms".to_owned(),
         "0 AggregationKind::Count(-) over 10m".to_owned(),
         "2 AggregationKind::Max(value) over 10m".to_owned(),
         "max_value_10m            float64".to_owned(),
