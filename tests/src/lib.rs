@@ -49,6 +49,48 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A test fixture plugin built by `make fixtures`: `target/fixtures/<name>`.
+pub fn fixture(name: &str) -> PathBuf {
+    let p = repo_root().join("target/fixtures").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make fixtures` first",
+        p.display()
+    );
+    p
+}
+
+/// The release `wafer` binary (`make host`).
+pub fn wafer_binary() -> PathBuf {
+    let p = repo_root().join("target/release/wafer");
+    assert!(p.exists(), "{} is missing: run `make host`", p.display());
+    p
+}
+
+/// What `wafer plugin inspect <plugin>` prints.
+pub fn inspect(plugin: &std::path::Path) -> String {
+    succeeded(
+        "wafer plugin inspect",
+        std::process::Command::new(wafer_binary())
+            .args(["plugin", "inspect"])
+            .arg(plugin)
+            .output()
+            .expect("wafer runs"),
+    )
+}
+
+/// `output`'s stdout, or a panic showing what `what` printed.
+pub fn succeeded(what: &str, output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
 /// The built user-activity plugin (`make plugins`).
 pub fn user_activity_plugin() -> PathBuf {
     let p = repo_root().join("target/plugins/user_activity.wasm");

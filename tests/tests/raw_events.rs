@@ -1,29 +1,17 @@
-//! Raw events of a window (`events` aggregations) through a real plugin: the
-//! `rawevents` fixture computes features from the event lists of a sliding and
-//! a session window, run by `wafer plugin test` (in-memory file source) on a
-//! hand-worked timeline.
+//! Raw events of a window (`events` aggregations) through real plugins: the
+//! `rawevents` fixture (Rust) and the same logic in Python and JavaScript
+//! (projects made by `wafer plugin new`, their module replaced by the fixture's
+//! and built by `wafer plugin build`) compute features from the event lists of
+//! a sliding and a session window, run by `wafer plugin test` (in-memory file
+//! source) on a hand-worked timeline.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[test]
-fn a_plugin_computes_features_from_raw_events() {
-    let root = wafer_tests::repo_root();
-    let binary = root.join("target/release/wafer");
-    let plugin = root.join("target/fixtures/rawevents.wasm");
-    for (path, make) in [(&binary, "make host"), (&plugin, "make fixtures")] {
-        assert!(path.exists(), "{} is missing: run `{make}`", path.display());
-    }
-    let inspect = Command::new(&binary)
-        .args(["plugin", "inspect"])
-        .arg(&plugin)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(inspect.stdout).unwrap();
-    assert!(
-        text.contains("Events(value) over 30m, the newest 2 events"),
-        "{text}"
-    );
-    let dir = std::env::temp_dir().join(format!("wafer-raw-events-{}", std::process::id()));
+/// `wafer plugin test` of `plugin` on the hand-worked timeline, checked
+/// against the hand-worked features.
+fn check_features(binary: &Path, plugin: &Path, label: &str) {
+    let dir = std::env::temp_dir().join(format!("wafer-raw-events-{label}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let events = dir.join("events.jsonl");
     let line = |user: &str, action: &str, value: f64, time: &str| {
@@ -43,9 +31,9 @@ fn a_plugin_computes_features_from_raw_events() {
         line("b", "click", 8.0, "09:21:00"),
     ];
     std::fs::write(&events, lines.join("\n") + "\n").unwrap();
-    let out = Command::new(&binary)
+    let out = Command::new(binary)
         .args(["plugin", "test"])
-        .arg(&plugin)
+        .arg(plugin)
         .arg("--events")
         .arg(&events)
         .output()
@@ -69,6 +57,66 @@ fn a_plugin_computes_features_from_raw_events() {
         r#"features:b {"user_id":"b","second_newest_value_30m":7.0,"max_gap_ms_session":null,"last_actions_session":"view","computed_at":"2026-03-01T09:21:00.000Z"}"#,
         "\n",
     );
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want, "{label}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_plugin_computes_features_from_raw_events() {
+    let binary = wafer_tests::wafer_binary();
+    let plugin = wafer_tests::fixture("rawevents.wasm");
+    let text = wafer_tests::inspect(&plugin);
+    assert!(
+        text.contains("Events(value) over 30m, the newest 2 events"),
+        "{text}"
+    );
+    check_features(&binary, &plugin, "rust");
+}
+
+/// A component of the fixture module `tests/fixtures/<name>/<file>`, built in a
+/// project that `wafer plugin new --lang <lang> <name>` made (its module
+/// replaced by the fixture's).
+fn build_fixture(binary: &Path, lang: &str, name: &str, file: &str, module_dir: &str) -> PathBuf {
+    let root = wafer_tests::repo_root();
+    let parent =
+        std::env::temp_dir().join(format!("wafer-raw-events-{lang}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&parent);
+    std::fs::create_dir_all(&parent).unwrap();
+    wafer_tests::succeeded(
+        "wafer plugin new",
+        Command::new(binary)
+            .args(["plugin", "new", "--lang", lang, name, "--dir"])
+            .arg(&parent)
+            .output()
+            .unwrap(),
+    );
+    let project = parent.join(name);
+    std::fs::copy(
+        root.join("tests/fixtures").join(name).join(file),
+        project.join(module_dir).join(file),
+    )
+    .unwrap();
+    let printed = wafer_tests::succeeded(
+        "wafer plugin build",
+        Command::new(binary)
+            .args(["plugin", "build"])
+            .arg(&project)
+            .output()
+            .unwrap(),
+    );
+    PathBuf::from(printed.trim())
+}
+
+#[test]
+fn a_python_plugin_computes_the_same_features_from_raw_events() {
+    let binary = wafer_tests::wafer_binary();
+    let component = build_fixture(&binary, "python", "rawevents-py", "rawevents_py.py", ".");
+    check_features(&binary, &component, "python");
+}
+
+#[test]
+fn a_javascript_plugin_computes_the_same_features_from_raw_events() {
+    let binary = wafer_tests::wafer_binary();
+    let component = build_fixture(&binary, "js", "rawevents-js", "rawevents_js.js", "src");
+    check_features(&binary, &component, "js");
 }

@@ -19,16 +19,6 @@ fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
         .collect()
 }
 
-fn fixture(name: &str) -> PathBuf {
-    let p = wafer_tests::repo_root().join("target/fixtures").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `make fixtures` first",
-        p.display()
-    );
-    p
-}
-
 /// A private copy of the v1 plugin that a test may overwrite.
 fn plugin_copy(env: &Env) -> PathBuf {
     let dir = std::env::temp_dir().join(&env.name);
@@ -185,7 +175,9 @@ async fn hot_reload_under_load_loses_and_duplicates_nothing() {
         assert!(Instant::now() < deadline, "no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = admin.upload(&fixture("user_activity_v2.wasm")).await;
+    let (status, body) = admin
+        .upload(&wafer_tests::fixture("user_activity_v2.wasm"))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["version"], "0.2.0-reload");
     admin.wait_active("0.2.0-reload").await;
@@ -266,9 +258,9 @@ async fn broken_versions_are_rejected_and_rollback_restores_the_previous() {
     std::fs::write(&garbage, b"\0asm definitely not a component").unwrap();
     for (wasm, reason) in [
         (garbage.clone(), "not a valid feature-plugin component"),
-        (fixture("wasi_import.wasm"), "does not grant"),
+        (wafer_tests::fixture("wasi_import.wasm"), "does not grant"),
         (
-            fixture("misbehave.wasm"),
+            wafer_tests::fixture("misbehave.wasm"),
             "incompatible with the running version",
         ),
     ] {
@@ -286,7 +278,13 @@ async fn broken_versions_are_rejected_and_rollback_restores_the_previous() {
         .any(|v| v["state"] == "active" && v["version"] == "0.1.0"));
 
     assert_eq!(admin.rollback().await.0, 409, "nothing to roll back to yet");
-    assert_eq!(admin.upload(&fixture("user_activity_v2.wasm")).await.0, 200);
+    assert_eq!(
+        admin
+            .upload(&wafer_tests::fixture("user_activity_v2.wasm"))
+            .await
+            .0,
+        200
+    );
     admin.wait_active("0.2.0-reload").await;
     let (status, body) = admin.rollback().await;
     assert_eq!(status, 200, "{body}");
@@ -325,7 +323,7 @@ async fn a_replaced_plugin_file_is_hot_loaded_unless_it_breaks_the_pin() {
     env.produce(&records(first)).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
 
-    replace_file(&fixture("user_activity_v2.wasm"), &path);
+    replace_file(&wafer_tests::fixture("user_activity_v2.wasm"), &path);
     admin.wait_active("0.2.0-reload").await;
     env.produce(&records(second)).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
@@ -345,7 +343,7 @@ async fn a_replaced_plugin_file_is_hot_loaded_unless_it_breaks_the_pin() {
     let path = config.plugin_mut().path.clone();
     let host = Host::start(config);
     admin.wait_up().await;
-    replace_file(&fixture("user_activity_v2.wasm"), &path);
+    replace_file(&wafer_tests::fixture("user_activity_v2.wasm"), &path);
     let deadline = Instant::now() + Duration::from_secs(30);
     let rejected = loop {
         let versions = admin.versions().await;

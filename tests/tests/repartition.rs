@@ -18,16 +18,6 @@ const HOUR: i64 = 3_600_000;
 /// The `tumbling` fixture's grace period.
 const GRACE: i64 = 10 * MIN;
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    let p = wafer_tests::repo_root().join("target/fixtures").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `make fixtures`",
-        p.display()
-    );
-    p
-}
-
 /// The item view's names in a test's namespace.
 struct Items {
     repartition: String,
@@ -275,7 +265,7 @@ async fn two_hosts_compute_per_user_and_per_item_views_from_one_topic() {
         items: item_of,
         positions,
     } = stream(97, 5000);
-    let config = config(&env, &fixture("tumbling.wasm"), lag as u64);
+    let config = config(&env, &wafer_tests::fixture("tumbling.wasm"), lag as u64);
     let records = records(&events);
     let (first, second) = records.split_at(records.len() / 2);
 

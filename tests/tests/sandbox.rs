@@ -4,7 +4,6 @@
 //! quarantined or paused as configured.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use wafer::pipeline::FailurePolicy;
@@ -14,16 +13,6 @@ use wafer_tests::reference::{self, GenEvent};
 use wafer_tests::{Env, Host};
 
 const CAUGHT_UP: Duration = Duration::from_secs(180);
-
-fn fixture(name: &str) -> PathBuf {
-    let p = wafer_tests::repo_root().join("target/fixtures").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `make fixtures` first",
-        p.display()
-    );
-    p
-}
 
 fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
     events
@@ -56,7 +45,10 @@ fn event(user: &str, partition: i32, time_ms: i64, action: &str, value: f64) -> 
 fn a_plugin_importing_wasi_is_refused_at_load() {
     let engine = PluginEngine::new().unwrap();
     let err = engine
-        .load_file(&fixture("wasi_import.wasm"), PluginLimits::default())
+        .load_file(
+            &wafer_tests::fixture("wasi_import.wasm"),
+            PluginLimits::default(),
+        )
         .err()
         .expect("a plugin importing WASI must not load")
         .to_string();
@@ -108,7 +100,7 @@ async fn misbehaving_entities_are_isolated_and_dead_lettered() {
     env.produce(&records(&events)).await.unwrap();
 
     let mut config = env.config();
-    config.plugin_mut().path = fixture("misbehave.wasm");
+    config.plugin_mut().path = wafer_tests::fixture("misbehave.wasm");
     config.plugin_mut().call_timeout_ms = 250;
     config.plugin_mut().max_output_mb = 4;
     let host = Host::start(config);
@@ -189,7 +181,7 @@ async fn a_plugin_failing_every_call_is_quarantined() {
     let env = Env::new("quarantine", 2).await.unwrap();
     env.produce(&records(&always_failing())).await.unwrap();
     let mut config = env.config();
-    config.plugin_mut().path = fixture("misbehave.wasm");
+    config.plugin_mut().path = wafer_tests::fixture("misbehave.wasm");
     config.plugin_mut().max_consecutive_failures = 3;
     config.pipeline.batch_size = 50;
     let host = Host::start(config);
@@ -209,7 +201,7 @@ async fn the_pause_policy_stops_consuming_and_committing() {
     let env = Env::new("pause", 2).await.unwrap();
     env.produce(&records(&always_failing())).await.unwrap();
     let mut config = env.config();
-    config.plugin_mut().path = fixture("misbehave.wasm");
+    config.plugin_mut().path = wafer_tests::fixture("misbehave.wasm");
     config.plugin_mut().max_consecutive_failures = 3;
     config.plugin_mut().on_failure = FailurePolicy::Pause;
     config.pipeline.batch_size = 50;

@@ -32,18 +32,9 @@ fn assert_near(what: &str, got: &serde_json::Value, want: Option<f64>) {
 
 #[test]
 fn quantiles_and_distinct_counts_stay_within_their_documented_error() {
-    let root = wafer_tests::repo_root();
-    let binary = root.join("target/release/wafer");
-    let plugin = root.join("target/fixtures/sketches.wasm");
-    for (path, make) in [(&binary, "make host"), (&plugin, "make fixtures")] {
-        assert!(path.exists(), "{} is missing: run `{make}`", path.display());
-    }
-    let inspect = Command::new(&binary)
-        .args(["plugin", "inspect"])
-        .arg(&plugin)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(inspect.stdout).unwrap();
+    let binary = wafer_tests::wafer_binary();
+    let plugin = wafer_tests::fixture("sketches.wasm");
+    let text = wafer_tests::inspect(&plugin);
     assert!(
         text.contains("ApproxQuantile(value) over 1h, quantile 0.9"),
         "{text}"

@@ -6,7 +6,6 @@
 //! window; a crash and a rebuild from the checkpoint change nothing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use wafer_tests::reference::START_MS;
@@ -20,16 +19,6 @@ const MONTH: i64 = 30 * DAY;
 const TILE: i64 = HOUR;
 const CAUGHT_UP: Duration = Duration::from_secs(180);
 const ACTIONS: [&str; 5] = ["view", "click", "buy", "share", "like"];
-
-fn fixture() -> PathBuf {
-    let p = wafer_tests::repo_root().join("target/fixtures/month.wasm");
-    assert!(
-        p.exists(),
-        "{} is missing: run `make fixtures` first",
-        p.display()
-    );
-    p
-}
 
 #[derive(Debug, Clone)]
 struct Ev {
@@ -168,7 +157,7 @@ fn close(got: f64, want: f64) -> bool {
 
 fn config(env: &Env, admin_port: Option<u16>) -> wafer::config::Config {
     let mut config = env.config();
-    config.plugin_mut().path = fixture();
+    config.plugin_mut().path = wafer_tests::fixture("month.wasm");
     config.admin = admin_port.map(|port| wafer::config::AdminConfig {
         listen: format!("127.0.0.1:{port}"),
         token: None,

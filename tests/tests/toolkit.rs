@@ -9,16 +9,10 @@
 //! incremental.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn wafer() -> Command {
-    let binary = wafer_tests::repo_root().join("target/release/wafer");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `make host`",
-        binary.display()
-    );
-    Command::new(binary)
+    Command::new(wafer_tests::wafer_binary())
 }
 
 #[test]
@@ -155,18 +149,6 @@ fn scratch(label: &str) -> PathBuf {
     dir
 }
 
-/// `output`, or a panic showing what `what` printed.
-fn succeeded(what: &str, output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// Environment of every build step: the Rust one offline and incremental.
 fn build_env(c: &mut Command) -> &mut Command {
     c.env("CARGO_NET_OFFLINE", "true").env(
@@ -182,7 +164,7 @@ fn author_path(lang: &str, native_test: &[&str]) {
     let name = format!("clicks-{lang}");
     let module = name.replace('-', "_");
 
-    let printed = succeeded(
+    let printed = wafer_tests::succeeded(
         "wafer plugin new",
         wafer()
             .args(["plugin", "new", "--lang", lang, &name, "--dir"])
@@ -193,7 +175,7 @@ fn author_path(lang: &str, native_test: &[&str]) {
     let project = parent.join(&name);
     assert_eq!(Path::new(printed.trim()), project);
 
-    succeeded(
+    wafer_tests::succeeded(
         &native_test.join(" "),
         build_env(Command::new(native_test[0]).args(&native_test[1..]))
             .current_dir(&project)
@@ -201,7 +183,7 @@ fn author_path(lang: &str, native_test: &[&str]) {
             .unwrap(),
     );
 
-    let printed = succeeded(
+    let printed = wafer_tests::succeeded(
         "wafer plugin build",
         build_env(wafer().args(["plugin", "build"]).arg(&project))
             .output()
@@ -214,7 +196,7 @@ fn author_path(lang: &str, native_test: &[&str]) {
     );
     assert!(component.is_file());
 
-    let described = succeeded(
+    let described = wafer_tests::succeeded(
         "wafer plugin inspect",
         wafer()
             .args(["plugin", "inspect"])
@@ -248,7 +230,7 @@ fn author_path(lang: &str, native_test: &[&str]) {
         "imports beyond the WIT's: {imports:?}"
     );
 
-    let features = succeeded(
+    let features = wafer_tests::succeeded(
         "wafer plugin test",
         wafer()
             .args(["plugin", "test"])
@@ -259,7 +241,7 @@ fn author_path(lang: &str, native_test: &[&str]) {
             .unwrap(),
     );
     assert_eq!(features, TEMPLATE_FEATURES);
-    succeeded(
+    wafer_tests::succeeded(
         "wafer plugin test --expect",
         wafer()
             .args(["plugin", "test"])
@@ -298,7 +280,7 @@ fn build_names_the_script_that_installs_a_missing_toolchain() {
         ("python", "scripts/build-plugins-py.sh install"),
         ("js", "scripts/build-plugins-js.sh install"),
     ] {
-        succeeded(
+        wafer_tests::succeeded(
             "wafer plugin new",
             wafer()
                 .args(["plugin", "new", "--lang", lang, "bare", "--dir"])

@@ -6,7 +6,6 @@
 //! crash and a rebuild from the checkpoint.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use wafer_tests::reference::{self, START_MS};
@@ -17,19 +16,9 @@ const HOUR: i64 = 3_600_000;
 const GRACE: i64 = 10 * MIN;
 const CAUGHT_UP: Duration = Duration::from_secs(120);
 
-fn fixture() -> PathBuf {
-    let p = wafer_tests::repo_root().join("target/fixtures/tumbling.wasm");
-    assert!(
-        p.exists(),
-        "{} is missing: run `make fixtures` first",
-        p.display()
-    );
-    p
-}
-
 fn config(env: &Env, out_of_orderness_ms: u64) -> wafer::config::Config {
     let mut config = env.config();
-    config.plugin_mut().path = fixture();
+    config.plugin_mut().path = wafer_tests::fixture("tumbling.wasm");
     config.pipeline.out_of_orderness_ms = out_of_orderness_ms;
     config
 }
