@@ -17,10 +17,12 @@
 //! - [`entity`]: one entity's events, sliding aggregates and sessions;
 //! - [`sum`]: compensated running sums and moments.
 //!
-//! A partition also remembers the offset of every event it holds and the
-//! stream time before it, plus the idle advances since, so that a checkpoint
-//! says from which offset, and from which stream time, a replay rebuilds the
-//! windows exactly (see `docs/architecture.md`).
+//! A partition also remembers, per bucket of event time (1/64 of the plan's
+//! reach), how many events it holds in it and the offset of the first one
+//! applied, with the stream time before it; plus the idle advances since. A
+//! checkpoint then says from which offset, and from which stream time, a
+//! replay rebuilds the windows exactly (see `docs/architecture.md`): the
+//! earliest of those offsets, at or before that of every held event.
 
 pub mod entity;
 pub mod plan;
@@ -88,6 +90,17 @@ struct Slot {
     last_offset: i64,
 }
 
+/// Held events with times in one bucket of event time.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Offset of the first of them applied (at or before all of them).
+    first: i64,
+    /// Stream time just before that event was applied.
+    before: i64,
+    /// How many are held.
+    held: u32,
+}
+
 /// A rebuild in progress: where stream time must end, and the idle advances to redo.
 #[derive(Debug, Default)]
 struct Rebuild {
@@ -104,8 +117,11 @@ pub struct Partition {
     /// (next change time, slot): entities in order of their next change.
     expiries: BTreeSet<(i64, u32)>,
     dirty: Vec<u32>,
-    /// Offset of every held event -> stream time just before it was applied.
-    held: BTreeMap<i64, i64>,
+    /// Held events by bucket of event time (`t.div_euclid(bucket_ms)`).
+    buckets: BTreeMap<i64, Bucket>,
+    bucket_ms: i64,
+    /// Events held.
+    held: usize,
     /// Idle advances: (next offset then, new stream time), oldest first.
     jumps: Vec<(i64, i64)>,
     /// One past the last offset applied or judged late.
@@ -117,7 +133,7 @@ pub struct Partition {
 
 impl Partition {
     /// An empty partition (no event seen yet).
-    pub fn new(_plan: &Plan) -> Self {
+    pub fn new(plan: &Plan) -> Self {
         Self {
             stream_time: None,
             slots: Vec::new(),
@@ -125,7 +141,9 @@ impl Partition {
             ids: FxHashMap::default(),
             expiries: BTreeSet::new(),
             dirty: Vec::new(),
-            held: BTreeMap::new(),
+            buckets: BTreeMap::new(),
+            bucket_ms: (plan.reach_ms() / 64).max(1),
+            held: 0,
             jumps: Vec::new(),
             next_offset: 0,
             rebuild: None,
@@ -158,7 +176,7 @@ impl Partition {
 
     /// Number of events held in windows.
     pub fn events_held(&self) -> usize {
-        self.held.len()
+        self.held
     }
 
     /// Watermark: stream time minus the allowed out-of-orderness.
@@ -215,11 +233,17 @@ impl Partition {
                 None => self.allocate(plan, entity),
             };
             let slot = self.slots[id as usize].as_mut().expect("live id");
-            let shown = slot
-                .window
-                .insert(plan, t, offset, cells, now, wm, &verdicts);
+            let shown = slot.window.insert(plan, t, cells, now, wm, &verdicts);
             slot.last_offset = offset;
-            self.held.insert(offset, before);
+            self.held += 1;
+            self.buckets
+                .entry(t.div_euclid(self.bucket_ms))
+                .or_insert(Bucket {
+                    first: offset,
+                    before,
+                    held: 0,
+                })
+                .held += 1;
             self.reindex(plan, id);
             if shown {
                 self.mark_dirty(id);
@@ -360,7 +384,10 @@ impl Partition {
         }
         match self.jumps.last_mut() {
             Some((at, t)) if *at == self.next_offset => *t = to,
-            _ => self.jumps.push((self.next_offset, to)),
+            _ => {
+                self.prune_jumps();
+                self.jumps.push((self.next_offset, to));
+            }
         }
         if self.jumps.len() > MAX_JUMPS {
             tracing::warn!(
@@ -379,7 +406,7 @@ impl Partition {
     fn advance(&mut self, plan: &Plan, now: i64) {
         self.stream_time = Some(now);
         let wm = Self::watermark(plan, now);
-        let mut dropped = Vec::new();
+        let mut emptied = false;
         while let Some(&(at, id)) = self.expiries.first() {
             if at > now {
                 break;
@@ -389,15 +416,57 @@ impl Partition {
                 .as_mut()
                 .expect("indexed ids are live");
             slot.indexed = None;
-            slot.window
-                .advance(plan, now, wm, &mut |offset| dropped.push(offset));
+            // Dropped events come oldest first: release them bucket by bucket.
+            let (buckets, bucket_ms) = (&mut self.buckets, self.bucket_ms);
+            let mut run: Option<(i64, u32)> = None;
+            let mut release = |bucket: i64, n: u32| {
+                let b = buckets.get_mut(&bucket).expect("a held event's bucket");
+                b.held -= n;
+                if b.held == 0 {
+                    buckets.remove(&bucket);
+                    emptied = true;
+                }
+            };
+            let mut dropped = 0;
+            slot.window.advance(plan, now, wm, &mut |t| {
+                dropped += 1;
+                let bucket = t.div_euclid(bucket_ms);
+                match &mut run {
+                    Some((b, n)) if *b == bucket => *n += 1,
+                    _ => {
+                        if let Some((b, n)) = run.replace((bucket, 1)) {
+                            release(b, n);
+                        }
+                    }
+                }
+            });
+            if let Some((b, n)) = run {
+                release(b, n);
+            }
+            self.held -= dropped;
             self.reindex(plan, id);
             self.mark_dirty(id);
         }
-        for offset in dropped {
-            self.held.remove(&offset);
+        if emptied {
+            self.prune_jumps();
         }
-        let oldest = self.held.keys().next().copied().unwrap_or(self.next_offset);
+    }
+
+    /// The earliest offset a replay must start from (with the stream time
+    /// before it), if the partition holds events.
+    fn oldest_held(&self) -> Option<(i64, i64)> {
+        self.buckets
+            .values()
+            .map(|b| (b.first, b.before))
+            .min_by_key(|(first, _)| *first)
+    }
+
+    /// Forgets the idle advances taken before every held event.
+    fn prune_jumps(&mut self) {
+        if self.jumps.is_empty() {
+            return;
+        }
+        let oldest = self.oldest_held().map_or(self.next_offset, |(o, _)| o);
         self.jumps.retain(|(at, _)| *at > oldest);
     }
 
@@ -461,8 +530,8 @@ impl Partition {
 
     /// The checkpoint to store with committed offset `next_offset`.
     pub fn checkpoint(&self, next_offset: i64) -> Checkpoint {
-        let (rebuild_from, rebuild_time) = match self.held.first_key_value() {
-            Some((&offset, &time)) if offset < next_offset => (offset, Some(time)),
+        let (rebuild_from, rebuild_time) = match self.oldest_held() {
+            Some((offset, time)) if offset < next_offset => (offset, Some(time)),
             _ => (next_offset, self.stream_time),
         };
         Checkpoint {

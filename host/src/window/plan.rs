@@ -179,6 +179,14 @@ impl Plan {
         self
     }
 
+    /// True when some window is tumbling, hopping or session: those read the
+    /// watermark each event arrived at (sliding windows never do).
+    pub fn keeps_marks(&self) -> bool {
+        self.shapes
+            .iter()
+            .any(|s| !matches!(s, Shape::Sliding { .. }))
+    }
+
     /// The longest sliding window, if any.
     pub fn max_sliding(&self) -> Option<i64> {
         self.shapes
