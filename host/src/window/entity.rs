@@ -34,8 +34,8 @@ pub enum AggCell {
 #[derive(Debug, Clone, Default)]
 struct SlideAgg {
     count: usize,
-    sums: Vec<RunningSum>,
-    moments: Vec<RunningMoments>,
+    sums: Box<[RunningSum]>,
+    moments: Box<[RunningMoments]>,
     distinct: Vec<FxHashMap<u64, u32>>,
 }
 
@@ -179,8 +179,8 @@ impl EntityWindow {
                 .map(|w| match plan.shapes[w] {
                     Shape::Sliding { .. } => SlideAgg {
                         count: 0,
-                        sums: vec![RunningSum::default(); plan.sum_slots[w].len()],
-                        moments: vec![RunningMoments::default(); plan.moment_slots[w].len()],
+                        sums: vec![RunningSum::default(); plan.sum_slots[w].len()].into(),
+                        moments: vec![RunningMoments::default(); plan.moment_slots[w].len()].into(),
                         distinct: vec![FxHashMap::default(); plan.distinct_slots[w].len()],
                     },
                     _ => SlideAgg::default(),

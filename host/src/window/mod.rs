@@ -30,7 +30,10 @@ pub mod sum;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 pub use entity::{AggCell, EntityWindow};
 pub use plan::{Plan, Shape};
@@ -82,8 +85,42 @@ pub struct Emission {
     pub tombstones: Vec<Box<str>>,
 }
 
+/// An entity key, kept in its slot: inline up to 22 bytes (most keys; no
+/// allocation, and comparing it reads the slot's own memory), boxed beyond.
+enum Key {
+    Inline { len: u8, bytes: [u8; 22] },
+    Boxed(Box<str>),
+}
+
+impl Key {
+    fn new(s: &str) -> Self {
+        let mut bytes = [0u8; 22];
+        match bytes.get_mut(..s.len()) {
+            Some(prefix) => {
+                prefix.copy_from_slice(s.as_bytes());
+                Key::Inline {
+                    len: s.len() as u8,
+                    bytes,
+                }
+            }
+            None => Key::Boxed(s.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Key::Boxed(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("copied from a str")
+    }
+}
+
 struct Slot {
-    key: Box<str>,
+    key: Key,
     window: EntityWindow,
     indexed: Option<i64>,
     dirty: bool,
@@ -113,7 +150,8 @@ pub struct Partition {
     stream_time: Option<i64>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    ids: FxHashMap<Box<str>, u32>,
+    /// Slot ids by their key's hash (keys are kept once, in the slots).
+    ids: HashTable<u32>,
     /// (next change time, slot): entities in order of their next change.
     expiries: BTreeSet<(i64, u32)>,
     dirty: Vec<u32>,
@@ -138,7 +176,7 @@ impl Partition {
             stream_time: None,
             slots: Vec::new(),
             free: Vec::new(),
-            ids: FxHashMap::default(),
+            ids: HashTable::new(),
             expiries: BTreeSet::new(),
             dirty: Vec::new(),
             buckets: BTreeMap::new(),
@@ -228,8 +266,8 @@ impl Partition {
             })
             .collect();
         if counted {
-            let id = match self.ids.get(entity) {
-                Some(id) => *id,
+            let id = match self.find(entity) {
+                Some(id) => id,
                 None => self.allocate(plan, entity),
             };
             let slot = self.slots[id as usize].as_mut().expect("live id");
@@ -315,9 +353,8 @@ impl Partition {
     }
 
     fn allocate(&mut self, plan: &Plan, entity: &str) -> u32 {
-        let key: Box<str> = entity.into();
         let slot = Slot {
-            key: key.clone(),
+            key: Key::new(entity),
             window: EntityWindow::new(plan),
             indexed: None,
             dirty: false,
@@ -333,8 +370,23 @@ impl Partition {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.ids.insert(key, id);
+        let slots = &self.slots;
+        self.ids
+            .insert_unique(FxBuildHasher.hash_one(entity), id, |&id| {
+                FxBuildHasher.hash_one(slots[id as usize].as_ref().expect("live id").key.as_str())
+            });
         id
+    }
+
+    /// The slot id of `entity`, if it has state.
+    fn find(&self, entity: &str) -> Option<u32> {
+        self.ids
+            .find(FxBuildHasher.hash_one(entity), |&id| {
+                self.slots[id as usize]
+                    .as_ref()
+                    .is_some_and(|s| s.key.as_bytes() == entity.as_bytes())
+            })
+            .copied()
     }
 
     fn reindex(&mut self, plan: &Plan, id: u32) {
@@ -357,8 +409,8 @@ impl Partition {
 
     /// Marks `entity` for emission at the next flush; false if it has no state.
     pub fn touch(&mut self, entity: &str) -> bool {
-        match self.ids.get(entity) {
-            Some(&id) => {
+        match self.find(entity) {
+            Some(id) => {
                 self.mark_dirty(id);
                 true
             }
@@ -489,19 +541,24 @@ impl Partition {
                     .map(|a| slot.window.aggregate(plan, a, now, wm))
                     .collect();
                 out.rows.push(Row {
-                    key: slot.key.clone(),
+                    key: slot.key.as_str().into(),
                     cells,
                     offset: slot.last_offset,
                 });
                 continue;
             }
-            out.tombstones.push(slot.key.clone());
+            out.tombstones.push(slot.key.as_str().into());
             if slot.window.is_empty() {
                 let slot = self.slots[id as usize].take().expect("live");
                 if let Some(at) = slot.indexed {
                     self.expiries.remove(&(at, id));
                 }
-                self.ids.remove(&slot.key);
+                if let Ok(entry) = self
+                    .ids
+                    .find_entry(FxBuildHasher.hash_one(slot.key.as_str()), |&x| x == id)
+                {
+                    entry.remove();
+                }
                 self.free.push(id);
             }
         }
@@ -523,7 +580,7 @@ impl Partition {
                 let cells = (0..plan.aggs.len())
                     .map(|a| s.window.aggregate(plan, a, now, wm))
                     .collect();
-                (s.key.to_string(), cells)
+                (s.key.as_str().to_owned(), cells)
             })
             .collect()
     }
