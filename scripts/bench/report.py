@@ -922,13 +922,15 @@ def render(results, env, profile_dir):
         "event instead of collecting the window's indexes; session and sliding state is allocated only "
         "for plans with such windows. Measured on the memory section (one run each, same machine): "
         "87.5 → 42.7 B per event in window and 940 → 426 B per entity (RSS fit; live heap 92.0 → 43.8 B "
-        "and 736 → 352 B), RSS at 1M entities 1,108 → 578 MiB; *core* per thread-CPU second "
-        "CORE_RATIO× the previous commit's, interleaved in one invocation on a loaded machine (load "
-        "average 7–9 on 2 cores). Still missing the per-entity target: of the sliding plan's "
+        "and 736 → 352 B), RSS at 1M entities 1,108 → 578 MiB. *Core* events per thread-CPU second "
+        "did not clearly move: 0.96–1.18× the previous commit's over four pairs of in-process runs "
+        "(each binary once per pair, alternating; median 1.03×; full path median 0.98×) on a loaded "
+        "machine (load average 3–10 on 2 cores), so the 238,000 → 367,000 gap is not closed. Still missing the per-entity target: of the sliding plan's "
         "bytes per entity, about 250 are its sliding aggregates (one allocation for the window's "
         "aggregates, one for its sums, one for its distinct-count maps and the map's table; compare "
-        "the tumbling row of the per-kind table); the core path is bound by cache misses on cold "
-        "entity state (key lookup, event buffer, aggregates, distinct map), not by instructions."
+        "the tumbling row of the per-kind table). In a cpu-clock profile of the core path, most "
+        "samples of the window code fall on the first load of cold entity state (the key table and "
+        "slot, the newest held event, the aggregates, the distinct-count map): it is memory-bound."
     )
     w("")
 
