@@ -40,10 +40,11 @@ test-guests:
 	cd plugins/user-activity-js && node --test
 
 # Test plugins (tests/fixtures): misbehaving ones for the sandbox tests, `tumbling` for late data,
-# `rawevents` for raw-event aggregations.
+# `rawevents` for raw-event aggregations, `month` (a 30-day window) for tiled windows,
+# `sketches` for approx-quantile and distinct-count.
 fixtures: toolchain
 	cd tests/fixtures && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$(WASM_LD) \
-		$(CARGO) build --release --target $(WASM_TARGET) -p misbehave -p tumbling -p rawevents
+		$(CARGO) build --release --target $(WASM_TARGET) -p misbehave -p tumbling -p rawevents -p month -p sketches
 	cd tests/fixtures && $(CARGO) build --release --target wasm32-wasip2 -p wasi-import
 	cd plugins && WAFER_PLUGIN_VERSION=0.2.0-reload CARGO_TARGET_DIR=../tests/fixtures/target/v2 \
 		CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$(WASM_LD) \
@@ -53,6 +54,8 @@ fixtures: toolchain
 	cp tests/fixtures/target/$(WASM_TARGET)/release/misbehave.wasm target/fixtures/
 	cp tests/fixtures/target/$(WASM_TARGET)/release/tumbling.wasm target/fixtures/
 	cp tests/fixtures/target/$(WASM_TARGET)/release/rawevents.wasm target/fixtures/
+	cp tests/fixtures/target/$(WASM_TARGET)/release/month.wasm target/fixtures/
+	cp tests/fixtures/target/$(WASM_TARGET)/release/sketches.wasm target/fixtures/
 	cp tests/fixtures/target/wasm32-wasip2/release/wasi_import.wasm target/fixtures/
 
 ## Pinned Feast in .toolchains/feast-venv, for the Feast interop test (tests/tests/feast.rs).

@@ -166,6 +166,20 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
             "no view named `{missing}` in the config (views: {names:?}; a [plugin] config's view is named after its plugin)"
         ))));
     }
+    if let Input::Kafka { topic, .. } = &options.input {
+        // A view keyed by another field than the input topics' key needs its
+        // events by its own key: its repartition topic holds them so.
+        for spec in &specs {
+            if let (Some(name), Some(r)) = (&spec.name, &spec.repartition) {
+                if r.topic != *topic && views.iter().any(|v| &v.name == name) {
+                    return Err(RunError::Config(crate::config::ConfigError::Invalid(format!(
+                        "view `{name}` reads the repartition topic `{t}`: backfill it from there (--topic {t} --view {name})",
+                        t = r.topic
+                    ))));
+                }
+            }
+        }
+    }
     let roll = config
         .offline
         .as_ref()

@@ -64,8 +64,25 @@ pub struct ViewConfig {
     pub name: String,
     /// Topic for this view's feature records; default: `[kafka] output_topic`.
     pub output_topic: Option<String>,
+    /// For a view keyed by another field than the input topics' key: the topic the host
+    /// re-keys the input records into by this view's entity id (created when missing).
+    /// The view consumes it instead of the input topics, in its own consumer group
+    /// `<group>.<name>` (see docs/config.md, "Repartitioned views").
+    pub repartition_topic: Option<String>,
+    /// Partitions of `repartition_topic` when Wafer creates it; default: the input
+    /// topics' largest partition count.
+    pub repartition_partitions: Option<i32>,
     /// The view's plugin and how its features are stored.
     pub plugin: PluginConfig,
+}
+
+/// Where a repartitioned view reads its records from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepartitionSpec {
+    /// The topic the input records are re-keyed into.
+    pub topic: String,
+    /// Its partition count when created (None: the input topics' largest).
+    pub partitions: Option<i32>,
 }
 
 /// A view to run, from `[plugin]` or `[[views]]`.
@@ -74,6 +91,8 @@ pub struct ViewSpec {
     /// The configured name; `None` for `[plugin]`, named after the plugin itself.
     pub name: Option<String>,
     pub output_topic: Option<String>,
+    /// Set for a view fed through a repartition topic.
+    pub repartition: Option<RepartitionSpec>,
     pub plugin: PluginConfig,
 }
 
@@ -210,6 +229,11 @@ pub struct PluginConfig {
     /// Failed plugin calls in a row after which `on_failure` applies.
     #[serde(default = "default_failures")]
     pub max_consecutive_failures: u32,
+    /// `distinct-count`: distinct values per window counted exactly (a sliding window keeps a
+    /// count per value, about 40 bytes each, up to this many); beyond, the count is a
+    /// HyperLogLog estimate (1.6% standard error). See docs/semantics.md.
+    #[serde(default = "default_distinct_exact_limit")]
+    pub distinct_exact_limit: usize,
     /// `"quarantine"`: keep consuming and committing, skip the plugin's outputs (counted);
     /// `"pause"`: stop consuming and committing until a fixed version is loaded.
     #[serde(default = "default_policy")]
@@ -226,6 +250,23 @@ pub struct PluginConfig {
     /// Directory of precompiled plugin artifacts, keyed by content hash and engine.
     /// Default: `$XDG_CACHE_HOME/wafer/artifacts` or `~/.cache/wafer/artifacts`.
     pub cache_dir: Option<PathBuf>,
+    /// Tile (time bucket) of tiled sliding windows, in milliseconds; 0 tiles nothing.
+    #[serde(default = "default_tile")]
+    pub tile_ms: u64,
+    /// Sliding windows at least this long (ms) keep per-tile partial aggregates
+    /// instead of their events; their length must be a multiple of `tile_ms`.
+    #[serde(default = "default_tile_min_window")]
+    pub tile_min_window_ms: u64,
+}
+
+impl PluginConfig {
+    /// Which sliding windows are tiled, and how finely.
+    pub fn tiling(&self) -> crate::window::Tiling {
+        crate::window::Tiling {
+            tile_ms: self.tile_ms,
+            min_window_ms: self.tile_min_window_ms,
+        }
+    }
 }
 
 /// How a view's features are stored in Redis (see docs/config.md, "Online layouts").
@@ -266,6 +307,10 @@ pub enum JoinKeyType {
     Int32,
 }
 
+fn default_distinct_exact_limit() -> usize {
+    crate::window::sketch::DEFAULT_DISTINCT_EXACT_LIMIT
+}
+
 fn default_watch() -> bool {
     true
 }
@@ -296,6 +341,14 @@ fn default_failures() -> u32 {
 
 fn default_policy() -> crate::pipeline::FailurePolicy {
     crate::pipeline::FailurePolicy::Quarantine
+}
+
+fn default_tile() -> u64 {
+    crate::window::tiles::DEFAULT_TILE_MS
+}
+
+fn default_tile_min_window() -> u64 {
+    crate::window::tiles::DEFAULT_TILE_MIN_WINDOW_MS
 }
 
 fn default_ttl() -> u64 {
@@ -359,6 +412,7 @@ impl Config {
             Some(p) => vec![ViewSpec {
                 name: None,
                 output_topic: default_topic,
+                repartition: None,
                 plugin: p.clone(),
             }],
             None => self
@@ -367,6 +421,10 @@ impl Config {
                 .map(|v| ViewSpec {
                     name: Some(v.name.clone()),
                     output_topic: v.output_topic.clone().or_else(|| default_topic.clone()),
+                    repartition: v.repartition_topic.clone().map(|topic| RepartitionSpec {
+                        topic,
+                        partitions: v.repartition_partitions,
+                    }),
                     plugin: v.plugin.clone(),
                 })
                 .collect(),
@@ -422,6 +480,7 @@ impl Config {
                 return invalid("[kafka] brokers and group must not be empty");
             }
         }
+        self.validate_repartition()?;
         if self.pipeline.batch_size == 0 {
             return invalid("[pipeline] batch_size must be at least 1");
         }
@@ -431,6 +490,57 @@ impl Config {
         if let Some(admin) = &self.admin {
             if admin.listen.parse::<std::net::SocketAddr>().is_err() {
                 return invalid("[admin] listen must be an address like 127.0.0.1:9100");
+            }
+        }
+        Ok(())
+    }
+
+    /// Repartition topics: valid Kafka topic names, none shared with another
+    /// view or used for anything else, positive partition counts.
+    fn validate_repartition(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let mut taken: Vec<&str> = Vec::new();
+        if let Some(k) = &self.kafka {
+            taken.extend(k.topics.iter().map(String::as_str));
+            taken.extend(k.output_topic.as_deref());
+            taken.push(&k.dead_letter_topic);
+            taken.push(&k.late_topic);
+        }
+        taken.extend(self.views.iter().filter_map(|v| v.output_topic.as_deref()));
+        for v in &self.views {
+            let Some(topic) = &v.repartition_topic else {
+                if v.repartition_partitions.is_some() {
+                    return invalid(format!(
+                        "[[views]] `{}`: repartition_partitions needs repartition_topic",
+                        v.name
+                    ));
+                }
+                continue;
+            };
+            let legal = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+            if !legal {
+                return invalid(format!(
+                    "[[views]] `{}`: repartition_topic must be a Kafka topic name (letters, digits, '.', '_', '-')",
+                    v.name
+                ));
+            }
+            if taken.contains(&topic.as_str()) {
+                return invalid(format!(
+                    "[[views]] `{}`: repartition_topic `{topic}` is already used by the pipeline \
+                     (an input, output, dead-letter, late or another view's repartition topic)",
+                    v.name
+                ));
+            }
+            taken.push(topic);
+            if v.repartition_partitions.is_some_and(|n| n < 1) {
+                return invalid(format!(
+                    "[[views]] `{}`: repartition_partitions must be at least 1",
+                    v.name
+                ));
             }
         }
         Ok(())
@@ -507,6 +617,15 @@ mod tests {
     }
 
     #[test]
+    fn distinct_exact_limit_defaults_to_the_documented_bound() {
+        let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert_eq!(c.plugin.unwrap().distinct_exact_limit, 1000);
+        let c = Config::parse(&format!("{base}distinct_exact_limit = 50\n"), "t").unwrap();
+        assert_eq!(c.plugin.unwrap().distinct_exact_limit, 50);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = Config::parse(
             "[file]\npath = 'x'\nbogus = 1\n[plugin]\npath = 'p.wasm'\n",
@@ -549,6 +668,44 @@ mod tests {
             ),
         ] {
             let err = Config::parse(&format!("{base}{extra}"), "t").unwrap_err();
+            assert!(err.to_string().contains(reason), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn repartition_topics_are_checked() {
+        let base = "[kafka]\nbrokers = 'b'\ngroup = 'g'\ntopics = ['in']\noutput_topic = 'out'\n\
+                    [[views]]\nname = 'users'\n[views.plugin]\npath = 'p.wasm'\n";
+        let view = |extra: &str| {
+            format!("{base}[[views]]\nname = 'items'\n{extra}[views.plugin]\npath = 'p.wasm'\n")
+        };
+        let c = Config::parse(
+            &view("repartition_topic = 'in-by-item'\nrepartition_partitions = 8\n"),
+            "t",
+        )
+        .unwrap();
+        let specs = c.view_specs();
+        assert_eq!(specs[0].repartition, None);
+        assert_eq!(
+            specs[1].repartition,
+            Some(RepartitionSpec {
+                topic: "in-by-item".into(),
+                partitions: Some(8)
+            })
+        );
+        for (extra, reason) in [
+            ("repartition_topic = 'in'\n", "already used"),
+            ("repartition_topic = 'out'\n", "already used"),
+            ("repartition_topic = 'wafer-dead-letters'\n", "already used"),
+            ("repartition_topic = 'a b'\n", "Kafka topic name"),
+            ("repartition_topic = ''\n", "Kafka topic name"),
+            (
+                "repartition_topic = 'x'\nrepartition_partitions = 0\n",
+                "at least 1",
+            ),
+            ("repartition_partitions = 3\n", "needs repartition_topic"),
+        ] {
+            let err = Config::parse(&view(extra), "t").unwrap_err();
             assert!(err.to_string().contains(reason), "{extra}: {err}");
         }
     }

@@ -61,6 +61,11 @@ pub fn producer(cfg: &KafkaConfig) -> ClientConfig {
     with_user_properties(c, cfg)
 }
 
+/// The admin client that creates repartition topics.
+pub fn admin(cfg: &KafkaConfig) -> ClientConfig {
+    with_user_properties(base(cfg), cfg)
+}
+
 /// A client that reads the group's committed offsets and the partitions' end
 /// offsets to report consumer lag. It never subscribes (so never joins the
 /// group) and never commits.

@@ -13,6 +13,7 @@
 //! - [`plugin`]: the wasmtime engine and the plugin contract;
 //! - [`pipeline`]: decode → windows → plugin → feature updates, no I/O;
 //! - [`view`]: a feature view (one plugin, its processor and versions);
+//! - [`repartition`]: views keyed by another field than the input topics' key;
 //! - [`sources`]: Kafka consumer group, JSONL file;
 //! - [`sinks`]: Redis, Kafka, embedded in-memory store;
 //! - [`kafka_client`]: every Kafka client's settings;
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod offline;
 pub mod pipeline;
 pub mod plugin;
+pub mod repartition;
 pub mod serving;
 pub mod sinks;
 pub mod sources;
@@ -89,6 +91,9 @@ pub enum RunError {
     /// The offline log could not be written.
     #[error(transparent)]
     Offline(#[from] offline::OfflineError),
+    /// A repartition topic could not be prepared.
+    #[error(transparent)]
+    Repartition(#[from] repartition::RepartitionError),
 }
 
 /// What a finished run did.
@@ -125,10 +130,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     let engine =
         PluginEngine::with_cache(cache_dir).map_err(|e| RunError::Engine(format!("{e:#}")))?;
     let engine = Arc::new(engine);
-    let ready = Arc::new(tokio::sync::Notify::new());
+    // The Kafka source each view reads from: 0 for the input topics, one more
+    // per repartitioned view. Each source waits for its own views' new versions.
+    let source_of = source_of_views(&config, &specs);
+    let sources = source_of.iter().max().map_or(1, |n| n + 1);
+    let readies: Vec<Arc<tokio::sync::Notify>> = (0..sources)
+        .map(|_| Arc::new(tokio::sync::Notify::new()))
+        .collect();
     let mut views = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let view = View::build(spec, &config.pipeline, &engine, ready.clone())?;
+    for (spec, source) in specs.iter().zip(&source_of) {
+        let view = View::build(spec, &config.pipeline, &engine, readies[*source].clone())?;
         if views.iter().any(|v: &View| v.name == view.name) {
             return Err(RunError::Config(config::ConfigError::Invalid(format!(
                 "two views are named `{}`",
@@ -169,8 +180,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
             .await
             .map_err(|e| RunError::Admin(format!("cannot listen on {}: {e}", admin.listen)))?;
             if let Some(kafka) = &config.kafka {
+                let mut sources = vec![kafka.clone()];
+                for spec in &specs {
+                    if let (Some(name), Some(r)) = (&spec.name, &spec.repartition) {
+                        sources.push(repartition::source_config(kafka, name, &r.topic));
+                    }
+                }
                 serving::spawn_lag_task(
-                    kafka,
+                    &sources,
                     serving.lag.clone(),
                     LAG_INTERVAL,
                     run_scope.clone(),
@@ -193,16 +210,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     }
     status.readiness.set_running(true);
     let ran = if let Some(kafka) = &config.kafka {
-        sources::kafka::run(
-            kafka,
-            &config.pipeline,
-            &mut views,
-            ready,
-            redis,
-            &status,
-            shutdown,
-        )
-        .await
+        let sources = KafkaSources {
+            input: kafka,
+            pipeline: &config.pipeline,
+            specs: &specs,
+            source_of: &source_of,
+            readies,
+        };
+        sources.run(&mut views, redis, &status, shutdown).await
     } else if let Some(file) = &config.file {
         sources::file::run(file, &config.pipeline, &mut views, redis, &memory, shutdown).await
     } else {
@@ -229,6 +244,124 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
         views: reports,
         admin_addr,
     })
+}
+
+/// The Kafka source of each view: 0 (the input topics) for a view keyed like
+/// them, 1, 2, ... for each view with a repartition topic, in order.
+fn source_of_views(config: &Config, specs: &[config::ViewSpec]) -> Vec<usize> {
+    let mut next = 0;
+    specs
+        .iter()
+        .map(|s| match (&config.kafka, &s.repartition) {
+            (Some(_), Some(_)) => {
+                next += 1;
+                next
+            }
+            _ => 0,
+        })
+        .collect()
+}
+
+/// The Kafka sources of a run: one for the input topics (feeding the views
+/// keyed like them and forwarding to the repartition topics), one per
+/// repartitioned view.
+struct KafkaSources<'a> {
+    input: &'a config::KafkaConfig,
+    pipeline: &'a config::PipelineConfig,
+    specs: &'a [config::ViewSpec],
+    source_of: &'a [usize],
+    readies: Vec<Arc<tokio::sync::Notify>>,
+}
+
+impl KafkaSources<'_> {
+    /// Runs every source as its own task until `shutdown`; the first that
+    /// fails stops the others (which drain and commit). `views` is handed to
+    /// the sources and put back in order.
+    async fn run(
+        self,
+        views: &mut Vec<View>,
+        redis: Option<RedisSink>,
+        status: &status::Status,
+        shutdown: CancellationToken,
+    ) -> Result<(), RunError> {
+        let repartitioned: Vec<config::RepartitionSpec> = self
+            .specs
+            .iter()
+            .zip(self.source_of)
+            .filter(|(_, source)| **source > 0)
+            .filter_map(|(spec, _)| spec.repartition.clone())
+            .collect();
+        repartition::ensure_topics(self.input, &repartitioned).await?;
+        let routing = || repartition::Routing {
+            several_views: views.len() > 1,
+            ..Default::default()
+        };
+        let mut groups: Vec<(config::KafkaConfig, Vec<View>, repartition::Routing)> =
+            (0..self.readies.len())
+                .map(|_| (self.input.clone(), Vec::new(), routing()))
+                .collect();
+        for ((view, spec), source) in views.drain(..).zip(self.specs).zip(self.source_of) {
+            if let (Some(r), true) = (&spec.repartition, *source > 0) {
+                groups[0].2.forwarders.push(repartition::Forwarder::new(
+                    &view.name,
+                    &r.topic,
+                    view.processor.entity_key().clone(),
+                    view.processor.counters().clone(),
+                ));
+                let group = &mut groups[*source];
+                group.0 = repartition::source_config(self.input, &view.name, &r.topic);
+                group.2.dedup = Some(repartition::Dedup::default());
+            }
+            groups[*source].1.push(view);
+        }
+        let stop = shutdown.child_token();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, ((cfg, mut views, routing), ready)) in
+            groups.into_iter().zip(self.readies).enumerate()
+        {
+            let (pipeline, redis, status, stop) = (
+                self.pipeline.clone(),
+                redis.clone(),
+                status.clone(),
+                stop.clone(),
+            );
+            tasks.spawn(async move {
+                let ran = sources::kafka::run(
+                    &cfg, &pipeline, &mut views, routing, ready, redis, &status, stop,
+                )
+                .await;
+                (i, views, ran)
+            });
+        }
+        let mut returned: Vec<Option<std::collections::VecDeque<View>>> =
+            (0..tasks.len()).map(|_| None).collect();
+        let mut failed = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((i, v, ran)) => {
+                    returned[i] = Some(v.into());
+                    if let Err(e) = ran {
+                        stop.cancel();
+                        failed.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    stop.cancel();
+                    failed.get_or_insert(RunError::Source(format!(
+                        "a Kafka source task failed: {e}"
+                    )));
+                }
+            }
+        }
+        // A source that panicked took its views with it; the others come back
+        // (their offline logs are closed by the caller).
+        for source in self.source_of {
+            if let Some(view) = returned[*source].as_mut().and_then(|v| v.pop_front()) {
+                views.push(view);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
 }
 
 /// Polls the plugin file and loads it as a new version when its content changes.

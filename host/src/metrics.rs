@@ -78,6 +78,9 @@ counters! {
     commits / add_commits,
     /// Records re-read to rebuild window state after an assignment.
     replayed / add_replayed,
+    /// Records of a repartition topic dropped as copies of records already applied
+    /// (forwarded again after a crash or rebalance of the input).
+    duplicates / add_duplicates,
 }
 
 /// One view's latency histogram and gauges (beside its counters).
@@ -87,6 +90,7 @@ struct ViewGauges {
     plugin_swap: Histogram,
     entities: AtomicU64,
     events_held: AtomicU64,
+    tiles_held: AtomicU64,
     quarantined: AtomicBool,
 }
 
@@ -112,6 +116,19 @@ impl Counters {
             .gauges
             .events_held
             .store(events_held as u64, Ordering::Relaxed);
+    }
+
+    /// Sets the tiles gauge: tiles held by tiled windows over every partition.
+    pub fn set_window_tiles(&self, tiles: usize) {
+        self.0
+            .gauges
+            .tiles_held
+            .store(tiles as u64, Ordering::Relaxed);
+    }
+
+    /// The tiles gauge.
+    pub fn window_tiles(&self) -> u64 {
+        self.0.gauges.tiles_held.load(Ordering::Relaxed)
     }
 
     /// Marks the view's plugin as quarantined (or not any more).
@@ -279,11 +296,13 @@ mod tests {
         let c = Counters::default();
         c.add_events_in(7);
         c.add_replayed(2);
+        c.add_duplicates(3);
         let fields = c.snapshot().fields();
-        assert_eq!(fields.len(), 13);
+        assert_eq!(fields.len(), 14);
         assert_eq!(fields[0], ("events_in", "Records consumed.", 7));
-        assert_eq!(fields.last().unwrap().0, "replayed");
-        assert_eq!(fields.last().unwrap().2, 2);
+        assert_eq!((fields[12].0, fields[12].2), ("replayed", 2));
+        assert_eq!(fields.last().unwrap().0, "duplicates");
+        assert_eq!(fields.last().unwrap().2, 3);
         assert!(fields.iter().all(|(_, help, _)| !help.is_empty()));
     }
 

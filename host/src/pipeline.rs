@@ -14,6 +14,7 @@ use crate::plugin::{
     AggregationKind, Batch, Column, ColumnData, EventListColumn, EventValues, FeatureSpec, Plugin,
     PluginError, TextColumn, ValueType,
 };
+use crate::window::tiles::TileError;
 use crate::window::{AggCell, Checkpoint, Late, Partition, Plan, Row};
 
 /// A source partition: (index of the topic in the source's topic list, partition).
@@ -384,8 +385,24 @@ impl Processor {
     /// Sets the allowed out-of-orderness of event times (watermark = stream
     /// time minus `ms`); before any partition has state.
     pub fn with_out_of_orderness(mut self, ms: u64) -> Self {
-        self.plan = Plan::new(self.plugin.descriptor()).with_out_of_orderness(ms as i64);
+        self.plan = self.plan.clone().with_out_of_orderness(ms as i64);
         self
+    }
+
+    /// Sets how many distinct values `distinct-count` counts exactly (beyond,
+    /// it estimates); before any partition has state.
+    pub fn with_distinct_exact_limit(mut self, limit: usize) -> Self {
+        self.plan = self.plan.clone().with_distinct_exact_limit(limit);
+        self
+    }
+
+    /// Tiles the sliding windows `tiling` selects (see `docs/semantics.md`),
+    /// before any partition has state; refused when the plugin's windows do not
+    /// fit the tiling.
+    pub fn with_tiling(mut self, tiling: crate::window::Tiling) -> Result<Self, TileError> {
+        crate::window::tiles::check(self.plugin.descriptor(), tiling)?;
+        self.plan = self.plan.with_tiling(tiling);
+        Ok(self)
     }
 
     /// How far before stream time an event can still count in some window,
@@ -527,6 +544,11 @@ impl Processor {
         }
     }
 
+    /// Tiles held by the tiled windows of every partition.
+    pub fn tiles_held(&self) -> usize {
+        self.partitions.values().map(Partition::tiles_held).sum()
+    }
+
     /// Window state size of every partition: (entities, events held).
     pub fn state_size(&self) -> (usize, usize) {
         self.partitions
@@ -621,6 +643,7 @@ impl Processor {
             }
         }
         self.counters.set_window_state(self.state_size());
+        self.counters.set_window_tiles(self.tiles_held());
         self.counters.add_updates(flush.updates.len() as u64);
         self.counters.add_plugin_skipped(flush.skipped as u64);
         self.counters

@@ -182,17 +182,17 @@ impl Serving {
             for (metric, help, pick) in [
                 (
                     "wafer_consumer_lag",
-                    "Records of an input partition not yet committed by the group.",
+                    "Records of a consumed partition (input or repartition topic) not yet committed by its group.",
                     (|l: &PartitionLag| l.lag) as fn(&_) -> i64,
                 ),
                 (
                     "wafer_consumer_committed_offset",
-                    "The group's committed offset of an input partition (-1: none).",
+                    "The group's committed offset of a consumed partition (-1: none).",
                     |l: &PartitionLag| l.committed,
                 ),
                 (
                     "wafer_consumer_end_offset",
-                    "End offset (high watermark) of an input partition.",
+                    "End offset (high watermark) of a consumed partition.",
                     |l: &PartitionLag| l.end,
                 ),
             ] {
@@ -240,23 +240,34 @@ pub(crate) fn labels_inner(labels: &[(&str, &str)]) -> String {
     inner.join(",")
 }
 
-/// Measures the group's lag on every input partition every `every`, into
-/// `lag`, until `shutdown`. Runs on its own thread (the Kafka calls block).
+/// Measures each source's lag (its group on its topics: the input topics,
+/// and each repartition topic) every `every`, into `lag`, until `shutdown`.
+/// Runs on its own thread (the Kafka calls block).
 pub fn spawn_lag_task(
-    cfg: &KafkaConfig,
+    sources: &[KafkaConfig],
     lag: Arc<Mutex<Option<Vec<PartitionLag>>>>,
     every: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let consumer: BaseConsumer = crate::kafka_client::lag_reader(cfg)
-        .create()
-        .map_err(|e| format!("cannot create the lag reader: {e}"))?;
-    let topics = cfg.topics.clone();
+    let readers = sources
+        .iter()
+        .map(|cfg| {
+            let consumer: BaseConsumer = crate::kafka_client::lag_reader(cfg)
+                .create()
+                .map_err(|e| format!("cannot create the lag reader: {e}"))?;
+            Ok((consumer, cfg.topics.clone()))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     std::thread::Builder::new()
         .name("wafer-lag".into())
         .spawn(move || {
             while !shutdown.is_cancelled() {
-                match measure_lag(&consumer, &topics) {
+                let measured: Result<Vec<PartitionLag>, _> = readers
+                    .iter()
+                    .map(|(consumer, topics)| measure_lag(consumer, topics))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|all| all.concat());
+                match measured {
                     Ok(measured) => {
                         *lag.lock().expect("lag lock is never poisoned") = Some(measured);
                     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::plugin::{type_name, PluginEngine, PluginLimits};
+use crate::plugin::{type_name, PluginEngine, PluginLimits, WindowKind};
 use crate::RunError;
 
 /// A language plugins are written in.
@@ -94,7 +94,20 @@ pub fn inspect(path: &Path) -> Result<String, RunError> {
     }
     let _ = writeln!(out, "windows");
     for w in &d.windows {
-        let _ = writeln!(out, "  {:<24} {:?} {} ms", w.name, w.kind, w.length_ms);
+        let mut spec = format!("{} {} ms", window_kind_name(w.kind), w.length_ms);
+        if let Some(hop) = w.hop_ms {
+            let _ = write!(spec, ", every {hop} ms");
+        }
+        if let Some(gap) = w.gap_ms {
+            let _ = write!(spec, ", gap {gap} ms");
+        }
+        if w.grace_ms > 0 {
+            let _ = write!(spec, ", grace {} ms", w.grace_ms);
+        }
+        if w.early_results {
+            spec.push_str(", early results");
+        }
+        let _ = writeln!(out, "  {:<24} {spec}", w.name);
     }
     let _ = writeln!(out, "aggregations (in the order compute receives them)");
     for (i, a) in d.aggregations.iter().enumerate() {
@@ -102,6 +115,7 @@ pub fn inspect(path: &Path) -> Result<String, RunError> {
         let bound = a
             .max_events
             .map(|n| format!(", the newest {n} events"))
+            .or_else(|| a.quantile.map(|q| format!(", quantile {q}")))
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -118,6 +132,16 @@ pub fn inspect(path: &Path) -> Result<String, RunError> {
         let _ = writeln!(out, "  {i}");
     }
     Ok(out)
+}
+
+/// A window kind as the WIT contract names it.
+fn window_kind_name(kind: WindowKind) -> &'static str {
+    match kind {
+        WindowKind::Sliding => "sliding",
+        WindowKind::Tumbling => "tumbling",
+        WindowKind::Hopping => "hopping",
+        WindowKind::Session => "session",
+    }
 }
 
 /// Replays the JSONL `events` in event-time order (stable for equal times;

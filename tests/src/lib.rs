@@ -211,23 +211,39 @@ url = "{redis}"
 
     /// Waits until the group has committed the end offset of every input partition.
     pub async fn wait_caught_up(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_group_caught_up(&self.group, &self.input, timeout)
+            .await
+    }
+
+    /// Waits until `group` has committed the end offset of every partition of
+    /// `topic` (e.g. a repartitioned view's group on its repartition topic).
+    pub async fn wait_group_caught_up(
+        &self,
+        group: &str,
+        topic: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers())
-            .set("group.id", &self.group)
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()?;
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        if partitions == 0 {
+            bail!("topic {topic} has no partitions");
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let mut behind = Vec::new();
             let mut tpl = TopicPartitionList::new();
-            for p in 0..self.partitions {
-                tpl.add_partition(&self.input, p);
+            for p in 0..partitions {
+                tpl.add_partition(topic, p);
             }
             let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
-            for p in 0..self.partitions {
-                let (_, high) =
-                    consumer.fetch_watermarks(&self.input, p, Duration::from_secs(10))?;
-                let at = match committed.find_partition(&self.input, p).map(|e| e.offset()) {
+            for p in 0..partitions {
+                let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+                let at = match committed.find_partition(topic, p).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o,
                     _ => -1,
                 };
@@ -239,7 +255,7 @@ url = "{redis}"
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("group {} not caught up after {timeout:?}: (partition, committed, end) {behind:?}", self.group);
+                bail!("group {group} not caught up on {topic} after {timeout:?}: (partition, committed, end) {behind:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -174,6 +174,67 @@ pub fn generate(seed: u64, n: usize, users: u64, partitions: i32) -> Vec<GenEven
     out
 }
 
+/// Adds an `item_id` to the payload of each generated event that is valid
+/// JSON (one of `items` items, skewed; about 1% get none), such that no item
+/// has two events at the same time (so that its last action does not depend
+/// on the order in which a repartition topic interleaves partitions). Returns
+/// each event's item.
+pub fn add_items(events: &mut [GenEvent], seed: u64, items: u64) -> Vec<Option<String>> {
+    let mut rng = Rng::new(seed);
+    let mut taken: BTreeSet<(String, i64)> = BTreeSet::new();
+    let mut out = Vec::with_capacity(events.len());
+    for e in events.iter_mut() {
+        let Ok(serde_json::Value::Object(mut payload)) =
+            serde_json::from_str::<serde_json::Value>(&e.payload)
+        else {
+            out.push(None);
+            continue;
+        };
+        if rng.chance(1) {
+            out.push(None);
+            continue;
+        }
+        let mut k = (rng.below(items) * rng.below(items)) / items.max(1);
+        while !taken.insert((format!("item_{k:03}"), e.time_ms)) {
+            k = (k + 1) % items;
+        }
+        let item = format!("item_{k:03}");
+        payload.insert("item_id".into(), item.clone().into());
+        e.payload = serde_json::Value::Object(payload).to_string();
+        out.push(Some(item));
+    }
+    out
+}
+
+/// The events as a view keyed by `item_id` sees them: the item as the entity,
+/// `partition_of(item)` as the partition (of the repartition topic), and
+/// malformed when the item is missing or the event is malformed for any
+/// other reason than a missing `user_id`.
+pub fn per_item(
+    events: &[GenEvent],
+    items: &[Option<String>],
+    partition_of: impl Fn(&str) -> i32,
+) -> Vec<GenEvent> {
+    events
+        .iter()
+        .zip(items)
+        .map(|(e, item)| {
+            let malformed = match (e.malformed, item) {
+                (Some("missing user_id"), Some(_)) => None,
+                (Some(m), _) => Some(m),
+                (None, None) => Some("missing item_id"),
+                (None, Some(_)) => None,
+            };
+            GenEvent {
+                partition: item.as_deref().map_or(0, &partition_of),
+                user: item.clone().unwrap_or_default(),
+                malformed,
+                ..e.clone()
+            }
+        })
+        .collect()
+}
+
 /// Recomputes, from the full list, what the pipeline must end with.
 pub fn expect(events: &[GenEvent]) -> Expected {
     let mut exp = Expected::default();

@@ -41,6 +41,36 @@ fn inspect_prints_the_self_description() {
     }
 }
 
+/// A window's full declaration: kind, length, grace and early results (the
+/// `tumbling` fixture declares one hour, ten minutes of grace, no early results).
+#[test]
+fn inspect_prints_each_window_declaration() {
+    let fixture = wafer_tests::repo_root().join("target/fixtures/tumbling.wasm");
+    assert!(
+        fixture.exists(),
+        "{} is missing: run `make fixtures`",
+        fixture.display()
+    );
+    let out = wafer()
+        .args(["plugin", "inspect"])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("hour "))
+        .unwrap_or_else(|| panic!("no `hour` window in:\n{text}"));
+    assert_eq!(
+        line.split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" "),
+        "tumbling 3600000 ms, grace 600000 ms"
+    );
+}
+
 #[test]
 fn test_replays_events_and_checks_expectations() {
     let dir = std::env::temp_dir().join(format!("wafer-toolkit-{}", std::process::id()));

@@ -28,7 +28,10 @@ export const AggregationKind = Object.freeze({
   VARIANCE: 'variance',
   /** Population standard deviation; a number or null on an empty window. */
   STDDEV: 'stddev',
-  /** Approximate quantile; not supported by the host yet (refused at load). */
+  /**
+   * Approximate quantile of a numeric field (within 1%; a number, null on an
+   * empty window); ask with `Descriptor.quantile`.
+   */
   APPROX_QUANTILE: 'approx-quantile',
   /**
    * The window's raw events, an array of [timeMs, value], oldest first, at most
@@ -163,6 +166,25 @@ export class Descriptor {
       field: String(field),
       quantile: null,
       maxEvents,
+    });
+    return this;
+  }
+
+  /**
+   * Asks for the approximate quantile `quantile` (0 to 1; 0.5 is the median) of
+   * numeric `field` over `window`: a number within 1% of the exact value, null
+   * on an empty window.
+   */
+  quantile(window, field, quantile) {
+    if (typeof quantile !== 'number' || !(quantile >= 0 && quantile <= 1)) {
+      throw new RangeError(`quantile over '${window}': quantile must be between 0 and 1`);
+    }
+    this.aggregations.push({
+      window: String(window),
+      kind: AggregationKind.APPROX_QUANTILE,
+      field: String(field),
+      quantile,
+      maxEvents: null,
     });
     return this;
   }

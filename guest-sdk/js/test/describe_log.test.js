@@ -33,6 +33,20 @@ test('the builder rejects unknown kinds and bad lengths', () => {
   assert.throws(() => new Descriptor('p', '1', 'k').slidingWindow('w', -1), RangeError);
 });
 
+test('the builder declares quantiles between 0 and 1', () => {
+  const d = new Descriptor('p', '1', 'k').quantile('w', 'v', 0.5).quantile('w', 'v', 0);
+  assert.deepEqual(
+    d.aggregations.map((a) => [a.kind, a.field, a.quantile]),
+    [
+      ['approx-quantile', 'v', 0.5],
+      ['approx-quantile', 'v', 0],
+    ],
+  );
+  for (const bad of [-0.1, 1.5, NaN, '0.5', null]) {
+    assert.throws(() => new Descriptor('p', '1', 'k').quantile('w', 'v', bad), RangeError);
+  }
+});
+
 test('log lines go to the sink when set', () => {
   const lines = [];
   log.setSink((level, message, fields) => lines.push([level, message, fields]));

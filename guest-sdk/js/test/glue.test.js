@@ -141,7 +141,8 @@ test('window kinds and their settings in WIT form', () => {
       .hoppingWindow('1h', 3_600_000, 60_000, { earlyResults: true })
       .sessionWindow('s', 1_800_000, 3_600_000)
       .aggregate('1m', AggregationKind.VARIANCE, 'v')
-      .events('s', 'v', 50),
+      .events('s', 'v', 50)
+      .quantile('1h', 'v', 0.9),
   );
   assert.deepEqual(
     d.windows.map((w) => [w.kind, w.lengthMs, w.hopMs, w.gapMs, w.graceMs, w.earlyResults]),
@@ -156,6 +157,7 @@ test('window kinds and their settings in WIT form', () => {
     [
       ['variance', 'v', undefined, undefined],
       ['events', 'v', undefined, 50],
+      ['approx-quantile', 'v', 0.9, undefined],
     ],
   );
 });

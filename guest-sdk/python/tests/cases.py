@@ -181,7 +181,8 @@ def check_window_kinds(wit):
         .session_window("s", 1_800_000, 3_600_000, grace_ms=1_000)
         .aggregate("1m", AggregationKind.VARIANCE, "v")
         .aggregate("1h", AggregationKind.STDDEV, "v")
-        .events("s", "v", 50),
+        .events("s", "v", 50)
+        .quantile("1h", "v", 0.9),
         wit,
     )
     assert [
@@ -195,8 +196,10 @@ def check_window_kinds(wit):
         (wit.AggregationKind.VARIANCE, None, None),
         (wit.AggregationKind.STDDEV, None, None),
         (wit.AggregationKind.EVENTS, None, 50),
+        (wit.AggregationKind.APPROX_QUANTILE, 0.9, None),
     ]
     assert d.aggregations[2].field == "v"
+    assert d.aggregations[3].field == "v"
 
 
 def check_event_lists(wit):

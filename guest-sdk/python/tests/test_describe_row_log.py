@@ -30,6 +30,17 @@ def test_builder_rejects_wrong_kinds():
         Descriptor("p", "1", "k").sliding_window("w", -1)
 
 
+def test_quantile_is_checked_and_declared():
+    d = Descriptor("p", "1", "k").quantile("w", "v", 0.5).quantile("w", "v", 1)
+    assert [(a.kind, a.field, a.quantile) for a in d.aggregations] == [
+        (AggregationKind.APPROX_QUANTILE, "v", 0.5),
+        (AggregationKind.APPROX_QUANTILE, "v", 1.0),
+    ]
+    for bad in [-0.1, 1.5, float("nan"), True, "0.5"]:
+        with pytest.raises(ValueError):
+            Descriptor("p", "1", "k").quantile("w", "v", bad)
+
+
 def test_row_accessors_check_types():
     row = Row([3, 2.5, "x", True, None])
     assert (row.int(0), row.float(0), row.text(0), row.bool(0)) == (3, 3.0, None, None)

@@ -35,7 +35,8 @@ class AggregationKind(Enum):
     VARIANCE = "variance"
     #: Population standard deviation; ``float`` or ``None`` on an empty window.
     STDDEV = "stddev"
-    #: Approximate quantile; not supported by the host yet (refused at load).
+    #: Approximate quantile of a numeric field (within 1%; float, None on an
+    #: empty window); ask with ``Descriptor.quantile``.
     APPROX_QUANTILE = "approx-quantile"
     #: The window's raw events, a list of ``(time_ms, value)``, oldest first, at most
     #: ``max_events`` (the newest); ask with ``Descriptor.events``.
@@ -183,6 +184,19 @@ class Descriptor:
             raise ValueError(f"events over {window!r}: max_events must be a positive int")
         self.aggregations.append(
             Aggregation(window, AggregationKind.EVENTS, field, max_events=max_events)
+        )
+        return self
+
+    def quantile(self, window: str, field: str, quantile: float) -> Descriptor:
+        """Asks for the approximate quantile ``quantile`` (0 to 1; 0.5 is the median) of
+        numeric ``field`` over ``window``: a float within 1% of the exact value, ``None``
+        on an empty window."""
+        if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not (
+            0 <= quantile <= 1
+        ):
+            raise ValueError(f"quantile over {window!r}: quantile must be between 0 and 1")
+        self.aggregations.append(
+            Aggregation(window, AggregationKind.APPROX_QUANTILE, field, quantile=float(quantile))
         )
         return self
 

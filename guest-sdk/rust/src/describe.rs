@@ -116,7 +116,9 @@ pub enum AggregationKind {
     Variance,
     /// Population standard deviation.
     Stddev,
-    /// Approximate quantile (`Aggregation::quantile`); not supported by the host yet.
+    /// Approximate quantile `Aggregation::quantile` of a numeric field, within
+    /// 1% of the exact value (a float64, null on an empty window); ask with
+    /// [`Descriptor::quantile`].
     ApproxQuantile,
     /// The window's raw events, oldest first, at most `Aggregation::max_events`
     /// (the newest); ask with [`Descriptor::events`].
@@ -211,6 +213,20 @@ impl Descriptor {
             field: Some(field.to_owned()),
             quantile: None,
             max_events: Some(max_events),
+        });
+        self
+    }
+
+    /// Asks for the approximate quantile `quantile` (0 to 1; 0.5 is the
+    /// median, checked by the host at load) of numeric `field` over `window`:
+    /// a float64 within 1% of the exact value, null on an empty window.
+    pub fn quantile(mut self, window: &str, field: &str, quantile: f64) -> Self {
+        self.aggregations.push(Aggregation {
+            window: window.to_owned(),
+            kind: AggregationKind::ApproxQuantile,
+            field: Some(field.to_owned()),
+            quantile: Some(quantile),
+            max_events: None,
         });
         self
     }

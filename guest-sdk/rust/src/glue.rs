@@ -270,6 +270,29 @@ mod tests {
     }
 
     #[test]
+    fn quantiles_reach_the_wit_descriptor_and_read_as_floats() {
+        let d = Descriptor::new("p", "1", "k")
+            .sliding_window("1h", 3_600_000)
+            .quantile("1h", "value", 0.95)
+            .aggregate("1h", AggregationKind::DistinctCount, Some("value"));
+        let a = to_wit_descriptor(d).aggregations;
+        assert!(matches!(a[0].kind, wit::AggregationKind::ApproxQuantile));
+        assert_eq!(
+            (a[0].field.as_deref(), a[0].quantile, a[0].max_events),
+            (Some("value"), Some(0.95), None)
+        );
+        assert!(matches!(a[1].kind, wit::AggregationKind::DistinctCount));
+        assert_eq!(a[1].quantile, None);
+        // The host's column: a float64 per row, null on an empty window.
+        let column = wit::Column {
+            data: wit::ColumnData::Float64(vec![12.5, 0.0]),
+            valid: vec![true, false],
+        };
+        assert_eq!(cell(&column, 0), Value::Float(12.5));
+        assert_eq!(cell(&column, 1), Value::Null);
+    }
+
+    #[test]
     fn window_kinds_reach_the_wit_descriptor() {
         let d = Descriptor::new("p", "1", "k")
             .window(Window::tumbling("1m", 60_000).grace(5_000))

@@ -26,11 +26,6 @@ pub enum DescriptorError {
     /// A window's hop, gap, grace or early-results setting does not fit its kind.
     #[error("window `{window}`: {reason}")]
     BadWindowSpec { window: String, reason: String },
-    /// An aggregation the contract defines but this host does not compute yet.
-    #[error(
-        "aggregation {index}: `{kind}` is not supported yet by this host (see the README's status)"
-    )]
-    Unsupported { index: usize, kind: &'static str },
     /// Something required is empty.
     #[error("the descriptor declares no {0}")]
     Empty(&'static str),
@@ -80,14 +75,21 @@ pub fn validate(d: &Descriptor) -> Result<(), DescriptorError> {
             index,
             reason: reason.to_owned(),
         };
-        if a.kind == AggregationKind::ApproxQuantile {
-            return Err(DescriptorError::Unsupported {
-                index,
-                kind: "approx-quantile",
-            });
-        }
-        if a.quantile.is_some() {
-            return Err(bad("`quantile` is only for approx-quantile"));
+        match (a.kind, a.quantile) {
+            (AggregationKind::ApproxQuantile, Some(q)) if (0.0..=1.0).contains(&q) => {}
+            (AggregationKind::ApproxQuantile, Some(q)) => {
+                return Err(bad(&format!(
+                    "approx-quantile needs `quantile` between 0 and 1 (0.5 is the median), \
+                     not {q}"
+                )))
+            }
+            (AggregationKind::ApproxQuantile, None) => {
+                return Err(bad(
+                    "approx-quantile needs `quantile`, between 0 and 1 (0.5 is the median)",
+                ))
+            }
+            (_, Some(_)) => return Err(bad("`quantile` is only for approx-quantile")),
+            (_, None) => {}
         }
         match (a.kind, a.max_events) {
             (AggregationKind::Events, Some(1..=MAX_EVENTS)) => {}
@@ -121,6 +123,7 @@ pub fn validate(d: &Descriptor) -> Result<(), DescriptorError> {
                 | AggregationKind::Max
                 | AggregationKind::Variance
                 | AggregationKind::Stddev
+                | AggregationKind::ApproxQuantile
         );
         if needs_number && !numeric {
             return Err(bad(&format!("field `{field}` is not numeric")));
@@ -409,12 +412,25 @@ mod tests {
     }
 
     #[test]
-    fn aggregations_not_built_yet_are_refused_at_load() {
-        let mut d = good();
-        d.aggregations[1].kind = AggregationKind::ApproxQuantile;
-        d.aggregations[1].quantile = Some(0.5);
-        let e = validate(&d).unwrap_err().to_string();
-        assert!(e.contains("`approx-quantile` is not supported yet"), "{e}");
+    fn approx_quantile_needs_a_quantile_in_range_over_a_number() {
+        let quantile = |field: &str, q: Option<f64>| {
+            let mut d = good();
+            d.aggregations[1].kind = AggregationKind::ApproxQuantile;
+            d.aggregations[1].field = Some(field.into());
+            d.aggregations[1].quantile = q;
+            validate(&d).map_err(|e| e.to_string())
+        };
+        for q in [0.0, 0.5, 0.99, 1.0] {
+            quantile("value", Some(q)).unwrap();
+        }
+        for q in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
+            let e = quantile("value", Some(q)).unwrap_err();
+            assert!(e.contains("needs `quantile` between 0 and 1"), "{q}: {e}");
+        }
+        let e = quantile("value", None).unwrap_err();
+        assert!(e.contains("approx-quantile needs `quantile`"), "{e}");
+        let e = quantile("action", Some(0.5)).unwrap_err();
+        assert!(e.contains("not numeric"), "{e}");
         let mut d = good();
         d.aggregations[1].kind = AggregationKind::Variance;
         validate(&d).unwrap();

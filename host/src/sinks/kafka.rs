@@ -91,6 +91,28 @@ impl KafkaSink {
         self.enqueue(topic, record)
     }
 
+    /// Queues a forwarded record (see [`crate::repartition`]): `payload` to
+    /// `topic` under `key`, with the original record's `timestamp` and `headers`.
+    pub fn forward(
+        &mut self,
+        topic: &str,
+        key: &str,
+        payload: Option<&[u8]>,
+        timestamp: Option<i64>,
+        headers: OwnedHeaders,
+    ) -> Result<(), SinkError> {
+        let mut record = FutureRecord::<str, [u8]>::to(topic)
+            .key(key)
+            .headers(headers);
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        if let Some(t) = timestamp {
+            record = record.timestamp(t);
+        }
+        self.enqueue(topic, record)
+    }
+
     fn enqueue<K, P>(
         &mut self,
         topic: &str,

@@ -16,6 +16,11 @@
 //! Each partition's progress (assigned → rebuilding → ready) is reported to
 //! [`Readiness`]; the host is ready once every assigned partition is.
 //!
+//! **Repartitioning.** A source may also forward every record to the
+//! repartition topics of views keyed by another field, or be the source of
+//! one such topic, dropping re-forwarded copies ([`crate::repartition`]);
+//! forwards are writes like the others, acknowledged before the commit.
+//!
 //! **Revocation.** Flushes finish before the consumer is polled again, and
 //! rebalance callbacks run inside that poll, so a revoked partition has no
 //! write in flight; its unflushed changes are dropped and the next owner
@@ -38,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::kafka_client;
 use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure};
+use crate::repartition::{self, Routing};
 use crate::sinks::kafka::{KafkaSink, Source};
 use crate::sinks::redis::{RedisSink, ViewWrites};
 use crate::status::{DeadLetter, Readiness, Replay, Status};
@@ -183,6 +189,8 @@ struct Member<'a> {
     paused: bool,
     /// Flush latencies and recent dead letters, for the HTTP server.
     status: &'a Status,
+    /// What this source forwards to repartition topics, or how it drops copies.
+    routing: Routing,
 }
 
 /// When a partition last received a record, and where it stands.
@@ -194,10 +202,12 @@ struct Activity {
 
 /// Consumes until `shutdown`, then flushes, commits and returns. `ready` is
 /// notified when any view has a new plugin version queued.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: &KafkaConfig,
     pipeline: &PipelineConfig,
     views: &mut [View],
+    routing: Routing,
     ready: Arc<tokio::sync::Notify>,
     redis: Option<RedisSink>,
     status: &Status,
@@ -227,6 +237,7 @@ pub async fn run(
         owned: Default::default(),
         paused: false,
         status,
+        routing,
     };
     let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
     tracing::info!(topics = ?cfg.topics, group = %cfg.group, views = ?names, "consuming");
@@ -384,6 +395,7 @@ impl Member<'_> {
                     }
                     self.positions.remove(&key);
                     self.owned.remove(&key);
+                    self.routing.release(key);
                     tracing::info!(%topic, partition, "partition revoked; state released");
                 }
                 Change::Assigned if !self.owned.contains_key(&key) => {
@@ -406,7 +418,19 @@ impl Member<'_> {
             .timestamp()
             .to_millis()
             .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        let several = views.len() > 1;
+        let origin = self.routing.origin(message);
+        if !self.routing.admit(key, message.offset(), origin.as_ref()) {
+            for view in views.iter() {
+                view.processor.counters().add_duplicates(1);
+            }
+            return Ok(());
+        }
+        // Side records name the input record (a forwarded one's origin).
+        let source = match &origin {
+            Some(o) => (o.topic.as_str(), o.partition, o.offset),
+            None => (message.topic(), message.partition(), message.offset()),
+        };
+        let several = self.routing.several_views;
         for view in views.iter_mut() {
             let outcome =
                 view.processor
@@ -422,7 +446,7 @@ impl Member<'_> {
                     "decode",
                     &reason,
                     message.key(),
-                    (message.topic(), message.partition(), message.offset()),
+                    source,
                 ));
             }
             let view_header = [("wafer.view", view.name.as_str())];
@@ -432,11 +456,58 @@ impl Member<'_> {
                 message.payload(),
                 &reason,
                 Source {
-                    topic: message.topic(),
-                    partition: message.partition(),
-                    offset: message.offset(),
+                    topic: source.0,
+                    partition: source.1,
+                    offset: source.2,
                 },
                 if several { &view_header } else { &[] },
+            )?;
+        }
+        self.forward(message)
+    }
+
+    /// Forwards `message` to each repartitioned view's topic, keyed by the
+    /// view's entity id; a record without one is dead-lettered for that view.
+    fn forward(&mut self, message: &BorrowedMessage<'_>) -> Result<(), RunError> {
+        for f in &self.routing.forwarders {
+            let e = match f.entity_id(message.payload()) {
+                Ok(id) => {
+                    self.sink.forward(
+                        &f.topic,
+                        &id,
+                        message.payload(),
+                        message.timestamp().to_millis(),
+                        repartition::forwarded_headers(message),
+                    )?;
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            };
+            f.counters.add_dead_letters(1);
+            let source = (message.topic(), message.partition(), message.offset());
+            self.status.recent.dead_letter(DeadLetter::new(
+                &f.view,
+                "decode",
+                &e,
+                message.key(),
+                source,
+            ));
+            let view_header = [("wafer.view", f.view.as_str())];
+            self.sink.send_side(
+                &self.cfg.dead_letter_topic,
+                message.key(),
+                message.payload(),
+                &e,
+                Source {
+                    topic: source.0,
+                    partition: source.1,
+                    offset: source.2,
+                },
+                if self.routing.several_views {
+                    &view_header
+                } else {
+                    &[]
+                },
             )?;
         }
         Ok(())
@@ -480,11 +551,17 @@ impl Member<'_> {
                 })?;
         let (end, checkpoints) = match committed.find_partition(topic, key.1) {
             Some(e) => match e.offset() {
-                Offset::Offset(o) => (Some(o), decode_checkpoints(e.metadata())),
+                Offset::Offset(o) => (
+                    Some(o),
+                    decode_checkpoints(self.routing.restore(key, e.metadata())),
+                ),
                 _ => (None, None),
             },
             None => (None, None),
         };
+        if end.is_none() {
+            self.routing.restore(key, "");
+        }
         // Without a commit, stream time starts unknown and the offset is only
         // used once a record has set it.
         self.owned.insert(
@@ -588,6 +665,12 @@ impl Member<'_> {
                         break;
                     }
                     let reference_ms = m.timestamp().to_millis().unwrap_or(0);
+                    let origin = self.routing.origin(&m);
+                    if !self.routing.admit(key, m.offset(), origin.as_ref()) {
+                        count += 1;
+                        next = m.offset() + 1;
+                        continue;
+                    }
                     for (view, from) in views.iter_mut().zip(from) {
                         if from.is_some_and(|f| m.offset() >= f) {
                             view.processor
@@ -638,7 +721,8 @@ impl Member<'_> {
             view.manager
                 .count(computed as u64, flush.failures.len() as u64);
             for failure in &flush.failures {
-                self.dead_letter_plugin_failure(failure, &view.name, &tag, views.len() > 1)?;
+                let several = self.routing.several_views;
+                self.dead_letter_plugin_failure(failure, &view.name, &tag, several)?;
                 view.processor.counters().add_plugin_dead_letters(1);
             }
             if let Some(topic) = &view.output_topic {
@@ -734,8 +818,14 @@ impl Member<'_> {
                 .collect();
             tpl.add_partition_offset(topic, key.1, Offset::Offset(*next))
                 .map_err(|e| RunError::Kafka(e.to_string()))?;
+            let rebuild_from = checkpoints.values().map(|c| c.rebuild_from).min();
+            let metadata = self.routing.metadata(
+                *key,
+                encode_checkpoints(&checkpoints),
+                rebuild_from.unwrap_or(*next),
+            );
             if let Some(mut e) = tpl.find_partition(topic, key.1) {
-                e.set_metadata(encode_checkpoints(&checkpoints));
+                e.set_metadata(metadata);
             }
         }
         let consumer = self.consumer;

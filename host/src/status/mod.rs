@@ -99,6 +99,11 @@ impl Status {
                 |c| c.window_state().1,
             ),
             (
+                "wafer_window_tiles",
+                "Tiles (partial aggregates per time bucket) held by tiled windows, over the partitions this host holds.",
+                |c| c.window_tiles(),
+            ),
+            (
                 "wafer_plugin_quarantined",
                 "1 while the view's plugin is quarantined (its outputs are not computed).",
                 |c| u64::from(c.quarantined()),
@@ -137,7 +142,7 @@ impl Status {
                     "name": v.name,
                     "quarantined": v.counters.quarantined(),
                     "versions": v.manager.versions(),
-                    "window": { "entities": entities, "events": events },
+                    "window": { "entities": entities, "events": events, "tiles": v.counters.window_tiles() },
                     "counters": v.counters.snapshot(),
                 })
             })

@@ -11,10 +11,10 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::{FxHashMap, FxHashSet};
-
 use super::plan::{AggOp, Plan, Shape};
+use super::sketch::{distinct_count, quantile_of, SlidingDistinct};
 use super::sum::{variance_of, RunningMoments, RunningSum};
+use super::tiles::Tiles;
 use crate::plugin::{AggregationKind, ValueType};
 
 /// One aggregation value.
@@ -36,7 +36,7 @@ struct SlideAgg {
     count: usize,
     sums: Box<[RunningSum]>,
     moments: Box<[RunningMoments]>,
-    distinct: Vec<FxHashMap<u64, u32>>,
+    distinct: Vec<SlidingDistinct>,
 }
 
 /// A session: applied events with times in [start, last]; it ends at last + gap.
@@ -123,6 +123,8 @@ pub struct EntityWindow {
     /// Per window (session windows only): sessions by start. Empty when the
     /// plan has no session window.
     sessions: Box<[Vec<Session>]>,
+    /// The tiled sliding windows (their events are not in `held`).
+    pub(super) tiles: Tiles,
 }
 
 /// Where an event's words sit in [`EntityWindow::held`]: its time, then the
@@ -181,7 +183,7 @@ impl EntityWindow {
                         count: 0,
                         sums: vec![RunningSum::default(); plan.sum_slots[w].len()].into(),
                         moments: vec![RunningMoments::default(); plan.moment_slots[w].len()].into(),
-                        distinct: vec![FxHashMap::default(); plan.distinct_slots[w].len()],
+                        distinct: vec![SlidingDistinct::default(); plan.distinct_slots[w].len()],
                     },
                     _ => SlideAgg::default(),
                 })
@@ -202,12 +204,13 @@ impl EntityWindow {
             held: VecDeque::new(),
             slides,
             sessions,
+            tiles: Tiles::new(plan),
         }
     }
 
-    /// True when the entity holds no event and no session.
+    /// True when the entity holds no event, no session and no tile.
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty() && self.sessions.iter().all(Vec::is_empty)
+        self.held.is_empty() && self.sessions.iter().all(Vec::is_empty) && self.tiles.is_empty()
     }
 
     /// Events held.
@@ -250,8 +253,9 @@ impl EntityWindow {
     }
 
     /// Inserts an event at time `t`, arriving at stream time `now` and
-    /// watermark `wm`, counted by the windows whose `verdicts` say so.
-    /// Returns true when a value shown to the plugin may have changed.
+    /// watermark `wm`, counted by the windows whose `verdicts` say so (tiled
+    /// windows excepted: see [`Tiles::insert`]). Returns true when a value
+    /// shown to the plugin may have changed.
     pub fn insert(
         &mut self,
         plan: &Plan,
@@ -285,7 +289,7 @@ impl EntityWindow {
                 verdicts[w],
                 Verdict::Counted | Verdict::Closed { counted: true, .. }
             );
-            if !counted {
+            if !counted || plan.tiles.index(w).is_some() {
                 continue;
             }
             match *shape {
@@ -353,6 +357,17 @@ impl EntityWindow {
                 let agg = &mut self.slides[w];
                 account(agg, plan, w, |slot| held[base + slot], -1);
                 agg.count -= 1;
+            }
+            let count = self.slides[w].count;
+            let held = &self.held;
+            for (d, slot) in self.slides[w]
+                .distinct
+                .iter_mut()
+                .zip(&plan.distinct_slots[w])
+            {
+                let at = layout.cells + *slot;
+                let values = (n - count..n).map(|i| held[i * layout.stride + at]);
+                d.settle(values, count, plan.distinct_exact_limit);
             }
         }
         let mut keep_from = i64::MAX;
@@ -461,6 +476,9 @@ impl EntityWindow {
                 }
             }
         }
+        if let Some(x) = self.tiles.next_change(plan) {
+            at(x);
+        }
         next
     }
 
@@ -502,6 +520,7 @@ impl EntityWindow {
 
     fn shown_count(&self, plan: &Plan, w: usize, now: i64, wm: i64) -> usize {
         match plan.shapes[w] {
+            Shape::Sliding { .. } if plan.tiles.index(w).is_some() => self.tiles.count(plan, w),
             Shape::Sliding { .. } => self.slides[w].count,
             _ => self.shown_members(plan, w, now, wm).count(),
         }
@@ -546,9 +565,12 @@ impl EntityWindow {
     pub fn aggregate(&self, plan: &Plan, a: usize, now: i64, wm: i64) -> AggCell {
         let op = &plan.aggs[a];
         let layout = Layout::of(plan);
+        if plan.tiles.index(op.window).is_some() {
+            return self.tiles.aggregate(plan, a);
+        }
         let Shape::Sliding { .. } = plan.shapes[op.window] else {
             let members: Vec<usize> = self.shown_members(plan, op.window, now, wm).collect();
-            return self.scan(layout, op, &members);
+            return self.scan(plan, layout, op, &members);
         };
         let agg = &self.slides[op.window];
         let held = self.held.len() / layout.stride;
@@ -565,10 +587,21 @@ impl EntityWindow {
             AggregationKind::Stddev => agg.moments[op.state]
                 .variance(n)
                 .map_or(AggCell::Null, |v| AggCell::Float(v.sqrt())),
-            AggregationKind::DistinctCount => AggCell::Int(agg.distinct[op.state].len() as i64),
+            AggregationKind::DistinctCount => {
+                let slot = op
+                    .slot
+                    .expect("validated descriptor: distinct-count has a field");
+                let column = self.column(layout, slot);
+                let values = (start..held).map(|i| column.get(i));
+                AggCell::Int(agg.distinct[op.state].count(values, plan.distinct_exact_limit))
+            }
             AggregationKind::Events => {
                 let first = held - n.min(op.max_events);
                 self.raw_events(layout, op, first..held)
+            }
+            AggregationKind::ApproxQuantile => {
+                let members: Vec<usize> = (start..held).collect();
+                self.scan(plan, layout, op, &members)
             }
             _ => scan(
                 op.kind,
@@ -599,10 +632,26 @@ impl EntityWindow {
     }
 
     /// Aggregation `op` computed over the events at `members` (in time order).
-    fn scan(&self, layout: Layout, op: &AggOp, members: &[usize]) -> AggCell {
+    fn scan(&self, plan: &Plan, layout: Layout, op: &AggOp, members: &[usize]) -> AggCell {
         if op.kind == AggregationKind::Events {
             let newest = &members[members.len() - members.len().min(op.max_events)..];
             return self.raw_events(layout, op, newest.iter().copied());
+        }
+        if let (AggregationKind::DistinctCount | AggregationKind::ApproxQuantile, Some(slot)) =
+            (op.kind, op.slot)
+        {
+            let column = self.column(layout, slot);
+            let values = members.iter().map(|&i| column.get(i));
+            return match op.kind {
+                AggregationKind::DistinctCount => {
+                    AggCell::Int(distinct_count(values, plan.distinct_exact_limit))
+                }
+                _ => {
+                    let kind = op.field_type.unwrap_or(ValueType::Float64);
+                    quantile_of(values.map(|x| numeric(x, kind)), op.quantile)
+                        .map_or(AggCell::Null, AggCell::Float)
+                }
+            };
         }
         scan(
             op.kind,
@@ -628,15 +677,11 @@ fn account(agg: &mut SlideAgg, plan: &Plan, w: usize, cells: impl Fn(usize) -> u
             m.remove(x);
         }
     }
-    for (map, slot) in agg.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
-        let key = cells(*slot);
+    for (distinct, slot) in agg.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
         if sign > 0 {
-            *map.entry(key).or_insert(0) += 1;
-        } else if let Some(n) = map.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&key);
-            }
+            distinct.add(cells(*slot), plan.distinct_exact_limit);
+        } else {
+            distinct.remove(cells(*slot));
         }
     }
 }
@@ -675,16 +720,11 @@ fn scan(
         AggregationKind::Max => float(values().reduce(f64::max)),
         AggregationKind::Variance => float(variance_of(values())),
         AggregationKind::Stddev => float(variance_of(values()).map(f64::sqrt)),
-        AggregationKind::DistinctCount => {
-            let distinct: FxHashSet<u64> = members
-                .clone()
-                .filter_map(|i| column.map(|c| c.get(i)))
-                .collect();
-            AggCell::Int(distinct.len() as i64)
-        }
         AggregationKind::First => stored(members.clone().next()),
         AggregationKind::Last => stored(members.clone().next_back()),
-        // Refused at load (descriptor validation); `events` is built by `EntityWindow::scan`.
-        AggregationKind::ApproxQuantile | AggregationKind::Events => AggCell::Null,
+        // Built by `EntityWindow::scan` (they need a field, checked at load).
+        AggregationKind::DistinctCount
+        | AggregationKind::ApproxQuantile
+        | AggregationKind::Events => AggCell::Null,
     }
 }

@@ -15,7 +15,10 @@
 //!
 //! - [`plan`]: window shapes and what to store and aggregate, from the descriptor;
 //! - [`entity`]: one entity's events, sliding aggregates and sessions;
-//! - [`sum`]: compensated running sums and moments.
+//! - [`sum`]: compensated running sums and moments;
+//! - [`tiles`]: tiled sliding windows (partial aggregates per time bucket) for
+//!   long windows.
+//! - [`sketch`]: distinct counts beyond a bound and quantiles, with documented error.
 //!
 //! A partition also remembers, per bucket of event time (1/64 of the plan's
 //! reach), how many events it holds in it and the offset of the first one
@@ -26,7 +29,9 @@
 
 pub mod entity;
 pub mod plan;
+pub mod sketch;
 pub mod sum;
+pub mod tiles;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,6 +42,7 @@ use rustc_hash::FxBuildHasher;
 
 pub use entity::{AggCell, EntityWindow};
 pub use plan::{Plan, Shape};
+pub use tiles::Tiling;
 
 use crate::event::format_time;
 use entity::Verdict;
@@ -160,6 +166,11 @@ pub struct Partition {
     bucket_ms: i64,
     /// Events held.
     held: usize,
+    /// Offset of the first event of live tiles (their anchor) -> (stream time
+    /// just before it was applied, tiles it anchors).
+    anchors: BTreeMap<i64, (i64, u32)>,
+    /// Tiles held over every entity.
+    tiles: usize,
     /// Idle advances: (next offset then, new stream time), oldest first.
     jumps: Vec<(i64, i64)>,
     /// One past the last offset applied or judged late.
@@ -182,6 +193,8 @@ impl Partition {
             buckets: BTreeMap::new(),
             bucket_ms: (plan.reach_ms() / 64).max(1),
             held: 0,
+            anchors: BTreeMap::new(),
+            tiles: 0,
             jumps: Vec::new(),
             next_offset: 0,
             rebuild: None,
@@ -212,9 +225,25 @@ impl Partition {
         self.ids.len()
     }
 
-    /// Number of events held in windows.
+    /// Number of events held in windows (tiled windows hold none).
     pub fn events_held(&self) -> usize {
         self.held
+    }
+
+    /// Number of tiles held by tiled windows.
+    pub fn tiles_held(&self) -> usize {
+        self.tiles
+    }
+
+    /// The oldest offset some held event or live tile depends on, with the
+    /// stream time just before it was applied.
+    fn oldest_anchor(&self) -> Option<(i64, i64)> {
+        let raw = self.oldest_held();
+        let tile = self.anchors.first_key_value().map(|(o, (t, _))| (*o, *t));
+        match (raw, tile) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Watermark: stream time minus the allowed out-of-orderness.
@@ -242,11 +271,7 @@ impl Partition {
         let wm = Self::watermark(plan, now);
         let mut verdicts = std::mem::take(&mut self.verdicts);
         verdicts.clear();
-        verdicts.extend(
-            plan.shapes
-                .iter()
-                .map(|shape| entity::verdict(*shape, t, now, wm)),
-        );
+        verdicts.extend((0..plan.shapes.len()).map(|w| tiles::verdict(plan, w, t, now, wm)));
         let counted = verdicts
             .iter()
             .any(|v| matches!(v, Verdict::Counted | Verdict::Closed { counted: true, .. }));
@@ -271,17 +296,26 @@ impl Partition {
                 None => self.allocate(plan, entity),
             };
             let slot = self.slots[id as usize].as_mut().expect("live id");
-            let shown = slot.window.insert(plan, t, cells, now, wm, &verdicts);
+            let raw = plan.tiles.holds_raw(&verdicts);
+            let mut shown = raw && slot.window.insert(plan, t, cells, now, wm, &verdicts);
+            let (tiled, opened) = slot.window.tiles.insert(plan, t, offset, cells, &verdicts);
+            shown |= tiled;
             slot.last_offset = offset;
-            self.held += 1;
-            self.buckets
-                .entry(t.div_euclid(self.bucket_ms))
-                .or_insert(Bucket {
-                    first: offset,
-                    before,
-                    held: 0,
-                })
-                .held += 1;
+            if raw {
+                self.held += 1;
+                self.buckets
+                    .entry(t.div_euclid(self.bucket_ms))
+                    .or_insert(Bucket {
+                        first: offset,
+                        before,
+                        held: 0,
+                    })
+                    .held += 1;
+            }
+            if opened > 0 {
+                self.anchors.entry(offset).or_insert((before, 0)).1 += opened;
+                self.tiles += opened as usize;
+            }
             self.reindex(plan, id);
             if shown {
                 self.mark_dirty(id);
@@ -291,7 +325,11 @@ impl Partition {
         if counted && closed.is_empty() {
             return Ok(());
         }
-        let reason = if closed.is_empty() {
+        let reason = if let Some(reason) =
+            tiles::expired_reason(plan, t, now).filter(|_| closed.is_empty())
+        {
+            reason
+        } else if closed.is_empty() {
             format!(
                 "event time {} is at or before stream time {} minus the {} ms window",
                 format_time(t),
@@ -459,6 +497,7 @@ impl Partition {
         self.stream_time = Some(now);
         let wm = Self::watermark(plan, now);
         let mut emptied = false;
+        let mut untiled = Vec::new();
         while let Some(&(at, id)) = self.expiries.first() {
             if at > now {
                 break;
@@ -496,8 +535,21 @@ impl Partition {
                 release(b, n);
             }
             self.held -= dropped;
+            slot.window
+                .tiles
+                .advance(plan, now, &mut |anchor| untiled.push(anchor));
             self.reindex(plan, id);
             self.mark_dirty(id);
+        }
+        for anchor in untiled {
+            self.tiles -= 1;
+            if let Some((_, refs)) = self.anchors.get_mut(&anchor) {
+                *refs -= 1;
+                if *refs == 0 {
+                    self.anchors.remove(&anchor);
+                    emptied = true;
+                }
+            }
         }
         if emptied {
             self.prune_jumps();
@@ -513,12 +565,12 @@ impl Partition {
             .min_by_key(|(first, _)| *first)
     }
 
-    /// Forgets the idle advances taken before every held event.
+    /// Forgets the idle advances taken before every held event and live tile.
     fn prune_jumps(&mut self) {
         if self.jumps.is_empty() {
             return;
         }
-        let oldest = self.oldest_held().map_or(self.next_offset, |(o, _)| o);
+        let oldest = self.oldest_anchor().map_or(self.next_offset, |(o, _)| o);
         self.jumps.retain(|(at, _)| *at > oldest);
     }
 
@@ -587,7 +639,7 @@ impl Partition {
 
     /// The checkpoint to store with committed offset `next_offset`.
     pub fn checkpoint(&self, next_offset: i64) -> Checkpoint {
-        let (rebuild_from, rebuild_time) = match self.oldest_held() {
+        let (rebuild_from, rebuild_time) = match self.oldest_anchor() {
             Some((offset, time)) if offset < next_offset => (offset, Some(time)),
             _ => (next_offset, self.stream_time),
         };

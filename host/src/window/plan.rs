@@ -18,6 +18,8 @@ pub struct AggOp {
     pub state: usize,
     /// events: the most events handed per row (the newest); 0 for the other kinds.
     pub max_events: usize,
+    /// approx-quantile: the quantile, in [0, 1]; 0 for the other kinds.
+    pub quantile: f64,
 }
 
 /// How a window's instances are laid out in time (all times in ms).
@@ -58,6 +60,10 @@ pub struct Plan {
     pub distinct_slots: Vec<Vec<usize>>,
     /// The aggregation columns handed to the plugin, in descriptor order.
     pub aggs: Vec<AggOp>,
+    /// The tiled sliding windows (none unless [`Plan::with_tiling`] says so).
+    pub tiles: super::tiles::TilePlan,
+    /// distinct-count: distinct values counted exactly; beyond, estimated.
+    pub distinct_exact_limit: usize,
 }
 
 impl Plan {
@@ -160,6 +166,7 @@ impl Plan {
                 field_type: field.map(|(_, k)| k),
                 state,
                 max_events: a.max_events.unwrap_or(0) as usize,
+                quantile: a.quantile.unwrap_or(0.0),
             });
         }
         Self {
@@ -170,6 +177,8 @@ impl Plan {
             moment_slots,
             distinct_slots,
             aggs,
+            tiles: super::tiles::TilePlan::default(),
+            distinct_exact_limit: super::sketch::DEFAULT_DISTINCT_EXACT_LIMIT,
         }
     }
 
@@ -185,6 +194,13 @@ impl Plan {
         self.shapes
             .iter()
             .any(|s| !matches!(s, Shape::Sliding { .. }))
+    }
+
+    /// Sets how many distinct values `distinct-count` counts exactly (beyond,
+    /// it estimates; see `docs/semantics.md`).
+    pub fn with_distinct_exact_limit(mut self, limit: usize) -> Self {
+        self.distinct_exact_limit = limit;
+        self
     }
 
     /// The longest sliding window, if any.

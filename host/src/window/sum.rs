@@ -74,6 +74,20 @@ impl RunningMoments {
         let s1 = self.s1.value();
         Some(((self.s2.value() - s1 * s1 / n) / n).max(0.0))
     }
+
+    /// Mean and sum of squared deviations from it of the `n` values held
+    /// (for merging); `None` when `n` is 0.
+    pub fn mean_m2(&self, n: usize) -> Option<(f64, f64)> {
+        if n == 0 {
+            return None;
+        }
+        let n = n as f64;
+        let s1 = self.s1.value();
+        Some((
+            self.shift + s1 / n,
+            (self.s2.value() - s1 * s1 / n).max(0.0),
+        ))
+    }
 }
 
 /// Population variance of `values` by two passes (mean, then squared

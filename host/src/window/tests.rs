@@ -13,7 +13,8 @@ use crate::plugin::{
 };
 
 /// The aggregations asked of every window, in this order: (kind, field, max-events).
-const AGGS: [(K, Option<&str>, Option<u32>); 12] = [
+/// approx-quantile asks for [`QUANTILE`].
+const AGGS: [(K, Option<&str>, Option<u32>); 14] = [
     (K::Count, None, None),
     (K::Sum, Some("value"), None),
     (K::Mean, Some("value"), None),
@@ -30,7 +31,16 @@ const AGGS: [(K, Option<&str>, Option<u32>); 12] = [
         Some("action"),
         Some(crate::plugin::descriptor::MAX_EVENTS),
     ),
+    (K::ApproxQuantile, Some("value"), None),
+    (K::DistinctCount, Some("value"), None),
 ];
+
+/// The quantile asked by approx-quantile.
+const QUANTILE: f64 = 0.3;
+
+/// distinct-count's exact bound in the tests: `action` (4 values) stays
+/// exact, `value` (up to hundreds) goes past it.
+const DISTINCT_LIMIT: usize = 6;
 
 /// `max-events` of the first `events` aggregation: small, so that lists are cut.
 const EVENTS_KEPT: u32 = 3;
@@ -56,7 +66,7 @@ fn descriptor(windows: Vec<WindowSpec>) -> Descriptor {
                     window: w.name.clone(),
                     kind: *kind,
                     field: field.map(Into::into),
-                    quantile: None,
+                    quantile: (*kind == K::ApproxQuantile).then_some(QUANTILE),
                     max_events: *max_events,
                 })
         })
@@ -156,9 +166,9 @@ impl Reference {
         self.now = Some(now);
         let wm = now - plan.out_of_orderness;
         let (mut counted, mut closed) = (false, false);
-        for shape in &plan.shapes {
+        for (w, shape) in plan.shapes.iter().enumerate() {
             match *shape {
-                Shape::Sliding { length } => counted |= e.t > now - length,
+                Shape::Sliding { length } => counted |= in_sliding(plan, w, length, e.t, now),
                 Shape::Aligned {
                     length, hop, grace, ..
                 } => {
@@ -230,7 +240,7 @@ impl Reference {
                 let mine = self.applied.iter().filter(|(e, _)| e.entity == entity);
                 let mut members: Vec<&Ev> = match *shape {
                     Shape::Sliding { length } => mine
-                        .filter(|(e, _)| e.t > now - length)
+                        .filter(|(e, _)| in_sliding(plan, w, length, e.t, now))
                         .map(|(e, _)| e)
                         .collect(),
                     Shape::Aligned {
@@ -294,6 +304,19 @@ impl Reference {
     }
 }
 
+/// Whether an event at `t` is in sliding window `w` (length `length`) at stream
+/// time `now`: t > now - length; for a tiled window (tile g), its tile is one
+/// of the length / g tiles ending with the one holding `now`.
+fn in_sliding(plan: &Plan, w: usize, length: i64, t: i64, now: i64) -> bool {
+    if plan.tiles.index(w).is_none() {
+        return t > now - length;
+    }
+    let g = plan.tiles.tile_ms;
+    let tile = |x: i64| (x as f64 / g as f64).floor() as i64;
+    let newest = tile(now);
+    (newest - length / g + 1..=newest).contains(&tile(t))
+}
+
 fn naive_cells(members: &[&Ev]) -> Vec<AggCell> {
     let values: Vec<f64> = members.iter().map(|e| e.value).collect();
     let n = values.len() as f64;
@@ -328,7 +351,42 @@ fn naive_cells(members: &[&Ev]) -> Vec<AggCell> {
                 .collect(),
         ),
         AggCell::Events(members.iter().map(|e| (e.t, e.action)).collect()),
+        // The exact quantile: 0-based rank floor(q * (n - 1)) of the sorted values.
+        float((!values.is_empty()).then(|| {
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            sorted[(QUANTILE * (n - 1.0)) as usize]
+        })),
+        AggCell::Int(
+            members
+                .iter()
+                .map(|e| e.value.to_bits())
+                .collect::<BTreeSet<_>>()
+                .len() as i64,
+        ),
     ]
+}
+
+/// Whether `got` is within the documented error of the exact `want` for an
+/// approximate aggregation (`None` for the exact ones).
+fn within_error(kind: K, got: &AggCell, want: &AggCell) -> Option<bool> {
+    use super::sketch::{DISTINCT_STANDARD_ERROR, QUANTILE_MIN_MAGNITUDE, QUANTILE_RELATIVE_ERROR};
+    match (kind, got, want) {
+        (K::ApproxQuantile, AggCell::Float(g), AggCell::Float(w)) => {
+            Some(if w.abs() <= QUANTILE_MIN_MAGNITUDE {
+                *g == 0.0 || g == w
+            } else {
+                (g - w).abs() <= QUANTILE_RELATIVE_ERROR * w.abs() * (1.0 + 1e-9)
+            })
+        }
+        // Exact up to the bound; beyond, within 5 standard errors (plus the
+        // rounding to an integer), and never at or below the bound.
+        (K::DistinctCount, AggCell::Int(g), AggCell::Int(w)) if *w as usize > DISTINCT_LIMIT => {
+            let tolerance = 5.0 * DISTINCT_STANDARD_ERROR * *w as f64 + 0.5;
+            Some(*g as usize > DISTINCT_LIMIT && ((g - w) as f64).abs() <= tolerance)
+        }
+        _ => None,
+    }
 }
 
 fn same(
@@ -341,10 +399,10 @@ fn same(
     }
     for (k, w) in want {
         for (i, (g, w)) in got[k].iter().zip(w).enumerate() {
-            let ok = match (g, w) {
+            let ok = within_error(AGGS[i % AGGS.len()].0, g, w).unwrap_or_else(|| match (g, w) {
                 (AggCell::Float(a), AggCell::Float(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
                 _ => g == w,
-            };
+            });
             if !ok {
                 return Err(format!("{k} cell {i}: {g:?} vs {w:?}"));
             }
@@ -473,7 +531,8 @@ fn step_event(offset: &mut i64, t: i64, entity: u8, action: u8, value: i16) -> S
         entity: ENTITIES[usize::from(entity % 4)].to_owned(),
         t,
         action: u64::from(action % 4),
-        value: f64::from(value) / 8.0,
+        // Repeats (127 values), so that distinct counts differ from counts.
+        value: f64::from(value % 64) / 8.0,
     })
 }
 
@@ -486,7 +545,9 @@ fn plan_of(windows: Vec<WindowSpec>, ooo: i64) -> Plan {
             ..w
         })
         .collect();
-    Plan::new(&descriptor(windows)).with_out_of_orderness(ooo)
+    Plan::new(&descriptor(windows))
+        .with_out_of_orderness(ooo)
+        .with_distinct_exact_limit(DISTINCT_LIMIT)
 }
 
 proptest! {
@@ -843,3 +904,58 @@ fn worked_timeline_of_raw_events_in_every_window_kind() {
     assert_eq!(events(&p, 2), []);
     assert_eq!(events(&p, 3), [(4, 3.0), (8, 4.0), (12, 5.0)]);
 }
+
+#[test]
+fn distinct_counts_through_a_sliding_window_across_the_bound() {
+    // One sliding window of 4000 ms, the default bound of 1000; one event per
+    // ms, `action` cycling through 3000 values. Expected: a direct count of
+    // the distinct actions of the events in (T - 4000, T].
+    let limit = super::sketch::DEFAULT_DISTINCT_EXACT_LIMIT;
+    let plan =
+        plan_of(vec![spec("", WindowKind::Sliding, 4000)], 0).with_distinct_exact_limit(limit);
+    let mut p = Partition::new(&plan);
+    let mut applied: Vec<i64> = Vec::new();
+    let distinct_of = |p: &Partition| match p.snapshot(&plan)["u"][5] {
+        AggCell::Int(n) => n,
+        ref other => panic!("{other:?}"),
+    };
+    let check = |p: &Partition, applied: &[i64], now: i64| {
+        let want = applied
+            .iter()
+            .filter(|t| **t > now - 4000)
+            .map(|t| t % 3000)
+            .collect::<BTreeSet<_>>()
+            .len() as i64;
+        let got = distinct_of(p);
+        if want as usize <= limit {
+            assert_eq!(got, want, "exact at {now}");
+        } else {
+            // 4 standard errors.
+            let error = (got as f64 / want as f64 - 1.0).abs();
+            assert!(
+                got as usize > limit && error <= 4.0 * super::sketch::DISTINCT_STANDARD_ERROR,
+                "at {now}: {got} vs {want}"
+            );
+        }
+    };
+    let feed = |p: &mut Partition, applied: &mut Vec<i64>, times: std::ops::Range<i64>| {
+        for t in times {
+            p.apply(&plan, t, "u", t, &stored(&plan, (t % 3000) as u64, 0.0))
+                .unwrap();
+            applied.push(t);
+            if t % 250 == 0 || (999..=1001).contains(&t) {
+                check(p, applied, t);
+            }
+        }
+    };
+    feed(&mut p, &mut applied, 0..6000);
+    // The window empties down to 800 events (recounted exactly), then to 300
+    // (counted incrementally again), and fills up once more past the bound.
+    p.advance_to(&plan, 5999 + 3200);
+    assert_eq!(distinct_of(&p), 800);
+    p.advance_to(&plan, 5999 + 3700);
+    assert_eq!(distinct_of(&p), 300);
+    feed(&mut p, &mut applied, 9700..12_000);
+}
+
+mod tiled;

@@ -1,0 +1,582 @@
+//! Tiled sliding windows: bounded state for long windows.
+//!
+//! A sliding window of length L at least `tile_min_window_ms` long is kept as
+//! **tiles** of `tile_ms` (g): tile k holds mergeable partial aggregates of
+//! the window's events with time in [k·g, (k+1)·g). At stream time T the window
+//! covers the L/g tiles ending with the one holding T: an event at t counts
+//! while `t.div_euclid(g) > T.div_euclid(g) - L/g`, i.e. t ≥ ⌊T/g⌋·g + g − L.
+//! The window so spans between L − g + 1 ms and L ms of event time, and is
+//! exactly (T − L, T] when T + 1 is a multiple of g. Its oldest tile leaves
+//! whole when T reaches its end plus L (`docs/semantics.md` has a timeline).
+//!
+//! Per tile: count, compensated sums (sum, mean), shifted moments (variance,
+//! stddev), min and max, first and last with their event time (ties in arrival
+//! order), the distinct values ([`TileDistinct`]: exact up to the view's
+//! distinct bound, a HyperLogLog past it) and a quantile sketch per
+//! `approx-quantile` field; all merge exactly at emission. `events` keeps the
+//! newest `max-events` raw events of the window (bounded).
+//!
+//! The raw-event deque of the entity holds no event for tiled windows. Each
+//! tile remembers the offset of its first event (its **anchor**), so that the
+//! partition's checkpoint replays from the oldest event any live tile holds.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashSet;
+
+use super::entity::{numeric, AggCell, Verdict};
+use super::plan::{Plan, Shape};
+use super::sketch::{Hll, QuantileSketch};
+use super::sum::{RunningMoments, RunningSum};
+use crate::event::format_time;
+use crate::plugin::{AggregationKind, Descriptor, WindowKind};
+
+/// Default tile granularity: one hour.
+pub const DEFAULT_TILE_MS: u64 = 3_600_000;
+/// Default length from which sliding windows are tiled: seven days.
+pub const DEFAULT_TILE_MIN_WINDOW_MS: u64 = 7 * 86_400_000;
+
+/// Which sliding windows of a view are tiled, and how finely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiling {
+    /// Tile granularity in ms; 0 tiles nothing.
+    pub tile_ms: u64,
+    /// Sliding windows at least this long (ms) are tiled.
+    pub min_window_ms: u64,
+}
+
+impl Default for Tiling {
+    fn default() -> Self {
+        Self {
+            tile_ms: DEFAULT_TILE_MS,
+            min_window_ms: DEFAULT_TILE_MIN_WINDOW_MS,
+        }
+    }
+}
+
+impl Tiling {
+    /// True when a sliding window of `length` ms is tiled.
+    fn tiles(&self, length: u64) -> bool {
+        self.tile_ms > 0 && length >= self.min_window_ms
+    }
+}
+
+/// A tiling the plugin's windows do not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TileError {
+    #[error(
+        "window `{window}` (sliding, {length} ms) is tiled (it is at least tile_min_window_ms = \
+         {min} ms long) but its length is not a multiple of tile_ms = {tile} ms: set tile_ms to a \
+         divisor of {length}, or tile_min_window_ms above {length} to keep its raw events"
+    )]
+    NotMultiple {
+        window: String,
+        length: u64,
+        tile: u64,
+        min: u64,
+    },
+}
+
+/// Checks that `tiling` fits the windows of `d`: every tiled window's length is
+/// a multiple of the tile.
+pub fn check(d: &Descriptor, tiling: Tiling) -> Result<(), TileError> {
+    for w in &d.windows {
+        if w.kind != WindowKind::Sliding || !tiling.tiles(w.length_ms) {
+            continue;
+        }
+        if w.length_ms % tiling.tile_ms != 0 {
+            return Err(TileError::NotMultiple {
+                window: w.name.clone(),
+                length: w.length_ms,
+                tile: tiling.tile_ms,
+                min: tiling.min_window_ms,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The tiled windows of a plan and what their tiles keep.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TilePlan {
+    /// Tile granularity in ms (0 when nothing is tiled).
+    pub tile_ms: i64,
+    /// Per window: its index among the tiled windows (empty when none is).
+    index: Vec<Option<usize>>,
+    /// Per tiled window.
+    layouts: Vec<Layout>,
+}
+
+/// What one tiled window keeps.
+#[derive(Debug, Clone, PartialEq)]
+struct Layout {
+    window: usize,
+    /// Tiles in the window: length / tile_ms.
+    tiles: i64,
+    /// Stored slots whose min, max, first and last the tiles keep.
+    edge_slots: Vec<usize>,
+    /// Stored slots whose newest raw events are kept (`events`), and how many.
+    recent_slots: Vec<usize>,
+    recent_cap: usize,
+    /// Stored slots whose values the tiles sketch for `approx-quantile`.
+    quantile_slots: Vec<usize>,
+}
+
+impl TilePlan {
+    /// The index of window `w` among the tiled windows, if it is tiled.
+    pub fn index(&self, w: usize) -> Option<usize> {
+        self.index.get(w).copied().flatten()
+    }
+
+    /// True when some window that is not tiled counts an event with these verdicts.
+    pub fn holds_raw(&self, verdicts: &[Verdict]) -> bool {
+        verdicts
+            .iter()
+            .enumerate()
+            .any(|(w, v)| counts(*v) && self.index(w).is_none())
+    }
+
+    /// The first event time tiled window `i` counts at stream time `now`.
+    fn earliest(&self, i: usize, now: i64) -> i64 {
+        let g = self.tile_ms;
+        now.div_euclid(g) * g + g - self.layouts[i].tiles * g
+    }
+}
+
+fn counts(v: Verdict) -> bool {
+    matches!(v, Verdict::Counted | Verdict::Closed { counted: true, .. })
+}
+
+impl Plan {
+    /// Tiles the sliding windows `tiling` selects (check the descriptor with
+    /// [`check`] first; a window whose length is not a multiple of the tile is
+    /// left untiled).
+    pub fn with_tiling(mut self, tiling: Tiling) -> Self {
+        let g = tiling.tile_ms as i64;
+        let mut tp = TilePlan {
+            tile_ms: g,
+            index: vec![None; self.shapes.len()],
+            layouts: Vec::new(),
+        };
+        for (w, shape) in self.shapes.iter().enumerate() {
+            let Shape::Sliding { length } = *shape else {
+                continue;
+            };
+            if !tiling.tiles(length as u64) || length % g != 0 {
+                continue;
+            }
+            tp.index[w] = Some(tp.layouts.len());
+            tp.layouts.push(Layout {
+                window: w,
+                tiles: length / g,
+                edge_slots: Vec::new(),
+                recent_slots: Vec::new(),
+                recent_cap: 0,
+                quantile_slots: Vec::new(),
+            });
+        }
+        if tp.layouts.is_empty() {
+            self.tiles = TilePlan::default();
+            return self;
+        }
+        for op in &mut self.aggs {
+            let Some(i) = tp.index[op.window] else {
+                continue;
+            };
+            let layout = &mut tp.layouts[i];
+            let slot = op.slot.unwrap_or(0);
+            match op.kind {
+                AggregationKind::Min
+                | AggregationKind::Max
+                | AggregationKind::First
+                | AggregationKind::Last => {
+                    op.state = index_of_or_push(&mut layout.edge_slots, slot)
+                }
+                AggregationKind::Events => {
+                    op.state = index_of_or_push(&mut layout.recent_slots, slot);
+                    layout.recent_cap = layout.recent_cap.max(op.max_events);
+                }
+                AggregationKind::ApproxQuantile => {
+                    op.state = index_of_or_push(&mut layout.quantile_slots, slot)
+                }
+                _ => {}
+            }
+        }
+        self.tiles = tp;
+        self
+    }
+}
+
+fn index_of_or_push(v: &mut Vec<usize>, x: usize) -> usize {
+    match v.iter().position(|y| *y == x) {
+        Some(i) => i,
+        None => {
+            v.push(x);
+            v.len() - 1
+        }
+    }
+}
+
+/// The verdict of window `w` of `plan` on an event at `t`, stream time `now`,
+/// watermark `wm`: the tiled rule for tiled windows, else [`super::entity::verdict`].
+pub fn verdict(plan: &Plan, w: usize, t: i64, now: i64, wm: i64) -> Verdict {
+    match plan.tiles.index(w) {
+        Some(i) if t < plan.tiles.earliest(i, now) => Verdict::Expired,
+        Some(_) => Verdict::Counted,
+        None => super::entity::verdict(plan.shapes[w], t, now, wm),
+    }
+}
+
+/// Why no window took an event at `t` (stream time `now`) when the sliding
+/// window reaching furthest back is tiled; `None` otherwise.
+pub fn expired_reason(plan: &Plan, t: i64, now: i64) -> Option<String> {
+    let (earliest, w, length) = plan
+        .shapes
+        .iter()
+        .enumerate()
+        .filter_map(|(w, shape)| match *shape {
+            Shape::Sliding { length } => Some(match plan.tiles.index(w) {
+                Some(i) => (plan.tiles.earliest(i, now), w, length),
+                None => (now - length + 1, w, length),
+            }),
+            _ => None,
+        })
+        .min()?;
+    plan.tiles.index(w)?;
+    Some(format!(
+        "event time {} is before {}, the start of the oldest {} ms tile the {} ms window \
+         covers at stream time {}",
+        format_time(t),
+        format_time(earliest),
+        plan.tiles.tile_ms,
+        length,
+        format_time(now)
+    ))
+}
+
+/// The distinct values of one field in one tile: the set itself while it has
+/// at most the view's `distinct_exact_limit` values, a HyperLogLog of them
+/// past that (so a tile keeps at most `limit` values or 4 KiB).
+#[derive(Debug, Clone)]
+pub enum TileDistinct {
+    Exact(FxHashSet<u64>),
+    Sketch(Box<Hll>),
+}
+
+impl TileDistinct {
+    fn insert(&mut self, value: u64, limit: usize) {
+        match self {
+            TileDistinct::Exact(set) => {
+                set.insert(value);
+                if set.len() > limit {
+                    *self = TileDistinct::Sketch(Box::new(hll_of(set.drain())));
+                }
+            }
+            TileDistinct::Sketch(hll) => hll.add(value),
+        }
+    }
+}
+
+fn hll_of(values: impl Iterator<Item = u64>) -> Hll {
+    let mut hll = Hll::new();
+    values.for_each(|v| hll.add(v));
+    hll
+}
+
+/// The distinct count over `tiles` holding `n` events: exact while the union
+/// of their exact sets has at most `limit` values, otherwise the merged
+/// HyperLogLog's estimate, kept within [limit + 1, n] (both sure).
+fn merged_distinct<'a>(
+    tiles: impl Iterator<Item = &'a TileDistinct>,
+    limit: usize,
+    n: usize,
+) -> i64 {
+    let mut exact = FxHashSet::default();
+    let mut hll: Option<Hll> = None;
+    for tile in tiles {
+        match (tile, &mut hll) {
+            (TileDistinct::Exact(set), Some(h)) => set.iter().for_each(|v| h.add(*v)),
+            (TileDistinct::Exact(set), None) => {
+                exact.extend(set.iter().copied());
+                if exact.len() > limit {
+                    hll = Some(hll_of(exact.drain()));
+                }
+            }
+            (TileDistinct::Sketch(other), h) => {
+                h.get_or_insert_with(|| hll_of(exact.drain())).merge(other)
+            }
+        }
+    }
+    match hll {
+        None => exact.len() as i64,
+        Some(h) => (h.estimate().round() as i64).clamp(limit as i64 + 1, n as i64),
+    }
+}
+
+/// Min, max, first and last of one field in one tile.
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    min: f64,
+    max: f64,
+    /// (event time, stored cell) of the earliest event, ties to the earlier arrival.
+    first: (i64, u64),
+    /// ... of the latest, ties to the later arrival.
+    last: (i64, u64),
+}
+
+/// Partial aggregates of one tile of one window.
+#[derive(Debug, Clone)]
+struct Tile {
+    k: i64,
+    /// Offset of the first event applied to the tile (the smallest: offsets grow).
+    anchor: i64,
+    count: usize,
+    sums: Box<[RunningSum]>,
+    moments: Box<[RunningMoments]>,
+    edges: Box<[Edge]>,
+    distinct: Box<[TileDistinct]>,
+    quantiles: Box<[QuantileSketch]>,
+}
+
+/// One tiled window of one entity.
+#[derive(Debug, Clone, Default)]
+struct TiledWindow {
+    /// Non-empty tiles in the window, by ascending `k`.
+    tiles: VecDeque<Tile>,
+    /// Events over every tile.
+    count: usize,
+    /// The newest events of the window (`events`), by time, ties in arrival
+    /// order: their times, and one column per recent slot.
+    recent_times: VecDeque<i64>,
+    recent_cells: Vec<VecDeque<u64>>,
+}
+
+/// Every tiled window of one entity.
+#[derive(Debug, Clone, Default)]
+pub struct Tiles {
+    windows: Box<[TiledWindow]>,
+}
+
+impl Tiles {
+    pub fn new(plan: &Plan) -> Self {
+        Self {
+            windows: plan
+                .tiles
+                .layouts
+                .iter()
+                .map(|l| TiledWindow {
+                    recent_cells: vec![VecDeque::new(); l.recent_slots.len()],
+                    ..TiledWindow::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// True when no tiled window holds an event.
+    pub fn is_empty(&self) -> bool {
+        self.windows.iter().all(|w| w.count == 0)
+    }
+
+    /// Tiles held over every window.
+    pub fn len(&self) -> usize {
+        self.windows.iter().map(|w| w.tiles.len()).sum()
+    }
+
+    /// Events in tiled window `w` of the plan.
+    pub fn count(&self, plan: &Plan, w: usize) -> usize {
+        plan.tiles.index(w).map_or(0, |i| self.windows[i].count)
+    }
+
+    /// Applies an event at `t` read at `offset` to the tiled windows whose
+    /// verdicts count it. Returns whether a shown value changed and how many
+    /// tiles it opened (each anchored at `offset`).
+    pub fn insert(
+        &mut self,
+        plan: &Plan,
+        t: i64,
+        offset: i64,
+        cells: &[u64],
+        verdicts: &[Verdict],
+    ) -> (bool, u32) {
+        let (mut shown, mut opened) = (false, 0);
+        let g = plan.tiles.tile_ms;
+        for (i, layout) in plan.tiles.layouts.iter().enumerate() {
+            if !counts(verdicts[layout.window]) {
+                continue;
+            }
+            shown = true;
+            let win = &mut self.windows[i];
+            let w = layout.window;
+            let k = t.div_euclid(g);
+            let pos = win.tiles.partition_point(|tile| tile.k < k);
+            if win.tiles.get(pos).is_none_or(|tile| tile.k != k) {
+                let edge = Edge {
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                    first: (i64::MAX, 0),
+                    last: (i64::MIN, 0),
+                };
+                win.tiles.insert(
+                    pos,
+                    Tile {
+                        k,
+                        anchor: offset,
+                        count: 0,
+                        sums: vec![RunningSum::default(); plan.sum_slots[w].len()].into(),
+                        moments: vec![RunningMoments::default(); plan.moment_slots[w].len()].into(),
+                        edges: vec![edge; layout.edge_slots.len()].into(),
+                        distinct: vec![
+                            TileDistinct::Exact(FxHashSet::default());
+                            plan.distinct_slots[w].len()
+                        ]
+                        .into(),
+                        quantiles: vec![QuantileSketch::new(); layout.quantile_slots.len()].into(),
+                    },
+                );
+                opened += 1;
+            }
+            let tile = &mut win.tiles[pos];
+            for (sum, slot) in tile.sums.iter_mut().zip(&plan.sum_slots[w]) {
+                sum.add(numeric(cells[*slot], plan.stored[*slot].1));
+            }
+            for (m, slot) in tile.moments.iter_mut().zip(&plan.moment_slots[w]) {
+                m.add(numeric(cells[*slot], plan.stored[*slot].1), tile.count);
+            }
+            for (e, slot) in tile.edges.iter_mut().zip(&layout.edge_slots) {
+                let x = numeric(cells[*slot], plan.stored[*slot].1);
+                e.min = if tile.count == 0 { x } else { e.min.min(x) };
+                e.max = if tile.count == 0 { x } else { e.max.max(x) };
+                if t < e.first.0 {
+                    e.first = (t, cells[*slot]);
+                }
+                if t >= e.last.0 {
+                    e.last = (t, cells[*slot]);
+                }
+            }
+            for (set, slot) in tile.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
+                set.insert(cells[*slot], plan.distinct_exact_limit);
+            }
+            for (sketch, slot) in tile.quantiles.iter_mut().zip(&layout.quantile_slots) {
+                sketch.add(numeric(cells[*slot], plan.stored[*slot].1));
+            }
+            tile.count += 1;
+            win.count += 1;
+            if layout.recent_cap > 0 {
+                let at = win.recent_times.partition_point(|x| *x <= t);
+                win.recent_times.insert(at, t);
+                for (column, slot) in win.recent_cells.iter_mut().zip(&layout.recent_slots) {
+                    column.insert(at, cells[*slot]);
+                }
+                if win.recent_times.len() > layout.recent_cap {
+                    win.recent_times.pop_front();
+                    for column in &mut win.recent_cells {
+                        column.pop_front();
+                    }
+                }
+            }
+        }
+        (shown, opened)
+    }
+
+    /// Moves to stream time `now`: tiles that left their window are dropped
+    /// (`dropped` gets each one's anchor).
+    pub fn advance(&mut self, plan: &Plan, now: i64, dropped: &mut impl FnMut(i64)) {
+        let g = plan.tiles.tile_ms;
+        for (i, win) in self.windows.iter_mut().enumerate() {
+            let earliest = plan.tiles.earliest(i, now);
+            let first = earliest.div_euclid(g);
+            while win.tiles.front().is_some_and(|tile| tile.k < first) {
+                let tile = win.tiles.pop_front().expect("checked");
+                win.count -= tile.count;
+                dropped(tile.anchor);
+            }
+            while win.recent_times.front().is_some_and(|t| *t < earliest) {
+                win.recent_times.pop_front();
+                for column in &mut win.recent_cells {
+                    column.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The stream time at which the oldest tile of some window leaves.
+    pub fn next_change(&self, plan: &Plan) -> Option<i64> {
+        let g = plan.tiles.tile_ms;
+        self.windows
+            .iter()
+            .zip(&plan.tiles.layouts)
+            .filter_map(|(win, layout)| win.tiles.front().map(|tile| (tile.k + layout.tiles) * g))
+            .min()
+    }
+
+    /// The value of aggregation `a` of the plan (on a tiled window).
+    pub fn aggregate(&self, plan: &Plan, a: usize) -> AggCell {
+        let op = &plan.aggs[a];
+        let win = &self.windows[plan.tiles.index(op.window).expect("a tiled window")];
+        let n = win.count;
+        let float = |x: Option<f64>| x.map_or(AggCell::Null, AggCell::Float);
+        let sum = || {
+            let mut s = RunningSum::default();
+            win.tiles
+                .iter()
+                .for_each(|t| s.add(t.sums[op.state].value()));
+            s.value()
+        };
+        let edges = || win.tiles.iter().map(|t| t.edges[op.state]);
+        match op.kind {
+            AggregationKind::Count => AggCell::Int(n as i64),
+            AggregationKind::Sum => AggCell::Float(sum()),
+            AggregationKind::Mean => float((n > 0).then(|| sum() / n as f64)),
+            AggregationKind::Variance => float(variance(win, op.state)),
+            AggregationKind::Stddev => float(variance(win, op.state).map(f64::sqrt)),
+            AggregationKind::Min => float(edges().map(|e| e.min).reduce(f64::min)),
+            AggregationKind::Max => float(edges().map(|e| e.max).reduce(f64::max)),
+            AggregationKind::First => win.tiles.front().map_or(AggCell::Null, |t| {
+                AggCell::Stored(t.edges[op.state].first.1)
+            }),
+            AggregationKind::Last => win
+                .tiles
+                .back()
+                .map_or(AggCell::Null, |t| AggCell::Stored(t.edges[op.state].last.1)),
+            AggregationKind::DistinctCount => AggCell::Int(merged_distinct(
+                win.tiles.iter().map(|t| &t.distinct[op.state]),
+                plan.distinct_exact_limit,
+                n,
+            )),
+            AggregationKind::Events => {
+                let len = win.recent_times.len();
+                let from = len - len.min(op.max_events);
+                let column = &win.recent_cells[op.state];
+                AggCell::Events(
+                    (from..len)
+                        .map(|i| (win.recent_times[i], column[i]))
+                        .collect(),
+                )
+            }
+            AggregationKind::ApproxQuantile => {
+                let mut all = QuantileSketch::new();
+                win.tiles
+                    .iter()
+                    .for_each(|t| all.merge(&t.quantiles[op.state]));
+                float(all.quantile(op.quantile))
+            }
+        }
+    }
+}
+
+/// Population variance of moment `m` over every tile of `win`, merging the
+/// tiles' (count, mean, squared deviations) pairwise (Chan et al.).
+fn variance(win: &TiledWindow, m: usize) -> Option<f64> {
+    let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, RunningSum::default());
+    for tile in &win.tiles {
+        let (tile_mean, tile_m2) = tile.moments[m].mean_m2(tile.count)?;
+        let k = tile.count as f64;
+        let total = n + k;
+        let delta = tile_mean - mean;
+        mean += delta * k / total;
+        m2.add(tile_m2);
+        m2.add(delta * delta * n * k / total);
+        n = total;
+    }
+    (n > 0.0).then(|| (m2.value() / n).max(0.0))
+}
