@@ -11,7 +11,9 @@
 //!   the plugin call alone on the same batches: the wasm component vs native Rust
 //!   reimplementations of user-activity. The variants are interleaved and repeated.
 //! - `memory`: window state bytes per event-in-window and per entity, from RSS and live-heap
-//!   deltas measured in fresh child processes (this binary re-executed).
+//!   deltas measured in fresh child processes (this binary re-executed): the whole processor
+//!   with user-activity, then the window state alone per window kind (user-activity's
+//!   aggregations over one sliding, tumbling, hopping or session window, same events).
 //! - `e2e`: real Kafka + Redis: events pre-produced into a fresh 4-partition topic, then,
 //!   interleaved per repetition, `wafer::run` until the group's committed offsets reach the
 //!   end, and the Python loop (`scripts/bench/python_loop.py`) over the same topic.
@@ -51,7 +53,7 @@ use wafer::metrics::Counters;
 use wafer::pipeline::Processor;
 use wafer::plugin::{
     AggregationKind, Batch, Column, ColumnData, Descriptor, Plugin, PluginEngine, PluginLimits,
-    TextColumn, ValueType,
+    TextColumn, ValueType, WindowKind,
 };
 use wafer::window::{AggCell, Partition, Plan, Row};
 
@@ -1280,7 +1282,12 @@ fn memory_child() -> anyhow::Result<()> {
     // 30 minutes of event time: every event stays inside the 1 h window.
     let ev = generate(n, who, START_MS, HOUR_MS / 2, 7);
     let engine = engine()?;
-    let mut p = processor(load(&engine, &plugin_path, Duration::from_secs(1))?);
+    let plugin = load(&engine, &plugin_path, Duration::from_secs(1))?;
+    let kind = env_str("WAFER_BENCH_MEM_KIND", "");
+    if !kind.is_empty() {
+        return window_memory_child(&scenario, &kind, plugin.descriptor(), &ev);
+    }
+    let mut p = processor(plugin);
     // A first flush warms the plugin instance up before the baseline is taken.
     let warm = generate(1, Users::Distinct, START_MS - HOUR_MS * 10, 1, 3);
     p.process((0, 99), 0, warm.time_ms[0], Some(warm.payload(0)));
@@ -1306,9 +1313,67 @@ fn memory_child() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Window kinds of the per-kind memory measure, each 1 h long: hopping hops by 15 min,
+/// sessions close after a 15 min gap (and stay visible for 1 h).
+const MEMORY_KINDS: [&str; 4] = ["sliding", "tumbling", "hopping", "session"];
+
+/// The window state alone: user-activity's aggregations over one window of `kind`
+/// instead of its sliding window, fed through the processor's public pieces (decode,
+/// `Partition::apply`, `Partition::drain` every 5,000 events; no plugin).
+fn window_memory_child(
+    scenario: &str,
+    kind: &str,
+    descriptor: &Descriptor,
+    ev: &Events,
+) -> anyhow::Result<()> {
+    let mut d = descriptor.clone();
+    let w = &mut d.windows[0];
+    w.length_ms = HOUR_MS as u64;
+    match kind {
+        "sliding" => w.kind = WindowKind::Sliding,
+        "tumbling" => w.kind = WindowKind::Tumbling,
+        "hopping" => {
+            w.kind = WindowKind::Hopping;
+            w.hop_ms = Some(HOUR_MS as u64 / 4);
+        }
+        "session" => {
+            w.kind = WindowKind::Session;
+            w.gap_ms = Some(HOUR_MS as u64 / 4);
+        }
+        other => bail!("unknown window kind `{other}`"),
+    }
+    let (rss0, heap0) = (rss_bytes(), LIVE_BYTES.load(Ordering::SeqCst));
+    let mut core = Core::new(&d);
+    let (rows, _) = core.feed(ev, 5000, false);
+    let (rss1, heap1) = (rss_bytes(), LIVE_BYTES.load(Ordering::SeqCst));
+    let (entities, events) = core
+        .parts
+        .iter()
+        .fold((0, 0), |(e, n), p| (e + p.entities(), n + p.events_held()));
+    println!(
+        "{}",
+        json!({
+            "scenario": scenario,
+            "kind": kind,
+            "events_fed": ev.len(),
+            "entities": entities,
+            "events_held": events,
+            "rss_delta": rss1 as i64 - rss0 as i64,
+            "heap_delta": heap1 - heap0,
+            "rows": rows,
+        })
+    );
+    Ok(())
+}
+
 fn run_memory_child(scenario: &str, events: usize) -> anyhow::Result<Json> {
+    run_memory_child_of(scenario, "", events)
+}
+
+fn run_memory_child_of(scenario: &str, kind: &str, events: usize) -> anyhow::Result<Json> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .env("WAFER_BENCH_CHILD", "memory")
+        .env("WAFER_BENCH_MEM_KIND", kind)
         .env("WAFER_BENCH_MEM_SCENARIO", scenario)
         .env("WAFER_BENCH_MEM_EVENTS", events.to_string())
         .stderr(std::process::Stdio::inherit())
@@ -1322,6 +1387,23 @@ fn run_memory_child(scenario: &str, events: usize) -> anyhow::Result<Json> {
     serde_json::from_str(line).with_context(|| format!("memory child printed {text:?}"))
 }
 
+/// Two scenarios, two unknowns, per repetition: `key` bytes = a * events_held + b * entities.
+fn solve_fit(skewed: &[Json], distinct: &[Json], key: &str) -> Vec<(f64, f64)> {
+    skewed
+        .iter()
+        .zip(distinct)
+        .map(|(s1, s2)| {
+            let f = |j: &Json, k: &str| j[k].as_f64().unwrap_or(0.0);
+            let (e1, n1, m1) = (f(s1, "events_held"), f(s1, "entities"), f(s1, key));
+            let (e2, n2, m2) = (f(s2, "events_held"), f(s2, "entities"), f(s2, key));
+            let det = e1 * n2 - e2 * n1;
+            let a = (m1 * n2 - m2 * n1) / det;
+            let b = (e1 * m2 - e2 * m1) / det;
+            (a, b)
+        })
+        .collect()
+}
+
 fn section_memory(s: &Settings) -> anyhow::Result<Json> {
     let reps = s.reps.clamp(1, 3);
     let mut skewed = Vec::new();
@@ -1331,25 +1413,9 @@ fn section_memory(s: &Settings) -> anyhow::Result<Json> {
         skewed.push(run_memory_child("skewed", 1_000_000)?);
         distinct.push(run_memory_child("distinct", 1_000_000)?);
     }
-    // Two scenarios, two unknowns: bytes = a * events_held + b * entities.
-    let solve = |key: &str| -> Vec<(f64, f64)> {
-        skewed
-            .iter()
-            .zip(&distinct)
-            .map(|(s1, s2)| {
-                let f = |j: &Json, k: &str| j[k].as_f64().unwrap_or(0.0);
-                let (e1, n1, m1) = (f(s1, "events_held"), f(s1, "entities"), f(s1, key));
-                let (e2, n2, m2) = (f(s2, "events_held"), f(s2, "entities"), f(s2, key));
-                let det = e1 * n2 - e2 * n1;
-                let a = (m1 * n2 - m2 * n1) / det;
-                let b = (e1 * m2 - e2 * m1) / det;
-                (a, b)
-            })
-            .collect()
-    };
     let mut fits = serde_json::Map::new();
     for key in ["rss_delta", "heap_delta"] {
-        let ab = solve(key);
+        let ab = solve_fit(&skewed, &distinct, key);
         fits.insert(
             key.into(),
             json!({
@@ -1360,10 +1426,40 @@ fn section_memory(s: &Settings) -> anyhow::Result<Json> {
             }),
         );
     }
+    // The window state alone, per window kind (fewer repetitions: it is a breakdown).
+    let mut kinds = serde_json::Map::new();
+    for kind in MEMORY_KINDS {
+        let (mut sk, mut di) = (Vec::new(), Vec::new());
+        for rep in 0..reps.min(2) {
+            say(format!(
+                "memory, {kind} window: rep {}/{}",
+                rep + 1,
+                reps.min(2)
+            ));
+            sk.push(run_memory_child_of("skewed", kind, 1_000_000)?);
+            di.push(run_memory_child_of("distinct", kind, 1_000_000)?);
+        }
+        let mut fit = serde_json::Map::new();
+        for key in ["rss_delta", "heap_delta"] {
+            let ab = solve_fit(&sk, &di, key);
+            fit.insert(
+                key.into(),
+                json!({
+                    "bytes_per_event": stats(&ab.iter().map(|x| x.0).collect::<Vec<_>>()),
+                    "bytes_per_entity": stats(&ab.iter().map(|x| x.1).collect::<Vec<_>>()),
+                }),
+            );
+        }
+        kinds.insert(
+            kind.into(),
+            json!({"skewed": sk, "distinct": di, "fit": fit}),
+        );
+    }
     Ok(json!({
         "skewed": skewed,
         "distinct": distinct,
         "fit": fits,
+        "kinds": kinds,
         "rss_total_at_1m_entities": stats(&distinct.iter().map(|j| j["rss_total"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>()),
     }))
 }

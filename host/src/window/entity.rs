@@ -1,6 +1,7 @@
 //! One entity's window state: the events it still needs, sorted by event time
-//! (ties in arrival order), each with the watermark it arrived at; the
-//! incremental aggregates of its sliding windows; and its sessions.
+//! (ties in arrival order), each with the watermark it arrived at when some
+//! window reads it; the incremental aggregates of its sliding windows; and its
+//! sessions.
 //!
 //! Sliding windows are aggregated incrementally (they change at every event
 //! and every advance of stream time). Tumbling, hopping and session windows
@@ -33,8 +34,8 @@ pub enum AggCell {
 #[derive(Debug, Clone, Default)]
 struct SlideAgg {
     count: usize,
-    sums: Vec<RunningSum>,
-    moments: Vec<RunningMoments>,
+    sums: Box<[RunningSum]>,
+    moments: Box<[RunningMoments]>,
     distinct: Vec<SlidingDistinct>,
 }
 
@@ -114,19 +115,51 @@ pub fn aligned_shown(length: i64, hop: i64, early: bool, now: i64, wm: i64) -> i
 /// An entity's events and the state of every window over them.
 #[derive(Debug, Clone)]
 pub struct EntityWindow {
-    /// Event times, ascending; equal times keep arrival order.
-    times: VecDeque<i64>,
-    /// Offsets, parallel to `times`.
-    offsets: VecDeque<i64>,
-    /// Watermark at each event's arrival, parallel to `times`.
-    marks: VecDeque<i64>,
-    /// One column per stored field, parallel to `times`.
-    cells: Vec<VecDeque<u64>>,
-    slides: Vec<SlideAgg>,
-    /// Per window (session windows only): sessions by start.
-    sessions: Vec<Vec<Session>>,
-    /// The tiled sliding windows (their events are not in `times`).
+    /// The held events, in one buffer of `Layout::stride` words per event;
+    /// event times ascending, equal times in arrival order.
+    held: VecDeque<u64>,
+    /// Per window (sliding windows only; empty otherwise).
+    slides: Box<[SlideAgg]>,
+    /// Per window (session windows only): sessions by start. Empty when the
+    /// plan has no session window.
+    sessions: Box<[Vec<Session>]>,
+    /// The tiled sliding windows (their events are not in `held`).
     pub(super) tiles: Tiles,
+}
+
+/// Where an event's words sit in [`EntityWindow::held`]: its time, then the
+/// watermark it arrived at (only when the plan has a tumbling, hopping or
+/// session window: sliding windows never read it), then its stored fields.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Words per event.
+    stride: usize,
+    /// Index of the first stored field in an event's words.
+    cells: usize,
+}
+
+impl Layout {
+    fn of(plan: &Plan) -> Self {
+        let cells = if plan.keeps_marks() { 2 } else { 1 };
+        Self {
+            stride: cells + plan.stored.len(),
+            cells,
+        }
+    }
+}
+
+/// One stored field of the held events, read by event index.
+#[derive(Clone, Copy)]
+struct Column<'a> {
+    held: &'a VecDeque<u64>,
+    stride: usize,
+    at: usize,
+}
+
+impl Column<'_> {
+    fn get(&self, i: usize) -> u64 {
+        self.held[i * self.stride + self.at]
+    }
 }
 
 /// Reads a stored numeric cell as a float.
@@ -139,55 +172,116 @@ pub fn numeric(cell: u64, kind: ValueType) -> f64 {
 
 impl EntityWindow {
     pub fn new(plan: &Plan) -> Self {
-        Self {
-            times: VecDeque::new(),
-            offsets: VecDeque::new(),
-            marks: VecDeque::new(),
-            cells: vec![VecDeque::new(); plan.stored.len()],
-            slides: (0..plan.shapes.len())
-                .map(|w| SlideAgg {
-                    count: 0,
-                    sums: vec![RunningSum::default(); plan.sum_slots[w].len()],
-                    moments: vec![RunningMoments::default(); plan.moment_slots[w].len()],
-                    distinct: vec![SlidingDistinct::default(); plan.distinct_slots[w].len()],
+        let sliding = plan
+            .shapes
+            .iter()
+            .any(|s| matches!(s, Shape::Sliding { .. }));
+        let slides = if sliding {
+            (0..plan.shapes.len())
+                .map(|w| match plan.shapes[w] {
+                    Shape::Sliding { .. } => SlideAgg {
+                        count: 0,
+                        sums: vec![RunningSum::default(); plan.sum_slots[w].len()].into(),
+                        moments: vec![RunningMoments::default(); plan.moment_slots[w].len()].into(),
+                        distinct: vec![SlidingDistinct::default(); plan.distinct_slots[w].len()],
+                    },
+                    _ => SlideAgg::default(),
                 })
-                .collect(),
-            sessions: vec![Vec::new(); plan.shapes.len()],
+                .collect()
+        } else {
+            Box::default()
+        };
+        let sessions = if plan
+            .shapes
+            .iter()
+            .any(|s| matches!(s, Shape::Session { .. }))
+        {
+            vec![Vec::new(); plan.shapes.len()].into_boxed_slice()
+        } else {
+            Box::default()
+        };
+        Self {
+            held: VecDeque::new(),
+            slides,
+            sessions,
             tiles: Tiles::new(plan),
         }
     }
 
     /// True when the entity holds no event, no session and no tile.
     pub fn is_empty(&self) -> bool {
-        self.times.is_empty() && self.sessions.iter().all(Vec::is_empty) && self.tiles.is_empty()
+        self.held.is_empty() && self.sessions.iter().all(Vec::is_empty) && self.tiles.is_empty()
     }
 
     /// Events held.
-    pub fn len(&self) -> usize {
-        self.times.len()
+    pub fn len(&self, plan: &Plan) -> usize {
+        self.held.len() / Layout::of(plan).stride
     }
 
-    /// Inserts an event at time `t` read at `offset`, arriving at stream time
-    /// `now` and watermark `wm`, counted by the windows whose `verdicts` say
-    /// so (tiled windows excepted: see [`Tiles::insert`]). Returns true when a
-    /// value shown to the plugin may have changed.
-    #[allow(clippy::too_many_arguments)]
+    /// The time of held event `i`.
+    fn time(&self, layout: Layout, i: usize) -> i64 {
+        self.held[i * layout.stride] as i64
+    }
+
+    /// The watermark held event `i` arrived at (plans with marks only).
+    fn mark(&self, layout: Layout, i: usize) -> i64 {
+        self.held[i * layout.stride + 1] as i64
+    }
+
+    /// The number of held events (from the oldest) for which `pred(time)`;
+    /// `pred` is true up to some event and false after it.
+    fn partition_point(&self, layout: Layout, pred: impl Fn(i64) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.held.len() / layout.stride);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.time(layout, mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Stored field `slot` of the held events.
+    fn column(&self, layout: Layout, slot: usize) -> Column<'_> {
+        Column {
+            held: &self.held,
+            stride: layout.stride,
+            at: layout.cells + slot,
+        }
+    }
+
+    /// Inserts an event at time `t`, arriving at stream time `now` and
+    /// watermark `wm`, counted by the windows whose `verdicts` say so (tiled
+    /// windows excepted: see [`Tiles::insert`]). Returns true when a value
+    /// shown to the plugin may have changed.
     pub fn insert(
         &mut self,
         plan: &Plan,
         t: i64,
-        offset: i64,
         cells: &[u64],
         now: i64,
         wm: i64,
         verdicts: &[Verdict],
     ) -> bool {
-        let pos = self.times.partition_point(|x| *x <= t);
-        self.times.insert(pos, t);
-        self.offsets.insert(pos, offset);
-        self.marks.insert(pos, wm);
-        for (column, cell) in self.cells.iter_mut().zip(cells) {
-            column.insert(pos, *cell);
+        let layout = Layout::of(plan);
+        let n = self.held.len() / layout.stride;
+        // Events mostly arrive in time order: look at the newest first.
+        let pos = if n == 0 || self.time(layout, n - 1) <= t {
+            n
+        } else {
+            self.partition_point(layout, |x| x <= t)
+        };
+        let words = std::iter::once(t as u64)
+            .chain((layout.cells == 2).then_some(wm as u64))
+            .chain(cells.iter().copied());
+        if pos == n {
+            self.held.extend(words);
+        } else {
+            for (k, word) in words.enumerate() {
+                self.held.insert(pos * layout.stride + k, word);
+            }
         }
         let mut shown = false;
         for (w, shape) in plan.shapes.iter().enumerate() {
@@ -200,7 +294,7 @@ impl EntityWindow {
             }
             match *shape {
                 Shape::Sliding { .. } => {
-                    self.account(plan, w, cells, 1);
+                    account(&mut self.slides[w], plan, w, |slot| cells[slot], 1);
                     self.slides[w].count += 1;
                     shown = true;
                 }
@@ -245,33 +339,35 @@ impl EntityWindow {
 
     /// Moves to stream time `now` (watermark `wm`): events that left a sliding
     /// window leave its aggregates, and events and sessions no window needs
-    /// any more are dropped (`dropped` gets each dropped event's offset).
+    /// any more are dropped (`dropped` gets each dropped event's time).
     pub fn advance(&mut self, plan: &Plan, now: i64, wm: i64, dropped: &mut impl FnMut(i64)) {
-        let mut row = vec![0u64; self.cells.len()];
+        let layout = Layout::of(plan);
+        let n = self.held.len() / layout.stride;
         for (w, shape) in plan.shapes.iter().enumerate() {
             let Shape::Sliding { length } = *shape else {
                 continue;
             };
             while self.slides[w].count > 0 {
-                let i = self.times.len() - self.slides[w].count;
-                if self.times[i] > now - length {
+                let i = n - self.slides[w].count;
+                if self.time(layout, i) > now - length {
                     break;
                 }
-                for (cell, column) in row.iter_mut().zip(&self.cells) {
-                    *cell = column[i];
-                }
-                self.account(plan, w, &row, -1);
-                self.slides[w].count -= 1;
+                let base = i * layout.stride + layout.cells;
+                let held = &self.held;
+                let agg = &mut self.slides[w];
+                account(agg, plan, w, |slot| held[base + slot], -1);
+                agg.count -= 1;
             }
-            let held = self.slides[w].count;
-            let first = self.times.len() - held;
+            let count = self.slides[w].count;
+            let held = &self.held;
             for (d, slot) in self.slides[w]
                 .distinct
                 .iter_mut()
                 .zip(&plan.distinct_slots[w])
             {
-                let values = self.cells[*slot].range(first..).copied();
-                d.settle(values, held, plan.distinct_exact_limit);
+                let at = layout.cells + *slot;
+                let values = (n - count..n).map(|i| held[i * layout.stride + at]);
+                d.settle(values, count, plan.distinct_exact_limit);
             }
         }
         let mut keep_from = i64::MAX;
@@ -282,7 +378,7 @@ impl EntityWindow {
                     if count == 0 {
                         i64::MAX
                     } else {
-                        self.times[self.times.len() - count]
+                        self.time(layout, n - count)
                     }
                 }
                 Shape::Aligned {
@@ -301,19 +397,21 @@ impl EntityWindow {
             };
             keep_from = keep_from.min(from);
         }
-        while self.times.front().is_some_and(|t| *t < keep_from) {
-            self.times.pop_front();
-            self.marks.pop_front();
-            dropped(self.offsets.pop_front().expect("parallel to times"));
-            for column in &mut self.cells {
-                column.pop_front();
+        while let Some(&t) = self.held.front() {
+            let t = t as i64;
+            if t >= keep_from {
+                break;
             }
+            self.held.drain(..layout.stride);
+            dropped(t);
         }
     }
 
     /// The earliest stream time at which a value shown may change or some
     /// state may be dropped, given stream time `now` and watermark `wm`.
     pub fn next_change(&self, plan: &Plan, now: i64, wm: i64) -> Option<i64> {
+        let layout = Layout::of(plan);
+        let n = self.held.len() / layout.stride;
         let lag = plan.out_of_orderness;
         let mut next: Option<i64> = None;
         // What is due at `now` or before is already reflected in the state
@@ -328,7 +426,7 @@ impl EntityWindow {
                 Shape::Sliding { length } => {
                     let count = self.slides[w].count;
                     if count > 0 {
-                        at(self.times[self.times.len() - count] + length);
+                        at(self.time(layout, n - count) + length);
                     }
                 }
                 Shape::Aligned {
@@ -337,23 +435,22 @@ impl EntityWindow {
                     grace,
                     early,
                 } => {
-                    let Some(&oldest) = self.times.front() else {
+                    let Some(&oldest) = self.held.front() else {
                         continue;
                     };
+                    let oldest = oldest as i64;
                     // Dropped once no instance holding it is needed.
                     at(oldest.div_euclid(hop) * hop + hop + length + lag);
                     let start = aligned_shown(length, hop, early, now, wm);
                     let shown = self
-                        .members(start, start + length, |_, mark| {
+                        .members(layout, start, start + length, |_, mark| {
                             mark < start + length + grace
                         })
                         .next()
                         .is_some();
-                    let later = self
-                        .times
-                        .range(self.times.partition_point(|t| *t < start + hop)..)
-                        .next()
-                        .copied();
+                    let later = Some(self.partition_point(layout, |t| t < start + hop))
+                        .filter(|&i| i < n)
+                        .map(|i| self.time(layout, i));
                     if early {
                         // The instance holding T that ends first moves on once T
                         // reaches its end.
@@ -385,39 +482,18 @@ impl EntityWindow {
         next
     }
 
-    fn account(&mut self, plan: &Plan, w: usize, cells: &[u64], sign: i32) {
-        let agg = &mut self.slides[w];
-        for (sum, slot) in agg.sums.iter_mut().zip(&plan.sum_slots[w]) {
-            let x = numeric(cells[*slot], plan.stored[*slot].1);
-            sum.add(if sign > 0 { x } else { -x });
-        }
-        for (m, slot) in agg.moments.iter_mut().zip(&plan.moment_slots[w]) {
-            let x = numeric(cells[*slot], plan.stored[*slot].1);
-            if sign > 0 {
-                m.add(x, agg.count);
-            } else {
-                m.remove(x);
-            }
-        }
-        for (distinct, slot) in agg.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
-            if sign > 0 {
-                distinct.add(cells[*slot], plan.distinct_exact_limit);
-            } else {
-                distinct.remove(cells[*slot]);
-            }
-        }
-    }
-
-    /// Indexes of held events with time in [lo, hi) for which `counts(t, mark)`.
+    /// Indexes of held events with time in [lo, hi) for which `counts(t, mark)`
+    /// (plans with marks only).
     fn members<'a>(
         &'a self,
+        layout: Layout,
         lo: i64,
         hi: i64,
         counts: impl Fn(i64, i64) -> bool + Clone + 'a,
     ) -> impl Iterator<Item = usize> + Clone + 'a {
-        let a = self.times.partition_point(|t| *t < lo);
-        let b = self.times.partition_point(|t| *t < hi);
-        (a..b).filter(move |&i| counts(self.times[i], self.marks[i]))
+        let a = self.partition_point(layout, |t| t < lo);
+        let b = self.partition_point(layout, |t| t < hi);
+        (a..b).filter(move |&i| counts(self.time(layout, i), self.mark(layout, i)))
     }
 
     /// The session shown by session window `w` at watermark `wm`.
@@ -458,6 +534,7 @@ impl EntityWindow {
         now: i64,
         wm: i64,
     ) -> Box<dyn Iterator<Item = usize> + '_> {
+        let layout = Layout::of(plan);
         match plan.shapes[w] {
             Shape::Sliding { .. } => unreachable!("sliding windows are incremental"),
             Shape::Aligned {
@@ -468,7 +545,7 @@ impl EntityWindow {
             } => {
                 let start = aligned_shown(length, hop, early, now, wm);
                 let end = start + length;
-                Box::new(self.members(start, end, move |_, mark| mark < end + grace))
+                Box::new(self.members(layout, start, end, move |_, mark| mark < end + grace))
             }
             Shape::Session {
                 gap,
@@ -476,9 +553,9 @@ impl EntityWindow {
                 grace,
                 early,
             } => match self.shown_session(w, gap, retention, early, wm) {
-                Some(s) => Box::new(
-                    self.members(s.start, s.last + 1, move |t, mark| t + gap + grace > mark),
-                ),
+                Some(s) => Box::new(self.members(layout, s.start, s.last + 1, move |t, mark| {
+                    t + gap + grace > mark
+                })),
                 None => Box::new(std::iter::empty()),
             },
         }
@@ -487,15 +564,17 @@ impl EntityWindow {
     /// The value of aggregation `a` of the plan, at stream time `now` and watermark `wm`.
     pub fn aggregate(&self, plan: &Plan, a: usize, now: i64, wm: i64) -> AggCell {
         let op = &plan.aggs[a];
+        let layout = Layout::of(plan);
         if plan.tiles.index(op.window).is_some() {
             return self.tiles.aggregate(plan, a);
         }
         let Shape::Sliding { .. } = plan.shapes[op.window] else {
             let members: Vec<usize> = self.shown_members(plan, op.window, now, wm).collect();
-            return self.scan(plan, op, &members);
+            return self.scan(plan, layout, op, &members);
         };
         let agg = &self.slides[op.window];
-        let start = self.times.len() - agg.count;
+        let held = self.held.len() / layout.stride;
+        let start = held - agg.count;
         let n = agg.count;
         match op.kind {
             AggregationKind::Count => AggCell::Int(n as i64),
@@ -512,38 +591,57 @@ impl EntityWindow {
                 let slot = op
                     .slot
                     .expect("validated descriptor: distinct-count has a field");
-                let values = self.cells[slot].range(start..).copied();
+                let column = self.column(layout, slot);
+                let values = (start..held).map(|i| column.get(i));
                 AggCell::Int(agg.distinct[op.state].count(values, plan.distinct_exact_limit))
             }
             AggregationKind::Events => {
-                let first = self.times.len() - n.min(op.max_events);
-                self.raw_events(op, first..self.times.len())
+                let first = held - n.min(op.max_events);
+                self.raw_events(layout, op, first..held)
             }
-            _ => {
-                let members: Vec<usize> = (start..self.times.len()).collect();
-                self.scan(plan, op, &members)
+            AggregationKind::ApproxQuantile => {
+                let members: Vec<usize> = (start..held).collect();
+                self.scan(plan, layout, op, &members)
             }
+            _ => scan(
+                op.kind,
+                op.slot.map(|s| self.column(layout, s)),
+                op.field_type.unwrap_or(ValueType::Float64),
+                start..held,
+            ),
         }
     }
 
     /// The events at `members` (in time order) as an `events` cell: time and
     /// stored value of the aggregation's field.
-    fn raw_events(&self, op: &AggOp, members: impl Iterator<Item = usize>) -> AggCell {
-        let column = &self.cells[op.slot.expect("validated descriptor: events has a field")];
-        AggCell::Events(members.map(|i| (self.times[i], column[i])).collect())
+    fn raw_events(
+        &self,
+        layout: Layout,
+        op: &AggOp,
+        members: impl Iterator<Item = usize>,
+    ) -> AggCell {
+        let column = self.column(
+            layout,
+            op.slot.expect("validated descriptor: events has a field"),
+        );
+        AggCell::Events(
+            members
+                .map(|i| (self.time(layout, i), column.get(i)))
+                .collect(),
+        )
     }
 
     /// Aggregation `op` computed over the events at `members` (in time order).
-    fn scan(&self, plan: &Plan, op: &AggOp, members: &[usize]) -> AggCell {
+    fn scan(&self, plan: &Plan, layout: Layout, op: &AggOp, members: &[usize]) -> AggCell {
         if op.kind == AggregationKind::Events {
             let newest = &members[members.len() - members.len().min(op.max_events)..];
-            return self.raw_events(op, newest.iter().copied());
+            return self.raw_events(layout, op, newest.iter().copied());
         }
         if let (AggregationKind::DistinctCount | AggregationKind::ApproxQuantile, Some(slot)) =
             (op.kind, op.slot)
         {
-            let column = &self.cells[slot];
-            let values = members.iter().map(|&i| column[i]);
+            let column = self.column(layout, slot);
+            let values = members.iter().map(|&i| column.get(i));
             return match op.kind {
                 AggregationKind::DistinctCount => {
                     AggCell::Int(distinct_count(values, plan.distinct_exact_limit))
@@ -557,10 +655,34 @@ impl EntityWindow {
         }
         scan(
             op.kind,
-            op.slot.map(|s| &self.cells[s]),
+            op.slot.map(|s| self.column(layout, s)),
             op.field_type.unwrap_or(ValueType::Float64),
-            members,
+            members.iter().copied(),
         )
+    }
+}
+
+/// Adds (`sign` > 0) or removes the event whose stored field `slot` is
+/// `cells(slot)` to or from `agg`, the aggregates of sliding window `w`.
+fn account(agg: &mut SlideAgg, plan: &Plan, w: usize, cells: impl Fn(usize) -> u64, sign: i32) {
+    for (sum, slot) in agg.sums.iter_mut().zip(&plan.sum_slots[w]) {
+        let x = numeric(cells(*slot), plan.stored[*slot].1);
+        sum.add(if sign > 0 { x } else { -x });
+    }
+    for (m, slot) in agg.moments.iter_mut().zip(&plan.moment_slots[w]) {
+        let x = numeric(cells(*slot), plan.stored[*slot].1);
+        if sign > 0 {
+            m.add(x, agg.count);
+        } else {
+            m.remove(x);
+        }
+    }
+    for (distinct, slot) in agg.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
+        if sign > 0 {
+            distinct.add(cells(*slot), plan.distinct_exact_limit);
+        } else {
+            distinct.remove(cells(*slot));
+        }
     }
 }
 
@@ -568,17 +690,17 @@ impl EntityWindow {
 /// (in time order).
 fn scan(
     agg: AggregationKind,
-    column: Option<&VecDeque<u64>>,
+    column: Option<Column<'_>>,
     kind: ValueType,
-    members: &[usize],
+    members: impl DoubleEndedIterator<Item = usize> + ExactSizeIterator + Clone,
 ) -> AggCell {
     let values = || {
         members
-            .iter()
-            .map(move |&i| numeric(column.map_or(0, |c| c[i]), kind))
+            .clone()
+            .map(move |i| numeric(column.map_or(0, |c| c.get(i)), kind))
     };
-    let stored = |i: Option<&usize>| match (i, column) {
-        (Some(&i), Some(c)) => AggCell::Stored(c[i]),
+    let stored = |i: Option<usize>| match (i, column) {
+        (Some(i), Some(c)) => AggCell::Stored(c.get(i)),
         _ => AggCell::Null,
     };
     let float = |x: Option<f64>| x.map_or(AggCell::Null, AggCell::Float);
@@ -592,14 +714,14 @@ fn scan(
         AggregationKind::Mean => {
             let mut s = RunningSum::default();
             values().for_each(|x| s.add(x));
-            float((!members.is_empty()).then(|| s.value() / members.len() as f64))
+            float((members.len() > 0).then(|| s.value() / members.len() as f64))
         }
         AggregationKind::Min => float(values().reduce(f64::min)),
         AggregationKind::Max => float(values().reduce(f64::max)),
         AggregationKind::Variance => float(variance_of(values())),
         AggregationKind::Stddev => float(variance_of(values()).map(f64::sqrt)),
-        AggregationKind::First => stored(members.first()),
-        AggregationKind::Last => stored(members.last()),
+        AggregationKind::First => stored(members.clone().next()),
+        AggregationKind::Last => stored(members.clone().next_back()),
         // Built by `EntityWindow::scan` (they need a field, checked at load).
         AggregationKind::DistinctCount
         | AggregationKind::ApproxQuantile

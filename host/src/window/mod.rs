@@ -20,10 +20,12 @@
 //!   long windows.
 //! - [`sketch`]: distinct counts beyond a bound and quantiles, with documented error.
 //!
-//! A partition also remembers the offset of every event it holds and the
-//! stream time before it, plus the idle advances since, so that a checkpoint
-//! says from which offset, and from which stream time, a replay rebuilds the
-//! windows exactly (see `docs/architecture.md`).
+//! A partition also remembers, per bucket of event time (1/64 of the plan's
+//! reach), how many events it holds in it and the offset of the first one
+//! applied, with the stream time before it; plus the idle advances since. A
+//! checkpoint then says from which offset, and from which stream time, a
+//! replay rebuilds the windows exactly (see `docs/architecture.md`): the
+//! earliest of those offsets, at or before that of every held event.
 
 pub mod entity;
 pub mod plan;
@@ -33,7 +35,10 @@ pub mod tiles;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 pub use entity::{AggCell, EntityWindow};
 pub use plan::{Plan, Shape};
@@ -86,12 +91,57 @@ pub struct Emission {
     pub tombstones: Vec<Box<str>>,
 }
 
+/// An entity key, kept in its slot: inline up to 22 bytes (most keys; no
+/// allocation, and comparing it reads the slot's own memory), boxed beyond.
+enum Key {
+    Inline { len: u8, bytes: [u8; 22] },
+    Boxed(Box<str>),
+}
+
+impl Key {
+    fn new(s: &str) -> Self {
+        let mut bytes = [0u8; 22];
+        match bytes.get_mut(..s.len()) {
+            Some(prefix) => {
+                prefix.copy_from_slice(s.as_bytes());
+                Key::Inline {
+                    len: s.len() as u8,
+                    bytes,
+                }
+            }
+            None => Key::Boxed(s.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Key::Boxed(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("copied from a str")
+    }
+}
+
 struct Slot {
-    key: Box<str>,
+    key: Key,
     window: EntityWindow,
     indexed: Option<i64>,
     dirty: bool,
     last_offset: i64,
+}
+
+/// Held events with times in one bucket of event time.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Offset of the first of them applied (at or before all of them).
+    first: i64,
+    /// Stream time just before that event was applied.
+    before: i64,
+    /// How many are held.
+    held: u32,
 }
 
 /// A rebuild in progress: where stream time must end, and the idle advances to redo.
@@ -106,12 +156,16 @@ pub struct Partition {
     stream_time: Option<i64>,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    ids: FxHashMap<Box<str>, u32>,
+    /// Slot ids by their key's hash (keys are kept once, in the slots).
+    ids: HashTable<u32>,
     /// (next change time, slot): entities in order of their next change.
     expiries: BTreeSet<(i64, u32)>,
     dirty: Vec<u32>,
-    /// Offset of every held event -> stream time just before it was applied.
-    held: BTreeMap<i64, i64>,
+    /// Held events by bucket of event time (`t.div_euclid(bucket_ms)`).
+    buckets: BTreeMap<i64, Bucket>,
+    bucket_ms: i64,
+    /// Events held.
+    held: usize,
     /// Offset of the first event of live tiles (their anchor) -> (stream time
     /// just before it was applied, tiles it anchors).
     anchors: BTreeMap<i64, (i64, u32)>,
@@ -128,15 +182,17 @@ pub struct Partition {
 
 impl Partition {
     /// An empty partition (no event seen yet).
-    pub fn new(_plan: &Plan) -> Self {
+    pub fn new(plan: &Plan) -> Self {
         Self {
             stream_time: None,
             slots: Vec::new(),
             free: Vec::new(),
-            ids: FxHashMap::default(),
+            ids: HashTable::new(),
             expiries: BTreeSet::new(),
             dirty: Vec::new(),
-            held: BTreeMap::new(),
+            buckets: BTreeMap::new(),
+            bucket_ms: (plan.reach_ms() / 64).max(1),
+            held: 0,
             anchors: BTreeMap::new(),
             tiles: 0,
             jumps: Vec::new(),
@@ -171,7 +227,7 @@ impl Partition {
 
     /// Number of events held in windows (tiled windows hold none).
     pub fn events_held(&self) -> usize {
-        self.held.len()
+        self.held
     }
 
     /// Number of tiles held by tiled windows.
@@ -182,7 +238,7 @@ impl Partition {
     /// The oldest offset some held event or live tile depends on, with the
     /// stream time just before it was applied.
     fn oldest_anchor(&self) -> Option<(i64, i64)> {
-        let raw = self.held.first_key_value().map(|(o, t)| (*o, *t));
+        let raw = self.oldest_held();
         let tile = self.anchors.first_key_value().map(|(o, (t, _))| (*o, *t));
         match (raw, tile) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -235,21 +291,26 @@ impl Partition {
             })
             .collect();
         if counted {
-            let id = match self.ids.get(entity) {
-                Some(id) => *id,
+            let id = match self.find(entity) {
+                Some(id) => id,
                 None => self.allocate(plan, entity),
             };
             let slot = self.slots[id as usize].as_mut().expect("live id");
             let raw = plan.tiles.holds_raw(&verdicts);
-            let mut shown = raw
-                && slot
-                    .window
-                    .insert(plan, t, offset, cells, now, wm, &verdicts);
+            let mut shown = raw && slot.window.insert(plan, t, cells, now, wm, &verdicts);
             let (tiled, opened) = slot.window.tiles.insert(plan, t, offset, cells, &verdicts);
             shown |= tiled;
             slot.last_offset = offset;
             if raw {
-                self.held.insert(offset, before);
+                self.held += 1;
+                self.buckets
+                    .entry(t.div_euclid(self.bucket_ms))
+                    .or_insert(Bucket {
+                        first: offset,
+                        before,
+                        held: 0,
+                    })
+                    .held += 1;
             }
             if opened > 0 {
                 self.anchors.entry(offset).or_insert((before, 0)).1 += opened;
@@ -330,9 +391,8 @@ impl Partition {
     }
 
     fn allocate(&mut self, plan: &Plan, entity: &str) -> u32 {
-        let key: Box<str> = entity.into();
         let slot = Slot {
-            key: key.clone(),
+            key: Key::new(entity),
             window: EntityWindow::new(plan),
             indexed: None,
             dirty: false,
@@ -348,8 +408,23 @@ impl Partition {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.ids.insert(key, id);
+        let slots = &self.slots;
+        self.ids
+            .insert_unique(FxBuildHasher.hash_one(entity), id, |&id| {
+                FxBuildHasher.hash_one(slots[id as usize].as_ref().expect("live id").key.as_str())
+            });
         id
+    }
+
+    /// The slot id of `entity`, if it has state.
+    fn find(&self, entity: &str) -> Option<u32> {
+        self.ids
+            .find(FxBuildHasher.hash_one(entity), |&id| {
+                self.slots[id as usize]
+                    .as_ref()
+                    .is_some_and(|s| s.key.as_bytes() == entity.as_bytes())
+            })
+            .copied()
     }
 
     fn reindex(&mut self, plan: &Plan, id: u32) {
@@ -372,8 +447,8 @@ impl Partition {
 
     /// Marks `entity` for emission at the next flush; false if it has no state.
     pub fn touch(&mut self, entity: &str) -> bool {
-        match self.ids.get(entity) {
-            Some(&id) => {
+        match self.find(entity) {
+            Some(id) => {
                 self.mark_dirty(id);
                 true
             }
@@ -399,7 +474,10 @@ impl Partition {
         }
         match self.jumps.last_mut() {
             Some((at, t)) if *at == self.next_offset => *t = to,
-            _ => self.jumps.push((self.next_offset, to)),
+            _ => {
+                self.prune_jumps();
+                self.jumps.push((self.next_offset, to));
+            }
         }
         if self.jumps.len() > MAX_JUMPS {
             tracing::warn!(
@@ -418,7 +496,7 @@ impl Partition {
     fn advance(&mut self, plan: &Plan, now: i64) {
         self.stream_time = Some(now);
         let wm = Self::watermark(plan, now);
-        let mut dropped = Vec::new();
+        let mut emptied = false;
         let mut untiled = Vec::new();
         while let Some(&(at, id)) = self.expiries.first() {
             if at > now {
@@ -429,16 +507,39 @@ impl Partition {
                 .as_mut()
                 .expect("indexed ids are live");
             slot.indexed = None;
-            slot.window
-                .advance(plan, now, wm, &mut |offset| dropped.push(offset));
+            // Dropped events come oldest first: release them bucket by bucket.
+            let (buckets, bucket_ms) = (&mut self.buckets, self.bucket_ms);
+            let mut run: Option<(i64, u32)> = None;
+            let mut release = |bucket: i64, n: u32| {
+                let b = buckets.get_mut(&bucket).expect("a held event's bucket");
+                b.held -= n;
+                if b.held == 0 {
+                    buckets.remove(&bucket);
+                    emptied = true;
+                }
+            };
+            let mut dropped = 0;
+            slot.window.advance(plan, now, wm, &mut |t| {
+                dropped += 1;
+                let bucket = t.div_euclid(bucket_ms);
+                match &mut run {
+                    Some((b, n)) if *b == bucket => *n += 1,
+                    _ => {
+                        if let Some((b, n)) = run.replace((bucket, 1)) {
+                            release(b, n);
+                        }
+                    }
+                }
+            });
+            if let Some((b, n)) = run {
+                release(b, n);
+            }
+            self.held -= dropped;
             slot.window
                 .tiles
                 .advance(plan, now, &mut |anchor| untiled.push(anchor));
             self.reindex(plan, id);
             self.mark_dirty(id);
-        }
-        for offset in dropped {
-            self.held.remove(&offset);
         }
         for anchor in untiled {
             self.tiles -= 1;
@@ -446,8 +547,28 @@ impl Partition {
                 *refs -= 1;
                 if *refs == 0 {
                     self.anchors.remove(&anchor);
+                    emptied = true;
                 }
             }
+        }
+        if emptied {
+            self.prune_jumps();
+        }
+    }
+
+    /// The earliest offset a replay must start from (with the stream time
+    /// before it), if the partition holds events.
+    fn oldest_held(&self) -> Option<(i64, i64)> {
+        self.buckets
+            .values()
+            .map(|b| (b.first, b.before))
+            .min_by_key(|(first, _)| *first)
+    }
+
+    /// Forgets the idle advances taken before every held event and live tile.
+    fn prune_jumps(&mut self) {
+        if self.jumps.is_empty() {
+            return;
         }
         let oldest = self.oldest_anchor().map_or(self.next_offset, |(o, _)| o);
         self.jumps.retain(|(at, _)| *at > oldest);
@@ -472,19 +593,24 @@ impl Partition {
                     .map(|a| slot.window.aggregate(plan, a, now, wm))
                     .collect();
                 out.rows.push(Row {
-                    key: slot.key.clone(),
+                    key: slot.key.as_str().into(),
                     cells,
                     offset: slot.last_offset,
                 });
                 continue;
             }
-            out.tombstones.push(slot.key.clone());
+            out.tombstones.push(slot.key.as_str().into());
             if slot.window.is_empty() {
                 let slot = self.slots[id as usize].take().expect("live");
                 if let Some(at) = slot.indexed {
                     self.expiries.remove(&(at, id));
                 }
-                self.ids.remove(&slot.key);
+                if let Ok(entry) = self
+                    .ids
+                    .find_entry(FxBuildHasher.hash_one(slot.key.as_str()), |&x| x == id)
+                {
+                    entry.remove();
+                }
                 self.free.push(id);
             }
         }
@@ -506,7 +632,7 @@ impl Partition {
                 let cells = (0..plan.aggs.len())
                     .map(|a| s.window.aggregate(plan, a, now, wm))
                     .collect();
-                (s.key.to_string(), cells)
+                (s.key.as_str().to_owned(), cells)
             })
             .collect()
     }

@@ -188,6 +188,14 @@ impl Plan {
         self
     }
 
+    /// True when some window is tumbling, hopping or session: those read the
+    /// watermark each event arrived at (sliding windows never do).
+    pub fn keeps_marks(&self) -> bool {
+        self.shapes
+            .iter()
+            .any(|s| !matches!(s, Shape::Sliding { .. }))
+    }
+
     /// Sets how many distinct values `distinct-count` counts exactly (beyond,
     /// it estimates; see `docs/semantics.md`).
     pub fn with_distinct_exact_limit(mut self, limit: usize) -> Self {

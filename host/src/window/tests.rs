@@ -516,11 +516,19 @@ fn steps_of(raw: &[RawStep]) -> Vec<Step> {
         .collect()
 }
 
+/// Entity keys: short, and 22 (the most a slot keeps inline), 23 and more bytes.
+const ENTITIES: [&str; 4] = [
+    "e0",
+    "key-of-exactly-22-byte",
+    "key-of-exactly-23-bytes",
+    "ключ длиннее 22 байт",
+];
+
 fn step_event(offset: &mut i64, t: i64, entity: u8, action: u8, value: i16) -> Step {
     *offset += 1;
     Step::Event(Ev {
         offset: *offset - 1,
-        entity: format!("e{}", entity % 4),
+        entity: ENTITIES[usize::from(entity % 4)].to_owned(),
         t,
         action: u64::from(action % 4),
         // Repeats (127 values), so that distinct counts differ from counts.
