@@ -875,10 +875,10 @@ def render(results, env, profile_dir):
     w(
         "- Redis writes: one guarded script call carries up to 128 entities of a view (previously one "
         "`EVALSHA` per entity update, about 1.12 per event, whose fixed per-call cost in Redis was about "
-        "a third of the Redis time). Old and new binaries run interleaved in one session (e2e section, "
-        "2 repetitions each, twice, 2026-11-26): Redis CPU per entity update (`INFO commandstats`, "
-        "`evalsha` usec over updates) went from 5.8-6.2 µs to 4.6-4.7 µs, and Wafer end to end from "
-        "56,500-63,400 to 69,700-75,200 events/s (medians 59,700 and 72,600: ×1.22). What remains per "
+        "a third of the Redis time). Old and new binaries run alternately in one session (e2e section, "
+        "2 repetitions each, three times, 2026-11-26): Redis CPU per entity update (`INFO commandstats`, "
+        "`evalsha` usec over updates) went from 5.8-6.2 µs to 4.4-4.7 µs (about -24%), and Wafer end to "
+        "end from 56,500-63,700 to 69,700-77,000 events/s (medians 62,400 and 73,100: ×1.17). What remains per "
         "entity is mostly the guard's `GET` and the `SET ... EX` themselves (about 2.7 µs as plain "
         "commands on this machine) and the Lua calls around them."
     )
