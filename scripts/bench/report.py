@@ -875,7 +875,7 @@ def render(results, env, profile_dir):
     w(
         "- Redis writes: one guarded script call carries up to 128 entities of a view (previously one "
         "`EVALSHA` per entity update, about 1.12 per event, whose fixed per-call cost in Redis was about "
-        "a third of the Redis time). Old and new binaries run alternately in one session (e2e section, "
+        "a third of the Redis time). Old and new binaries (both on commit `4ac3c23`) run alternately in one session (e2e section, "
         "2 repetitions each, three times, 2026-11-26): Redis CPU per entity update (`INFO commandstats`, "
         "`evalsha` usec over updates) went from 5.8-6.2 µs to 4.4-4.7 µs (about -24%), and Wafer end to "
         "end from 56,500-63,700 to 69,700-77,000 events/s (medians 62,400 and 73,100: ×1.17). What remains per "
