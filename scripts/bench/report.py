@@ -903,6 +903,16 @@ def render(results, env, profile_dir):
         "string, two `str::replace` and a `format!` per update)."
     )
     w(
+        "- Redis writes: one guarded script call carries up to 128 entities of a view (previously one "
+        "`EVALSHA` per entity update, about 1.12 per event, whose fixed per-call cost in Redis was about "
+        "a third of the Redis time). Old and new binaries (both on commit `4ac3c23`) run alternately in one session (e2e section, "
+        "2 repetitions each, three times, 2026-11-26): Redis CPU per entity update (`INFO commandstats`, "
+        "`evalsha` usec over updates) went from 5.8-6.2 µs to 4.4-4.7 µs (about -24%), and Wafer end to "
+        "end from 56,500-63,700 to 69,700-77,000 events/s (medians 62,400 and 73,100: ×1.17). What remains per "
+        "entity is mostly the guard's `GET` and the `SET ... EX` themselves (about 2.7 µs as plain "
+        "commands on this machine) and the Lua calls around them."
+    )
+    w(
         "- First measured (commit `0038d89`, 2026-11-26 03:26 UTC, same machine): in-process "
         "231,506 events/s per thread-CPU second (core only 367,161), 33.5 B per event in window and "
         "709 B per entity; with the two changes above alone (commit `e300ca8`) the full path "

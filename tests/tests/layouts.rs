@@ -12,7 +12,7 @@ use wafer::entity::EntityKey;
 use wafer::event::format_time;
 use wafer::pipeline::{record_json, FeatureColumns, FeatureRow, FeatureUpdate};
 use wafer::plugin::{Column, ColumnData, FeatureSpec, TextColumn, ValueType};
-use wafer::sinks::redis::{OnlineLayout, RedisSink};
+use wafer::sinks::redis::{OnlineLayout, RedisSink, ENTITIES_PER_CALL};
 use wafer_tests::reference::{self, GenEvent};
 use wafer_tests::{Env, Host};
 
@@ -283,6 +283,98 @@ async fn writes_keep_the_newer_event_time_in_every_layout() {
             .query_async::<()>(&mut conn)
             .await
             .unwrap();
+    }
+}
+
+/// A flush of more entities than one script call carries (three calls) writes
+/// each entity by its own guard: mixed older and newer writes and tombstones in
+/// one batch, against records seeded before, in every layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_several_script_calls_guards_each_entity() {
+    let prefix = format!(
+        "batch-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let mut sink = RedisSink::connect(&wafer_tests::redis_url()).await.unwrap();
+    let user = || EntityKey::single("user_id");
+    let layouts = [
+        layout(
+            LayoutKind::Json,
+            user(),
+            format!("{prefix}:json:{{user_id}}"),
+            None,
+        ),
+        layout(
+            LayoutKind::Hash,
+            user(),
+            format!("{prefix}:hash:{{user_id}}"),
+            None,
+        ),
+        layout(
+            LayoutKind::Feast,
+            user(),
+            String::new(),
+            feast(&prefix, "fv"),
+        ),
+    ];
+    let entities = 2 * ENTITIES_PER_CALL + 7;
+    let seeded = 2 * ENTITIES_PER_CALL - 20;
+    let id = |i: usize| format!("u{i}");
+    for layout in &layouts {
+        let kind = layout.kind();
+        // Entities 0..seeded hold count = i as of T2.
+        let seed = (0..seeded)
+            .map(|i| {
+                update(
+                    layout,
+                    &id(i),
+                    T2,
+                    Some(row(i as i64, Some(2.5), true, "x")),
+                )
+            })
+            .collect();
+        write(&mut sink, layout, seed).await;
+        // One flush: entity i of the seeded ones gets, by i % 4, an older write,
+        // a newer write, an older tombstone, a newer tombstone; the others a write.
+        let batch = (0..entities)
+            .map(|i| {
+                let new = Some(row(1000 + i as i64, Some(2.5), true, "x"));
+                match (i < seeded, i % 4) {
+                    (true, 0) => update(layout, &id(i), T1, new),
+                    (true, 1) => update(layout, &id(i), T3, new),
+                    (true, 2) => update(layout, &id(i), T1, None),
+                    (true, _) => update(layout, &id(i), T3, None),
+                    (false, _) => update(layout, &id(i), T1, new),
+                }
+            })
+            .collect();
+        write(&mut sink, layout, batch).await;
+        let record = |i: usize, count: usize, at: &str| {
+            format!(
+                r#"{{"user_id":"u{i}","count":{count},"avg":2.5,"flag":true,"label":"x","computed_at":"2026-03-01T00:00:0{at}.000Z"}}"#
+            )
+        };
+        for i in 0..entities {
+            let want = match (i < seeded, i % 4) {
+                (true, 0 | 2) => Some(record(i, i, "2")),
+                (true, 1) => Some(record(i, 1000 + i, "3")),
+                (true, _) => None,
+                (false, _) => Some(record(i, 1000 + i, "1")),
+            };
+            let got = sink.read(layout, &id(i)).await.unwrap();
+            assert_eq!(got, want, "{kind:?}: entity {i}");
+        }
+    }
+    let mut conn = redis().await;
+    for layout in &layouts {
+        for i in 0..entities {
+            redis::cmd("DEL")
+                .arg(layout.key(&id(i)).unwrap())
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        }
     }
 }
 

@@ -1,16 +1,19 @@
--- Wafer `feast` layout: writes (or deletes) one feature view's fields in an
--- entity's Feast hash unless its `_ts:<feature view>` is a later event time.
--- Other feature views' fields in the same hash are left alone. Atomic: Redis
--- runs a script alone.
--- KEYS[1] the entity's Feast key
+-- Wafer `feast` layout: writes (or deletes) one feature view's fields in
+-- several entities' Feast hashes, each unless its `_ts:<feature view>` is a
+-- later event time. Other feature views' fields in the same hash are left
+-- alone. Atomic: Redis runs a script alone (so each entity's compare-and-write
+-- is too).
+-- KEYS[i] entity i's Feast key
 -- ARGV[1] `_ts:<feature view>`
--- ARGV[2], ARGV[3] the update's event time: seconds, nanos
--- ARGV[4] the same as a serialized google.protobuf.Timestamp
--- ARGV[5] "set" or "del" (tombstone)
--- ARGV[6] TTL of the whole hash in seconds (0: none)
--- ARGV[7..] with "set": hashed feature field, serialized feast.types.Value, ...;
---           with "del": the hashed feature fields
--- Returns 1 when written, 0 when skipped as older.
+-- ARGV[2] TTL of the whole hash in seconds ("0": none)
+-- then, entity after entity:
+--   the update's event time: seconds, nanos
+--   the same as a serialized google.protobuf.Timestamp
+--   "set" or "del" (tombstone)
+--   n: the number of arguments that follow for this entity
+--   with "set": hashed feature field, serialized feast.types.Value, ...;
+--   with "del": the hashed feature fields
+-- Returns how many entities were written (the others were skipped as older).
 local function varint(s, i)
   local v, scale = 0, 1
   while i <= #s do
@@ -24,8 +27,7 @@ local function varint(s, i)
   end
   return v, i
 end
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored then
+local function newer(stored, new_seconds, new_nanos)
   local seconds, nanos, i = 0, 0, 1
   while i <= #stored do
     local tag = string.byte(stored, i)
@@ -41,17 +43,26 @@ if stored then
   if seconds >= 2 ^ 63 then
     seconds = seconds - 2 ^ 64
   end
-  local new_seconds, new_nanos = tonumber(ARGV[2]), tonumber(ARGV[3])
-  if seconds > new_seconds or (seconds == new_seconds and nanos > new_nanos) then
-    return 0
+  return seconds > new_seconds or (seconds == new_seconds and nanos > new_nanos)
+end
+local ts_field, ttl = ARGV[1], ARGV[2]
+local a, written = 3, 0
+for i = 1, #KEYS do
+  local key, mode = KEYS[i], ARGV[a + 3]
+  local seconds, nanos, ts = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+  local first = a + 5
+  a = first + tonumber(ARGV[a + 4])
+  local stored = redis.call('HGET', key, ts_field)
+  if not (stored and newer(stored, seconds, nanos)) then
+    if mode == 'del' then
+      redis.call('HDEL', key, ts_field, unpack(ARGV, first, a - 1))
+    else
+      redis.call('HSET', key, ts_field, ts, unpack(ARGV, first, a - 1))
+      if ttl ~= '0' then
+        redis.call('EXPIRE', key, ttl)
+      end
+    end
+    written = written + 1
   end
 end
-if ARGV[5] == 'del' then
-  redis.call('HDEL', KEYS[1], ARGV[1], unpack(ARGV, 7))
-  return 1
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[4], unpack(ARGV, 7))
-if tonumber(ARGV[6]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-end
-return 1
+return written

@@ -1,20 +1,29 @@
--- Wafer `hash` layout: replaces (or deletes) one entity's hash unless the
--- stored one is as of a later event time. Atomic: Redis runs a script alone.
--- KEYS[1] the entity's key
--- ARGV[1] as-of time of the update, epoch milliseconds (the `_as_of_ms` field)
--- ARGV[2] "set" or "del" (tombstone)
--- ARGV[3] TTL in seconds (0: none)
--- ARGV[4..] feature field, value, field, value, ... (with "set"; nulls left out)
--- Returns 1 when written, 0 when skipped as older.
-local stored = redis.call('HGET', KEYS[1], '_as_of_ms')
-if stored and tonumber(stored) > tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('DEL', KEYS[1])
-if ARGV[2] == 'set' then
-  redis.call('HSET', KEYS[1], '_as_of_ms', ARGV[1], unpack(ARGV, 4))
-  if tonumber(ARGV[3]) > 0 then
-    redis.call('EXPIRE', KEYS[1], ARGV[3])
+-- Wafer `hash` layout: replaces (or deletes) several entities' hashes, each
+-- unless its stored hash is as of a later event time. Atomic: Redis runs a
+-- script alone (so each entity's compare-and-write is too).
+-- KEYS[i] entity i's key
+-- ARGV, entity after entity, starting at ARGV[1]:
+--   as-of time of the update, epoch milliseconds (the `_as_of_ms` field)
+--   TTL in seconds ("0": none)
+--   n: the number of feature field/value pairs that follow (nulls left out),
+--      or -1 for a tombstone (delete; nothing follows)
+--   field, value, ... (n pairs)
+-- Returns how many entities were written (the others were skipped as older).
+local a, written = 1, 0
+for i = 1, #KEYS do
+  local key, as_of, ttl, n = KEYS[i], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local first = a + 3
+  a = first + 2 * math.max(n, 0)
+  local stored = redis.call('HGET', key, '_as_of_ms')
+  if not (stored and tonumber(stored) > tonumber(as_of)) then
+    redis.call('DEL', key)
+    if n >= 0 then
+      redis.call('HSET', key, '_as_of_ms', as_of, unpack(ARGV, first, a - 1))
+      if ttl ~= '0' then
+        redis.call('EXPIRE', key, ttl)
+      end
+    end
+    written = written + 1
   end
 end
-return 1
+return written

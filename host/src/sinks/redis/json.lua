@@ -1,24 +1,29 @@
--- Wafer `json` layout: writes (or deletes) one entity's feature JSON unless the
--- stored record is as of a later event time. Atomic: Redis runs a script alone.
--- KEYS[1] the entity's key
--- ARGV[1] as-of time of the update, as the record's `computed_at` text
---         (fixed-width ISO-8601 UTC, so text order is time order)
--- ARGV[2] "set" or "del" (tombstone)
--- ARGV[3] TTL in seconds (0: none)
--- ARGV[4] the feature JSON (with "set")
--- Returns 1 when written, 0 when skipped as older.
-local current = redis.call('GET', KEYS[1])
-if current then
-  local stored = string.match(current, '"computed_at":"([^"]*)"}$')
-  if stored and stored > ARGV[1] then
-    return 0
+-- Wafer `json` layout: writes (or deletes) several entities' feature JSON, each
+-- unless its stored record is as of a later event time. Atomic: Redis runs a
+-- script alone (so each entity's compare-and-write is too).
+-- KEYS[i] entity i's key
+-- ARGV[3i-2] entity i's as-of time, as the record's `computed_at` text
+--            (fixed-width ISO-8601 UTC, so text order is time order)
+-- ARGV[3i-1] its TTL in seconds ("0": none)
+-- ARGV[3i]   its feature JSON, or "" for a tombstone (delete)
+-- Returns how many entities were written (the others were skipped as older).
+local written = 0
+for i = 1, #KEYS do
+  local key, j = KEYS[i], 3 * i
+  local current = redis.call('GET', key)
+  -- `computed_at` closes the record: the match starts near its end (the text
+  -- is at most 24 characters) instead of trying every byte of the record.
+  local stored = current and string.match(current, '"computed_at":"([^"]*)"}$', math.max(1, #current - 63))
+  if not (stored and stored > ARGV[j - 2]) then
+    local value, ttl = ARGV[j], ARGV[j - 1]
+    if value == '' then
+      redis.call('DEL', key)
+    elseif ttl ~= '0' then
+      redis.call('SET', key, value, 'EX', ttl)
+    else
+      redis.call('SET', key, value)
+    end
+    written = written + 1
   end
 end
-if ARGV[2] == 'del' then
-  redis.call('DEL', KEYS[1])
-elseif tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[3])
-else
-  redis.call('SET', KEYS[1], ARGV[4])
-end
-return 1
+return written
