@@ -324,6 +324,54 @@ url = "{redis}"
             .collect())
     }
 
+    /// Waits until the committed offsets of the input topic add up to at
+    /// least `at_least` (partitions without a commit count 0); panics after `within`.
+    pub async fn wait_committed(&self, at_least: i64, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self
+            .committed()
+            .unwrap()
+            .iter()
+            .filter(|o| **o > 0)
+            .sum::<i64>()
+            < at_least
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no progress: fewer than {at_least} records committed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Produces `records` paced (chunks of 200, 40 ms apart) in a task: the
+    /// first half at once, the second half only once the returned sender is
+    /// used (e.g. when a host under test is down, so that it always goes down
+    /// mid-stream however slow the machine).
+    pub fn produce_in_halves(
+        self: &std::sync::Arc<Self>,
+        records: Vec<(i32, String, String)>,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (go, second_half) = tokio::sync::oneshot::channel::<()>();
+        let env = std::sync::Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let (first, second) = records.split_at(records.len() / 2);
+            for chunk in first.chunks(200) {
+                env.produce(chunk).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            second_half.await.unwrap();
+            for chunk in second.chunks(200) {
+                env.produce(chunk).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        });
+        (go, task)
+    }
+
     /// Every record of `topic`, in partition then offset order.
     pub fn read_topic(&self, topic: &str) -> anyhow::Result<Vec<Record>> {
         let consumer: BaseConsumer = ClientConfig::new()

@@ -24,6 +24,14 @@ pub struct GenEvent {
     pub malformed: Option<&'static str>,
 }
 
+/// The `(partition, key, payload)` records of `events`, as produced.
+pub fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
+    events
+        .iter()
+        .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
+        .collect()
+}
+
 /// Expected user-activity features of one user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Features {

@@ -5,19 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use wafer_tests::reference::{self, GenEvent};
+use wafer_tests::reference;
 use wafer_tests::{Env, Host};
 
 const CAUGHT_UP: Duration = Duration::from_secs(120);
 const TOKEN: &str = "http-test-token";
 const VIEW: &str = "user-activity";
-
-fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
-    events
-        .iter()
-        .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
-        .collect()
-}
 
 /// One sample of a Prometheus text exposition: metric name, labels, value.
 #[derive(Debug, Clone)]
@@ -129,7 +122,7 @@ async fn features_metrics_and_probes_match_the_run() {
     let events = reference::generate(31, 3000, 150, 4);
     let exp = reference::expect(&events);
     assert!(!exp.late.is_empty() && !exp.dead.is_empty());
-    env.produce(&records(&events)).await.unwrap();
+    env.produce(&reference::records(&events)).await.unwrap();
 
     let port = wafer_tests::free_port();
     let mut config = env.config();

@@ -19,13 +19,6 @@ use wafer_tests::{Env, Host};
 
 const CAUGHT_UP: Duration = Duration::from_secs(120);
 
-fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
-    events
-        .iter()
-        .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
-        .collect()
-}
-
 fn temp_dir(env: &Env) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wafer-offline-{}", env.name));
     std::fs::create_dir_all(&dir).unwrap();
@@ -119,7 +112,7 @@ async fn assert_consistent(env: &Env, events: &[GenEvent], dir: &Path, partition
 async fn offline_rows_are_what_was_served_and_the_reference() {
     let env = Env::new("offline", 4).await.unwrap();
     let events = reference::generate(71, 4000, 200, 4);
-    env.produce(&records(&events)).await.unwrap();
+    env.produce(&reference::records(&events)).await.unwrap();
     let dir = temp_dir(&env);
     let mut config = env.config();
     // Roll at (almost) every flush: many files, rows of one hour in several.
@@ -182,7 +175,7 @@ async fn a_crash_leaves_staging_files_that_the_next_start_recovers() {
     let host = Host::start(config.clone());
     let producer = {
         let env = env.clone();
-        let records = records(&events);
+        let records = reference::records(&events);
         tokio::spawn(async move {
             for chunk in records.chunks(200) {
                 env.produce(chunk).await.unwrap();
@@ -190,18 +183,7 @@ async fn a_crash_leaves_staging_files_that_the_next_start_recovers() {
             }
         })
     };
-    let deadline = std::time::Instant::now() + CAUGHT_UP;
-    while env
-        .committed()
-        .unwrap()
-        .iter()
-        .filter(|o| **o > 0)
-        .sum::<i64>()
-        < 1500
-    {
-        assert!(std::time::Instant::now() < deadline, "no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.wait_committed(1500, CAUGHT_UP).await;
     host.kill().await;
     let staging: Vec<String> = files(&dir)
         .into_iter()
@@ -298,7 +280,7 @@ async fn backfill_from_jsonl_and_parquet_gives_the_streaming_rows() {
     // flush points are then a function of the events alone.
     let env = Env::new("backfill", 1).await.unwrap();
     let events = reference::generate(83, 1500, 60, 1);
-    env.produce(&records(&events)).await.unwrap();
+    env.produce(&reference::records(&events)).await.unwrap();
     let dir = temp_dir(&env);
     let mut config = env.config();
     config.pipeline.batch_size = 1;

@@ -11,20 +11,13 @@ use wafer_tests::{Env, Host};
 
 const CAUGHT_UP: Duration = Duration::from_secs(120);
 
-fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
-    events
-        .iter()
-        .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_matches_the_reference() {
     let env = Env::new("e2e", 4).await.unwrap();
     let events = reference::generate(11, 6000, 400, 4);
     let exp = reference::expect(&events);
     assert!(!exp.late.is_empty() && !exp.dead.is_empty());
-    env.produce(&records(&events)).await.unwrap();
+    env.produce(&reference::records(&events)).await.unwrap();
 
     let host = Host::start(env.config());
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
@@ -44,7 +37,7 @@ async fn live_stream_then_sigterm_drains_and_commits() {
     let exp = reference::expect(&events);
     let host = Host::start(env.config());
     for chunk in events.chunks(500) {
-        env.produce(&records(chunk)).await.unwrap();
+        env.produce(&reference::records(chunk)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
@@ -65,35 +58,8 @@ async fn restart_while_streaming(test: &str, seed: u64, kill: bool) {
     let host = Host::start(config.clone());
     // The second half of the stream is only produced once the host is down,
     // so it always goes down mid-stream, however slow the machine.
-    let (host_down, second_half) = tokio::sync::oneshot::channel::<()>();
-    let producer = {
-        let env = env.clone();
-        let records = records(&events);
-        tokio::spawn(async move {
-            let (first, second) = records.split_at(records.len() / 2);
-            for chunk in first.chunks(200) {
-                env.produce(chunk).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-            second_half.await.unwrap();
-            for chunk in second.chunks(200) {
-                env.produce(chunk).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-        })
-    };
-    let deadline = std::time::Instant::now() + CAUGHT_UP;
-    while env
-        .committed()
-        .unwrap()
-        .iter()
-        .filter(|o| **o > 0)
-        .sum::<i64>()
-        < 1500
-    {
-        assert!(std::time::Instant::now() < deadline, "no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (host_down, producer) = env.produce_in_halves(reference::records(&events));
+    env.wait_committed(1500, CAUGHT_UP).await;
     if kill {
         host.kill().await;
     } else {
@@ -129,13 +95,13 @@ async fn second_host_joining_then_leaving_is_exact() {
     let parts: Vec<&[GenEvent]> = events.chunks(2000).collect();
 
     let a = Host::start(env.config());
-    env.produce(&records(parts[0])).await.unwrap();
+    env.produce(&reference::records(parts[0])).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
 
     // B joins: the cooperative assignor moves some partitions to it.
     let b = Host::start(env.config());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    env.produce(&records(parts[1])).await.unwrap();
+    env.produce(&reference::records(parts[1])).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
     let report_b = b.stop().await.unwrap();
     assert!(
@@ -144,7 +110,7 @@ async fn second_host_joining_then_leaving_is_exact() {
     );
 
     // B left: A takes its partitions back and rebuilds them from B's commits.
-    env.produce(&records(parts[2])).await.unwrap();
+    env.produce(&reference::records(parts[2])).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
     let report_a = a.stop().await.unwrap();
     assert!(
@@ -159,7 +125,7 @@ async fn the_binary_exits_zero_on_sigterm_after_committing() {
     let env = Env::new("sigterm", 2).await.unwrap();
     let events = reference::generate(61, 1500, 80, 2);
     let exp = reference::expect(&events);
-    env.produce(&records(&events)).await.unwrap();
+    env.produce(&reference::records(&events)).await.unwrap();
 
     let config_path = std::env::temp_dir().join(format!("{}.toml", env.name));
     std::fs::write(&config_path, env.config_toml()).unwrap();

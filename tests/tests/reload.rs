@@ -7,17 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wafer_tests::outputs::assert_outputs;
-use wafer_tests::reference::{self, GenEvent};
+use wafer_tests::reference;
 use wafer_tests::{Env, Host};
 
 const CAUGHT_UP: Duration = Duration::from_secs(120);
-
-fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
-    events
-        .iter()
-        .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
-        .collect()
-}
 
 /// A private copy of the v1 plugin that a test may overwrite.
 fn plugin_copy(env: &Env) -> PathBuf {
@@ -155,7 +148,7 @@ async fn hot_reload_under_load_loses_and_duplicates_nothing() {
 
     let producer = {
         let env = env.clone();
-        let records = records(&events);
+        let records = reference::records(&events);
         tokio::spawn(async move {
             for chunk in records.chunks(200) {
                 env.produce(chunk).await.unwrap();
@@ -251,7 +244,7 @@ async fn broken_versions_are_rejected_and_rollback_restores_the_previous() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 401, "the token is required");
 
-    env.produce(&records(first)).await.unwrap();
+    env.produce(&reference::records(first)).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
 
     let garbage = std::env::temp_dir().join(format!("{}-garbage.wasm", env.name));
@@ -291,7 +284,7 @@ async fn broken_versions_are_rejected_and_rollback_restores_the_previous() {
     admin.wait_active("0.1.0").await;
 
     let before = plugin_tags(&env).len();
-    env.produce(&records(second)).await.unwrap();
+    env.produce(&reference::records(second)).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
     let report = host.stop().await.unwrap();
     assert_eq!(report.counters.reloads, 2);
@@ -320,12 +313,12 @@ async fn a_replaced_plugin_file_is_hot_loaded_unless_it_breaks_the_pin() {
     let path = config.plugin_mut().path.clone();
     let host = Host::start(config);
     admin.wait_up().await;
-    env.produce(&records(first)).await.unwrap();
+    env.produce(&reference::records(first)).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
 
     replace_file(&wafer_tests::fixture("user_activity_v2.wasm"), &path);
     admin.wait_active("0.2.0-reload").await;
-    env.produce(&records(second)).await.unwrap();
+    env.produce(&reference::records(second)).await.unwrap();
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
     host.stop().await.unwrap();
     let exp = reference::expect(&events);

@@ -70,13 +70,6 @@ watch = false
     config
 }
 
-fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
-    events
-        .iter()
-        .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
-        .collect()
-}
-
 /// A generated stream with items.
 struct Stream {
     events: Vec<GenEvent>,
@@ -266,7 +259,7 @@ async fn two_hosts_compute_per_user_and_per_item_views_from_one_topic() {
         positions,
     } = stream(97, 5000);
     let config = config(&env, &wafer_tests::fixture("tumbling.wasm"), lag as u64);
-    let records = records(&events);
+    let records = reference::records(&events);
     let (first, second) = records.split_at(records.len() / 2);
 
     let ports = [wafer_tests::free_port(), wafer_tests::free_port()];
@@ -439,7 +432,7 @@ async fn records_forwarded_again_after_a_crash_count_once() {
         positions,
     } = stream(131, 6000);
     let config = config(&env, &wafer_tests::user_activity_plugin(), 0);
-    let records = records(&events);
+    let records = reference::records(&events);
     let quarter = records.len() / 4;
     let (q1, rest) = records.split_at(quarter);
     let (q2, second_half) = rest.split_at(quarter);
@@ -539,35 +532,8 @@ async fn a_host_killed_mid_stream_is_replaced_exactly() {
     let host = Host::start(config.clone());
     // The second half of the stream is only produced once the host is down,
     // so it always goes down mid-stream, however slow the machine.
-    let (host_down, second_half) = tokio::sync::oneshot::channel::<()>();
-    let producer = {
-        let env = env.clone();
-        let records = records(&events);
-        tokio::spawn(async move {
-            let (first, second) = records.split_at(records.len() / 2);
-            for chunk in first.chunks(200) {
-                env.produce(chunk).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-            second_half.await.unwrap();
-            for chunk in second.chunks(200) {
-                env.produce(chunk).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-        })
-    };
-    let deadline = std::time::Instant::now() + CAUGHT_UP;
-    while env
-        .committed()
-        .unwrap()
-        .iter()
-        .filter(|o| **o > 0)
-        .sum::<i64>()
-        < 1500
-    {
-        assert!(std::time::Instant::now() < deadline, "no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (host_down, producer) = env.produce_in_halves(reference::records(&events));
+    env.wait_committed(1500, CAUGHT_UP).await;
     host.kill().await;
     let host = Host::start(config);
     host_down.send(()).unwrap();
@@ -628,7 +594,7 @@ watch = false
         prefix = env.key_prefix,
     );
     let config = wafer::config::Config::parse(&text, "one view").unwrap();
-    env.produce(&records(&events)).await.unwrap();
+    env.produce(&reference::records(&events)).await.unwrap();
     let host = Host::start(config);
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
     env.wait_group_caught_up(&items.group, &items.repartition, CAUGHT_UP)

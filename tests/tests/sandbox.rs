@@ -14,13 +14,6 @@ use wafer_tests::{Env, Host};
 
 const CAUGHT_UP: Duration = Duration::from_secs(180);
 
-fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
-    events
-        .iter()
-        .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
-        .collect()
-}
-
 /// An event of `user` on `partition` at `time_ms` with `action`.
 fn event(user: &str, partition: i32, time_ms: i64, action: &str, value: f64) -> GenEvent {
     let payload = serde_json::json!({
@@ -97,7 +90,7 @@ async fn misbehaving_entities_are_isolated_and_dead_lettered() {
     // A slow plugin call is within its deadline: that user's features are exact.
     events.push(event("slow_user", 1, end_of[&1] - 5, "slow", 4.0));
     let exp = reference::expect(&events);
-    env.produce(&records(&events)).await.unwrap();
+    env.produce(&reference::records(&events)).await.unwrap();
 
     let mut config = env.config();
     config.plugin_mut().path = wafer_tests::fixture("misbehave.wasm");
@@ -179,7 +172,9 @@ fn always_failing() -> Vec<GenEvent> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_failing_every_call_is_quarantined() {
     let env = Env::new("quarantine", 2).await.unwrap();
-    env.produce(&records(&always_failing())).await.unwrap();
+    env.produce(&reference::records(&always_failing()))
+        .await
+        .unwrap();
     let mut config = env.config();
     config.plugin_mut().path = wafer_tests::fixture("misbehave.wasm");
     config.plugin_mut().max_consecutive_failures = 3;
@@ -199,7 +194,9 @@ async fn a_plugin_failing_every_call_is_quarantined() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pause_policy_stops_consuming_and_committing() {
     let env = Env::new("pause", 2).await.unwrap();
-    env.produce(&records(&always_failing())).await.unwrap();
+    env.produce(&reference::records(&always_failing()))
+        .await
+        .unwrap();
     let mut config = env.config();
     config.plugin_mut().path = wafer_tests::fixture("misbehave.wasm");
     config.plugin_mut().max_consecutive_failures = 3;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wafer_tests::reference::{self, GenEvent};
+use wafer_tests::reference;
 use wafer_tests::{Env, Host};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -23,13 +23,6 @@ const VIEW: &str = "user-activity";
 const PROBE_KEY: &str = "malformed-probe";
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 900;
-
-fn records(events: &[GenEvent]) -> Vec<(i32, String, String)> {
-    events
-        .iter()
-        .map(|e| (e.partition, e.user.clone(), e.payload.clone()))
-        .collect()
-}
 
 /// A fresh directory under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
@@ -148,7 +141,7 @@ async fn the_status_page_renders_real_content_in_headless_chromium() {
     let env = Env::new("status-page", 2).await.unwrap();
     let events = reference::generate(47, 1500, 60, 2);
     let exp = reference::expect(&events);
-    let mut input = records(&events);
+    let mut input = reference::records(&events);
     input.push((1, PROBE_KEY.into(), "{\"user_id\": \"probe\", oops".into()));
     env.produce(&input).await.unwrap();
     let probe = env
