@@ -579,41 +579,83 @@ proptest! {
         cut_at in any::<prop::sample::Index>(),
     ) {
         let plan = plan_of(windows, ooo);
-        let steps = steps_of(&raw);
-        let cut = cut_at.index(steps.len());
-        let mut original = Partition::new(&plan);
-        let mut reference = Reference::default();
-        let mut published = BTreeMap::new();
-        run_checked(&plan, &mut original, &mut reference, &mut published, &steps[..cut], &flushes)
-            .map_err(TestCaseError::fail)?;
-        let events: Vec<&Ev> = steps[..cut]
-            .iter()
-            .filter_map(|s| match s { Step::Event(e) => Some(e), Step::Idle(_) => None })
-            .collect();
-        let next = events.len() as i64;
-        let checkpoint = original.checkpoint(next);
-        prop_assert!(checkpoint.rebuild_from <= next);
-
-        let mut restored = Partition::restored(&plan, &checkpoint);
-        for e in &events[checkpoint.rebuild_from as usize..] {
-            restored.replay(&plan, e.offset, &e.entity, e.t, &cells(&plan, e));
-        }
-        restored.finish_replay(&plan);
-        prop_assert_eq!(restored.stream_time(), original.stream_time());
-        same(&restored.snapshot(&plan), &original.snapshot(&plan)).map_err(TestCaseError::fail)?;
-        prop_assert!(restored.drain(&plan).rows.is_empty(), "a rebuild emits nothing");
-
-        // Both go on identically, as the reference says.
-        let mut reference_b = Reference::default();
-        for s in &steps[..cut] {
-            reference_b.step(&plan, s);
-        }
-        let mut published_b = published.clone();
-        run_checked(&plan, &mut original, &mut reference, &mut published, &steps[cut..], &flushes)
-            .map_err(TestCaseError::fail)?;
-        run_checked(&plan, &mut restored, &mut reference_b, &mut published_b, &steps[cut..], &flushes)
-            .map_err(|e| TestCaseError::fail(format!("restored: {e}")))?;
+        replay_property(&plan, &raw, &flushes, cut_at)?;
     }
+}
+
+/// The replay property: run the steps before a cut, take the checkpoint,
+/// rebuild a partition from it by replaying the events from `rebuild_from`;
+/// the rebuilt one holds the same state, emits nothing, and both go on
+/// identically after the cut, as the reference says.
+fn replay_property(
+    plan: &Plan,
+    raw: &[RawStep],
+    flushes: &[bool],
+    cut_at: prop::sample::Index,
+) -> Result<(), TestCaseError> {
+    let steps = steps_of(raw);
+    let cut = cut_at.index(steps.len());
+    let mut original = Partition::new(plan);
+    let mut reference = Reference::default();
+    let mut published = BTreeMap::new();
+    run_checked(
+        plan,
+        &mut original,
+        &mut reference,
+        &mut published,
+        &steps[..cut],
+        flushes,
+    )
+    .map_err(TestCaseError::fail)?;
+    let events: Vec<&Ev> = steps[..cut]
+        .iter()
+        .filter_map(|s| match s {
+            Step::Event(e) => Some(e),
+            Step::Idle(_) => None,
+        })
+        .collect();
+    let next = events.len() as i64;
+    let checkpoint = original.checkpoint(next);
+    prop_assert!(checkpoint.rebuild_from <= next);
+
+    let mut restored = Partition::restored(plan, &checkpoint);
+    for e in &events[checkpoint.rebuild_from as usize..] {
+        restored.replay(plan, e.offset, &e.entity, e.t, &cells(plan, e));
+    }
+    restored.finish_replay(plan);
+    prop_assert_eq!(restored.stream_time(), original.stream_time());
+    prop_assert_eq!(restored.tiles_held(), original.tiles_held());
+    same(&restored.snapshot(plan), &original.snapshot(plan)).map_err(TestCaseError::fail)?;
+    prop_assert!(
+        restored.drain(plan).rows.is_empty(),
+        "a rebuild emits nothing"
+    );
+
+    // Both go on identically, as the reference says.
+    let mut reference_b = Reference::default();
+    for s in &steps[..cut] {
+        reference_b.step(plan, s);
+    }
+    let mut published_b = published.clone();
+    run_checked(
+        plan,
+        &mut original,
+        &mut reference,
+        &mut published,
+        &steps[cut..],
+        flushes,
+    )
+    .map_err(TestCaseError::fail)?;
+    run_checked(
+        plan,
+        &mut restored,
+        &mut reference_b,
+        &mut published_b,
+        &steps[cut..],
+        flushes,
+    )
+    .map_err(|e| TestCaseError::fail(format!("restored: {e}")))?;
+    Ok(())
 }
 
 /// Applies `(entity, time, value)` at consecutive offsets from `offset`.

@@ -100,40 +100,7 @@ proptest! {
         cut_at in any::<prop::sample::Index>(),
     ) {
         let plan = tiled_plan(windows, ooo, g);
-        let steps = steps_of(&raw);
-        let cut = cut_at.index(steps.len());
-        let mut original = Partition::new(&plan);
-        let mut reference = Reference::default();
-        let mut published = BTreeMap::new();
-        run_checked(&plan, &mut original, &mut reference, &mut published, &steps[..cut], &flushes)
-            .map_err(TestCaseError::fail)?;
-        let events: Vec<&Ev> = steps[..cut]
-            .iter()
-            .filter_map(|s| match s { Step::Event(e) => Some(e), Step::Idle(_) => None })
-            .collect();
-        let next = events.len() as i64;
-        let checkpoint = original.checkpoint(next);
-        prop_assert!(checkpoint.rebuild_from <= next);
-
-        let mut restored = Partition::restored(&plan, &checkpoint);
-        for e in &events[checkpoint.rebuild_from as usize..] {
-            restored.replay(&plan, e.offset, &e.entity, e.t, &cells(&plan, e));
-        }
-        restored.finish_replay(&plan);
-        prop_assert_eq!(restored.stream_time(), original.stream_time());
-        prop_assert_eq!(restored.tiles_held(), original.tiles_held());
-        same(&restored.snapshot(&plan), &original.snapshot(&plan)).map_err(TestCaseError::fail)?;
-        prop_assert!(restored.drain(&plan).rows.is_empty(), "a rebuild emits nothing");
-
-        let mut reference_b = Reference::default();
-        for s in &steps[..cut] {
-            reference_b.step(&plan, s);
-        }
-        let mut published_b = published.clone();
-        run_checked(&plan, &mut original, &mut reference, &mut published, &steps[cut..], &flushes)
-            .map_err(TestCaseError::fail)?;
-        run_checked(&plan, &mut restored, &mut reference_b, &mut published_b, &steps[cut..], &flushes)
-            .map_err(|e| TestCaseError::fail(format!("restored: {e}")))?;
+        replay_property(&plan, &raw, &flushes, cut_at)?;
     }
 }
 
