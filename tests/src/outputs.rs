@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::reference::{Expected, GenEvent};
+use crate::reference::{Expected, Features, GenEvent};
 use crate::{Env, Record};
 
 fn multiset(items: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
@@ -43,6 +43,60 @@ pub async fn assert_outputs(
     assert_view_outputs(env, &outputs, events, exp, exactly_once, excluded).await;
 }
 
+/// One user-activity feature record in Redis (`value`, its TTL `ttl`) of the
+/// entity `id` (field `entity_field`), against the reference `want`; its
+/// `computed_at` lies between the entity's newest event and `stream_time`, the
+/// end stream time of its partition.
+pub fn assert_feature_record(
+    entity_field: &str,
+    id: &str,
+    value: &str,
+    ttl: i64,
+    want: &Features,
+    stream_time: i64,
+) {
+    let got: serde_json::Value = serde_json::from_str(value).unwrap();
+    let fields: BTreeSet<&str> = got
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from([
+            entity_field,
+            "event_count_1h",
+            "unique_actions_1h",
+            "avg_value_1h",
+            "last_action",
+            "computed_at"
+        ]),
+        "{id}"
+    );
+    assert_eq!(got[entity_field], id);
+    assert_eq!(got["event_count_1h"], want.count, "{id} count");
+    assert_eq!(got["unique_actions_1h"], want.unique, "{id} unique");
+    let avg = got["avg_value_1h"].as_f64().unwrap();
+    assert!(
+        (avg - want.avg).abs() <= 1e-9 * want.avg.abs().max(1.0),
+        "{id} avg {avg} vs {}",
+        want.avg
+    );
+    assert_eq!(
+        got["last_action"],
+        want.last_action.as_str(),
+        "{id} last_action"
+    );
+    let computed_at = wafer::event::parse_timestamp(got["computed_at"].as_str().unwrap()).unwrap();
+    assert!(
+        want.newest_ms <= computed_at && computed_at <= stream_time,
+        "{id}: computed_at {computed_at} outside [{}, {stream_time}]",
+        want.newest_ms
+    );
+    assert!((1..=3600).contains(&ttl), "{id} ttl {ttl}");
+}
+
 /// [`assert_outputs`] for one view of a pipeline.
 pub async fn assert_view_outputs(
     env: &Env,
@@ -67,49 +121,15 @@ pub async fn assert_view_outputs(
         .map(|e| (e.user.as_str(), e.partition))
         .collect();
     for (user, (value, ttl)) in &redis {
-        let want = &exp.features[user];
-        let got: serde_json::Value = serde_json::from_str(value).unwrap();
-        let fields: BTreeSet<&str> = got
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            fields,
-            BTreeSet::from([
-                "user_id",
-                "event_count_1h",
-                "unique_actions_1h",
-                "avg_value_1h",
-                "last_action",
-                "computed_at"
-            ]),
-            "{user}"
-        );
-        assert_eq!(got["user_id"], user.as_str());
-        assert_eq!(got["event_count_1h"], want.count, "{user} count");
-        assert_eq!(got["unique_actions_1h"], want.unique, "{user} unique");
-        let avg = got["avg_value_1h"].as_f64().unwrap();
-        assert!(
-            (avg - want.avg).abs() <= 1e-9 * want.avg.abs().max(1.0),
-            "{user} avg {avg} vs {}",
-            want.avg
-        );
-        assert_eq!(
-            got["last_action"],
-            want.last_action.as_str(),
-            "{user} last_action"
-        );
-        let computed_at =
-            wafer::event::parse_timestamp(got["computed_at"].as_str().unwrap()).unwrap();
         let stream_time = exp.stream_time[&partition_of[user.as_str()]];
-        assert!(
-            want.newest_ms <= computed_at && computed_at <= stream_time,
-            "{user}: computed_at {computed_at} outside [{}, {stream_time}]",
-            want.newest_ms
+        assert_feature_record(
+            "user_id",
+            user,
+            value,
+            *ttl,
+            &exp.features[user],
+            stream_time,
         );
-        assert!((1..=3600).contains(ttl), "{user} ttl {ttl}");
     }
 
     // ml-features: one key per user ever applied; the last record of each key

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, TopicPartitionList};
-use wafer_tests::outputs::{assert_view_outputs, ViewOutputs};
+use wafer_tests::outputs::{assert_feature_record, assert_view_outputs, ViewOutputs};
 use wafer_tests::reference::{self, Expected, GenEvent};
 use wafer_tests::{Env, Host, Record};
 
@@ -153,45 +153,15 @@ async fn assert_items(
         .map(|e| (e.user.as_str(), e.partition))
         .collect();
     for (item, (value, ttl)) in &redis {
-        let want = &exp.features[item];
-        let got: serde_json::Value = serde_json::from_str(value).unwrap();
-        let fields: BTreeSet<&str> = got
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            fields,
-            BTreeSet::from([
-                "item_id",
-                "event_count_1h",
-                "unique_actions_1h",
-                "avg_value_1h",
-                "last_action",
-                "computed_at"
-            ]),
-            "{item}"
-        );
-        assert_eq!(got["item_id"], item.as_str());
-        assert_eq!(got["event_count_1h"], want.count, "{item} count");
-        assert_eq!(got["unique_actions_1h"], want.unique, "{item} unique");
-        let avg = got["avg_value_1h"].as_f64().unwrap();
-        assert!(
-            (avg - want.avg).abs() <= 1e-9 * want.avg.abs().max(1.0),
-            "{item} avg {avg} vs {}",
-            want.avg
-        );
-        assert_eq!(got["last_action"], want.last_action.as_str(), "{item}");
-        let computed_at =
-            wafer::event::parse_timestamp(got["computed_at"].as_str().unwrap()).unwrap();
         let stream_time = exp.stream_time[&partition_of[item.as_str()]];
-        assert!(
-            want.newest_ms <= computed_at && computed_at <= stream_time,
-            "{item}: computed_at {computed_at} outside [{}, {stream_time}]",
-            want.newest_ms
+        assert_feature_record(
+            "item_id",
+            item,
+            value,
+            *ttl,
+            &exp.features[item],
+            stream_time,
         );
-        assert!((1..=3600).contains(ttl), "{item} ttl {ttl}");
     }
 
     // The item feature topic: the last record of each key is the Redis value,
