@@ -154,12 +154,24 @@ impl Hll {
     /// ids spread like any others).
     pub fn add(&mut self, value: u64) {
         let h = mix(value);
-        let index = (h >> Self::Q) as usize;
+        let index = Self::register(h);
         // Leading zeros of the remaining Q bits, plus one; Q + 1 when all are zero.
         let rest = h << HLL_PRECISION;
         let rank = (rest.leading_zeros().min(Self::Q) + 1) as u8;
         let r = &mut self.registers[index];
         *r = (*r).max(rank);
+    }
+
+    /// The register that a value of hash `h` updates.
+    fn register(h: u64) -> usize {
+        (h >> Self::Q) as usize
+    }
+
+    /// The register that `value` updates: values sharing one count once
+    /// while the sketch is sparse, the whole error at small counts.
+    #[cfg(test)]
+    pub fn register_of(value: u64) -> usize {
+        Self::register(mix(value))
     }
 
     /// Adds every value of `other` (same as adding its values here).
