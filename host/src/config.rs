@@ -250,17 +250,19 @@ pub struct PluginConfig {
     /// Directory of precompiled plugin artifacts, keyed by content hash and engine.
     /// Default: `$XDG_CACHE_HOME/wafer/artifacts` or `~/.cache/wafer/artifacts`.
     pub cache_dir: Option<PathBuf>,
-    /// Tile (time bucket) of tiled sliding windows, in milliseconds; 0 tiles nothing.
+    /// Tile (time bucket) of tiled sliding windows, in milliseconds (tiled
+    /// tumbling and hopping windows use their instances); 0 tiles nothing.
     #[serde(default = "default_tile")]
     pub tile_ms: u64,
     /// Sliding windows at least this long (ms) keep per-tile partial aggregates
-    /// instead of their events; their length must be a multiple of `tile_ms`.
+    /// instead of their events (their length must be a multiple of `tile_ms`);
+    /// tumbling and hopping windows keep one per instance.
     #[serde(default = "default_tile_min_window")]
     pub tile_min_window_ms: u64,
 }
 
 impl PluginConfig {
-    /// Which sliding windows are tiled, and how finely.
+    /// Which windows are tiled, and how finely.
     pub fn tiling(&self) -> crate::window::Tiling {
         crate::window::Tiling {
             tile_ms: self.tile_ms,

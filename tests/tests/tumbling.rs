@@ -3,7 +3,8 @@
 //! when an hour fires, a correction when a late event arrives within grace,
 //! the late-events topic once the hour is closed, and the end state of a
 //! generated stream compared with the naive reference, with and without a
-//! crash and a rebuild from the checkpoint.
+//! crash and a rebuild from the checkpoint, and with the hour tiled (one
+//! partial aggregate per instance, no event held).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +21,14 @@ fn config(env: &Env, out_of_orderness_ms: u64) -> wafer::config::Config {
     let mut config = env.config();
     config.plugin_mut().path = wafer_tests::fixture("tumbling.wasm");
     config.pipeline.out_of_orderness_ms = out_of_orderness_ms;
+    config
+}
+
+/// The same, with the hour kept as one partial aggregate per instance (tiled:
+/// windows from one hour up are).
+fn tiled_config(env: &Env, out_of_orderness_ms: u64) -> wafer::config::Config {
+    let mut config = config(env, out_of_orderness_ms);
+    config.plugin_mut().tile_min_window_ms = HOUR as u64;
     config
 }
 
@@ -52,7 +61,19 @@ fn hour(v: &serde_json::Value) -> (i64, f64, f64, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hour_fires_takes_a_correction_within_grace_then_sends_late_events_aside() {
-    let env = Env::new("tumbling", 1).await.unwrap();
+    hand_worked_hours("tumbling", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiled_hour_fires_and_takes_corrections_the_same() {
+    hand_worked_hours("tumbling-tiled-hours", true).await;
+}
+
+/// Hours by hand: firing, a correction within grace, a late event past it,
+/// tombstones once nothing is shown; `tiled` keeps the hour as partials.
+async fn hand_worked_hours(test: &str, tiled: bool) {
+    let config = if tiled { tiled_config } else { config };
+    let env = Env::new(test, 1).await.unwrap();
     let host = Host::start(config(&env, 0));
     let step = |records: Vec<(i32, String, String)>| {
         let env = &env;
@@ -105,6 +126,10 @@ async fn an_hour_fires_takes_a_correction_within_grace_then_sends_late_events_as
     step(vec![event("d", 120, "view", 1.0)]).await;
     let report = host.stop().await.unwrap();
     assert_eq!(report.counters.late, 1, "{:?}", report.counters);
+    if tiled {
+        // c's fired hour and d's open one are partials; no event is held.
+        assert_eq!(report.state, (2, 0));
+    }
     let got = features(&env).await;
     assert_eq!(got.keys().collect::<Vec<_>>(), ["c"]);
     assert_eq!(hour(&got["c"]), (2, 16.0, 1.0, "view".into()));
@@ -139,7 +164,8 @@ async fn an_hour_fires_takes_a_correction_within_grace_then_sends_late_events_as
 /// Runs a generated stream through hosts running the fixture with two minutes
 /// of out-of-orderness; with `crash`, the first host is killed after half the
 /// stream and a second one rebuilds the windows from the committed checkpoint.
-async fn generated_stream(test: &str, seed: u64, crash: bool) {
+async fn generated_stream(test: &str, seed: u64, crash: bool, tiled: bool) {
+    let config = if tiled { tiled_config } else { config };
     let env = Env::new(test, 2).await.unwrap();
     let events = reference::generate(seed, 3000, 120, 2);
     let lag = 2 * MIN;
@@ -164,6 +190,9 @@ async fn generated_stream(test: &str, seed: u64, crash: bool) {
         env.wait_caught_up(CAUGHT_UP).await.unwrap();
     }
     let report = host.stop().await.unwrap();
+    if tiled {
+        assert_eq!(report.state.1, 0, "a tiled hour holds no event");
+    }
     if crash {
         assert!(
             report.counters.replayed > 0,
@@ -211,10 +240,20 @@ async fn generated_stream(test: &str, seed: u64, crash: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_stream_ends_as_the_reference_says() {
-    generated_stream("tumbling-ref", 71, false).await;
+    generated_stream("tumbling-ref", 71, false, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_and_a_rebuild_from_the_checkpoint_change_nothing() {
-    generated_stream("tumbling-crash", 83, true).await;
+    generated_stream("tumbling-crash", 83, true, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiled_hour_holds_no_event_and_ends_as_the_reference_says() {
+    generated_stream("tumbling-tiled", 71, false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiled_hour_rebuilt_from_the_checkpoint_after_a_crash_changes_nothing() {
+    generated_stream("tumbling-tiled-crash", 83, true, true).await;
 }

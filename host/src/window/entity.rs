@@ -97,7 +97,7 @@ pub fn verdict(shape: Shape, t: i64, now: i64, wm: i64) -> Verdict {
 }
 
 /// The smallest multiple of `hop` strictly greater than `x`.
-fn first_start_after(x: i64, hop: i64) -> i64 {
+pub(super) fn first_start_after(x: i64, hop: i64) -> i64 {
     (x.div_euclid(hop) + 1) * hop
 }
 
@@ -372,6 +372,10 @@ impl EntityWindow {
         }
         let mut keep_from = i64::MAX;
         for (w, shape) in plan.shapes.iter().enumerate() {
+            if plan.tiles.index(w).is_some() {
+                // Tiled: none of the held events are its own.
+                continue;
+            }
             let from = match *shape {
                 Shape::Sliding { .. } => {
                     let count = self.slides[w].count;
@@ -422,6 +426,9 @@ impl EntityWindow {
             }
         };
         for (w, shape) in plan.shapes.iter().enumerate() {
+            if plan.tiles.index(w).is_some() {
+                continue;
+            }
             match *shape {
                 Shape::Sliding { length } => {
                     let count = self.slides[w].count;
@@ -476,9 +483,7 @@ impl EntityWindow {
                 }
             }
         }
-        if let Some(x) = self.tiles.next_change(plan) {
-            at(x);
-        }
+        self.tiles.next_changes(plan, now, wm, &mut at);
         next
     }
 
@@ -520,7 +525,7 @@ impl EntityWindow {
 
     fn shown_count(&self, plan: &Plan, w: usize, now: i64, wm: i64) -> usize {
         match plan.shapes[w] {
-            Shape::Sliding { .. } if plan.tiles.index(w).is_some() => self.tiles.count(plan, w),
+            _ if plan.tiles.index(w).is_some() => self.tiles.count(plan, w, now, wm),
             Shape::Sliding { .. } => self.slides[w].count,
             _ => self.shown_members(plan, w, now, wm).count(),
         }
@@ -566,7 +571,7 @@ impl EntityWindow {
         let op = &plan.aggs[a];
         let layout = Layout::of(plan);
         if plan.tiles.index(op.window).is_some() {
-            return self.tiles.aggregate(plan, a);
+            return self.tiles.aggregate(plan, a, now, wm);
         }
         let Shape::Sliding { .. } = plan.shapes[op.window] else {
             let members: Vec<usize> = self.shown_members(plan, op.window, now, wm).collect();

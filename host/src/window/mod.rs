@@ -16,8 +16,8 @@
 //! - [`plan`]: window shapes and what to store and aggregate, from the descriptor;
 //! - [`entity`]: one entity's events, sliding aggregates and sessions;
 //! - [`sum`]: compensated running sums and moments;
-//! - [`tiles`]: tiled sliding windows (partial aggregates per time bucket) for
-//!   long windows.
+//! - [`tiles`]: tiled windows (partial aggregates per time bucket, or per
+//!   instance) for long windows.
 //! - [`sketch`]: distinct counts beyond a bound and quantiles, with documented error.
 //!
 //! A partition also remembers, per bucket of event time (1/64 of the plan's
@@ -298,7 +298,10 @@ impl Partition {
             let slot = self.slots[id as usize].as_mut().expect("live id");
             let raw = plan.tiles.holds_raw(&verdicts);
             let mut shown = raw && slot.window.insert(plan, t, cells, now, wm, &verdicts);
-            let (tiled, opened) = slot.window.tiles.insert(plan, t, offset, cells, &verdicts);
+            let (tiled, opened) =
+                slot.window
+                    .tiles
+                    .insert(plan, (t, offset), cells, &verdicts, now, wm);
             shown |= tiled;
             slot.last_offset = offset;
             if raw {
@@ -537,7 +540,7 @@ impl Partition {
             self.held -= dropped;
             slot.window
                 .tiles
-                .advance(plan, now, &mut |anchor| untiled.push(anchor));
+                .advance(plan, now, wm, &mut |anchor| untiled.push(anchor));
             self.reindex(plan, id);
             self.mark_dirty(id);
         }

@@ -60,7 +60,7 @@ pub struct Plan {
     pub distinct_slots: Vec<Vec<usize>>,
     /// The aggregation columns handed to the plugin, in descriptor order.
     pub aggs: Vec<AggOp>,
-    /// The tiled sliding windows (none unless [`Plan::with_tiling`] says so).
+    /// The tiled windows (none unless [`Plan::with_tiling`] says so).
     pub tiles: super::tiles::TilePlan,
     /// distinct-count: distinct values counted exactly; beyond, estimated.
     pub distinct_exact_limit: usize,
@@ -188,12 +188,14 @@ impl Plan {
         self
     }
 
-    /// True when some window is tumbling, hopping or session: those read the
-    /// watermark each event arrived at (sliding windows never do).
+    /// True when some untiled window is tumbling, hopping or session: those
+    /// read the watermark each held event arrived at (sliding windows never
+    /// do; tiled ones decide when the event arrives).
     pub fn keeps_marks(&self) -> bool {
         self.shapes
             .iter()
-            .any(|s| !matches!(s, Shape::Sliding { .. }))
+            .enumerate()
+            .any(|(w, s)| !matches!(s, Shape::Sliding { .. }) && self.tiles.index(w).is_none())
     }
 
     /// Sets how many distinct values `distinct-count` counts exactly (beyond,

@@ -714,90 +714,105 @@ fn count_of(p: &mut Partition, plan: &Plan) -> BTreeMap<String, Option<i64>> {
     out
 }
 
+/// `plan`, and the same with every window from 1 ms tiled (aligned windows
+/// then keep one partial aggregate per instance and no event).
+fn untiled_and_tiled(plan: Plan) -> [Plan; 2] {
+    let tiled = plan.clone().with_tiling(Tiling {
+        tile_ms: 1,
+        min_window_ms: 1,
+    });
+    assert!(tiled.tiles.index(0).is_some());
+    [plan, tiled]
+}
+
 #[test]
 fn worked_timeline_of_a_tumbling_window_with_grace() {
     // Tumbling 10, grace 3, out-of-orderness 2 (docs/semantics.md has this timeline).
-    let plan = plan_of(
+    for plan in untiled_and_tiled(plan_of(
         vec![WindowSpec {
             grace_ms: 3,
             ..spec("", WindowKind::Tumbling, 10)
         }],
         2,
-    );
-    let mut p = Partition::new(&plan);
-    let mut off = 0;
-    // T=11, W=9: [0,10) has not fired; nothing shown, nothing emitted.
-    assert_eq!(
-        feed(&plan, &mut p, &mut off, &[("u", 4, 1.0), ("u", 11, 1.0)]),
-        [true, true]
-    );
-    assert_eq!(count_of(&mut p, &plan), BTreeMap::new());
-    // T=12, W=10: [0,10) fires with {4}.
-    feed(&plan, &mut p, &mut off, &[("v", 12, 1.0)]);
-    assert_eq!(
-        count_of(&mut p, &plan),
-        BTreeMap::from([("u".into(), Some(1))])
-    );
-    // Late but within grace (W=10 < 13): a correction.
-    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 7, 1.0)]), [true]);
-    assert_eq!(
-        count_of(&mut p, &plan),
-        BTreeMap::from([("u".into(), Some(2))])
-    );
-    // T=15, W=13 = end + grace: [0,10) is closed; an event for it is late.
-    feed(&plan, &mut p, &mut off, &[("v", 15, 1.0)]);
-    assert_eq!(count_of(&mut p, &plan), BTreeMap::new());
-    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 9, 1.0)]), [false]);
-    // T=22, W=20: [10,20) fires: u holds {11}, v {12, 15}.
-    feed(&plan, &mut p, &mut off, &[("v", 22, 1.0)]);
-    assert_eq!(
-        count_of(&mut p, &plan),
-        BTreeMap::from([("u".into(), Some(1)), ("v".into(), Some(2))])
-    );
-    // Idle advance to T=32, W=30: [20,30) fires: u shows nothing (tombstone, state
-    // dropped), v holds {22}.
-    p.advance_to(&plan, 32);
-    assert_eq!(
-        count_of(&mut p, &plan),
-        BTreeMap::from([("u".into(), None), ("v".into(), Some(1))])
-    );
-    assert_eq!(p.entities(), 1);
+    )) {
+        let mut p = Partition::new(&plan);
+        let mut off = 0;
+        // T=11, W=9: [0,10) has not fired; nothing shown, nothing emitted.
+        assert_eq!(
+            feed(&plan, &mut p, &mut off, &[("u", 4, 1.0), ("u", 11, 1.0)]),
+            [true, true]
+        );
+        assert_eq!(count_of(&mut p, &plan), BTreeMap::new());
+        // T=12, W=10: [0,10) fires with {4}.
+        feed(&plan, &mut p, &mut off, &[("v", 12, 1.0)]);
+        assert_eq!(
+            count_of(&mut p, &plan),
+            BTreeMap::from([("u".into(), Some(1))])
+        );
+        // Late but within grace (W=10 < 13): a correction.
+        assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 7, 1.0)]), [true]);
+        assert_eq!(
+            count_of(&mut p, &plan),
+            BTreeMap::from([("u".into(), Some(2))])
+        );
+        // T=15, W=13 = end + grace: [0,10) is closed; an event for it is late.
+        feed(&plan, &mut p, &mut off, &[("v", 15, 1.0)]);
+        assert_eq!(count_of(&mut p, &plan), BTreeMap::new());
+        assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 9, 1.0)]), [false]);
+        // T=22, W=20: [10,20) fires: u holds {11}, v {12, 15}.
+        feed(&plan, &mut p, &mut off, &[("v", 22, 1.0)]);
+        assert_eq!(
+            count_of(&mut p, &plan),
+            BTreeMap::from([("u".into(), Some(1)), ("v".into(), Some(2))])
+        );
+        // Idle advance to T=32, W=30: [20,30) fires: u shows nothing (tombstone, state
+        // dropped), v holds {22}.
+        p.advance_to(&plan, 32);
+        assert_eq!(
+            count_of(&mut p, &plan),
+            BTreeMap::from([("u".into(), None), ("v".into(), Some(1))])
+        );
+        assert_eq!(p.entities(), 1);
+        assert!(plan.tiles.index(0).is_none() || p.events_held() == 0);
+    }
 }
 
 #[test]
 fn worked_timeline_of_a_hopping_window() {
     // Length 10 every 5, grace 2, no out-of-orderness.
-    let plan = plan_of(
+    for plan in untiled_and_tiled(plan_of(
         vec![WindowSpec {
             hop_ms: Some(5),
             grace_ms: 2,
             ..spec("", WindowKind::Hopping, 10)
         }],
         0,
-    );
-    let mut p = Partition::new(&plan);
-    let mut off = 0;
-    feed(
-        &plan,
-        &mut p,
-        &mut off,
-        &[("u", 1, 1.0), ("u", 6, 1.0), ("u", 10, 1.0)],
-    );
-    // W=10: [0,10) fired: {1, 6}.
-    assert_eq!(
-        count_of(&mut p, &plan),
-        BTreeMap::from([("u".into(), Some(2))])
-    );
-    // W=12: [0,10) is closed, [5,15) open: an event at 8 counts in [5,15) only, and is
-    // reported late for [0,10).
-    feed(&plan, &mut p, &mut off, &[("v", 12, 1.0)]);
-    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 8, 1.0)]), [false]);
-    // W=15: [5,15) fires: {6, 8, 10}.
-    p.advance_to(&plan, 15);
-    assert_eq!(
-        count_of(&mut p, &plan),
-        BTreeMap::from([("u".into(), Some(3)), ("v".into(), Some(1))])
-    );
+    )) {
+        let mut p = Partition::new(&plan);
+        let mut off = 0;
+        feed(
+            &plan,
+            &mut p,
+            &mut off,
+            &[("u", 1, 1.0), ("u", 6, 1.0), ("u", 10, 1.0)],
+        );
+        // W=10: [0,10) fired: {1, 6}.
+        assert_eq!(
+            count_of(&mut p, &plan),
+            BTreeMap::from([("u".into(), Some(2))])
+        );
+        // W=12: [0,10) is closed, [5,15) open: an event at 8 counts in [5,15) only, and is
+        // reported late for [0,10).
+        feed(&plan, &mut p, &mut off, &[("v", 12, 1.0)]);
+        assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 8, 1.0)]), [false]);
+        // W=15: [5,15) fires: {6, 8, 10}.
+        p.advance_to(&plan, 15);
+        assert_eq!(
+            count_of(&mut p, &plan),
+            BTreeMap::from([("u".into(), Some(3)), ("v".into(), Some(1))])
+        );
+        assert!(plan.tiles.index(0).is_none() || p.events_held() == 0);
+    }
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Tiled sliding windows: bounded state for long windows.
+//! Tiles: bounded state for long windows.
 //!
 //! A sliding window of length L at least `tile_min_window_ms` long is kept as
 //! **tiles** of `tile_ms` (g): tile k holds mergeable partial aggregates of
@@ -9,12 +9,20 @@
 //! exactly (T − L, T] when T + 1 is a multiple of g. Its oldest tile leaves
 //! whole when T reaches its end plus L (`docs/semantics.md` has a timeline).
 //!
-//! Per tile: count, compensated sums (sum, mean), shifted moments (variance,
-//! stddev), min and max, first and last with their event time (ties in arrival
-//! order), the distinct values ([`TileDistinct`]: exact up to the view's
-//! distinct bound, a HyperLogLog past it) and a quantile sketch per
+//! A tumbling or hopping window at least `tile_min_window_ms` long keeps one
+//! partial aggregate per **instance** instead of its events: an event is added
+//! to every instance holding it that is still open when it arrives (the rule
+//! of untiled windows, decided once), so results are exact, with no edge
+//! effect. A hopping window of length L and hop S so updates up to L/S
+//! partials per event and keeps up to L/S + 1 per entity.
+//!
+//! Per tile or instance: count, compensated sums (sum, mean), shifted moments
+//! (variance, stddev), min and max, first and last with their event time (ties
+//! in arrival order), the distinct values ([`TileDistinct`]: exact up to the
+//! view's distinct bound, a HyperLogLog past it) and a quantile sketch per
 //! `approx-quantile` field; all merge exactly at emission. `events` keeps the
-//! newest `max-events` raw events of the window (bounded).
+//! newest `max-events` raw events of the sliding window or of each instance
+//! (bounded).
 //!
 //! The raw-event deque of the entity holds no event for tiled windows. Each
 //! tile remembers the offset of its first event (its **anchor**), so that the
@@ -24,7 +32,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashSet;
 
-use super::entity::{numeric, AggCell, Verdict};
+use super::entity::{aligned_shown, first_start_after, numeric, AggCell, Verdict};
 use super::plan::{Plan, Shape};
 use super::sketch::{Hll, QuantileSketch};
 use super::sum::{RunningMoments, RunningSum};
@@ -33,15 +41,15 @@ use crate::plugin::{AggregationKind, Descriptor, WindowKind};
 
 /// Default tile granularity: one hour.
 pub const DEFAULT_TILE_MS: u64 = 3_600_000;
-/// Default length from which sliding windows are tiled: seven days.
+/// Default length from which windows (sliding, tumbling, hopping) are tiled: seven days.
 pub const DEFAULT_TILE_MIN_WINDOW_MS: u64 = 7 * 86_400_000;
 
-/// Which sliding windows of a view are tiled, and how finely.
+/// Which windows of a view are tiled, and how finely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tiling {
     /// Tile granularity in ms; 0 tiles nothing.
     pub tile_ms: u64,
-    /// Sliding windows at least this long (ms) are tiled.
+    /// Sliding, tumbling and hopping windows at least this long (ms) are tiled.
     pub min_window_ms: u64,
 }
 
@@ -55,7 +63,7 @@ impl Default for Tiling {
 }
 
 impl Tiling {
-    /// True when a sliding window of `length` ms is tiled.
+    /// True when a sliding, tumbling or hopping window of `length` ms is tiled.
     fn tiles(&self, length: u64) -> bool {
         self.tile_ms > 0 && length >= self.min_window_ms
     }
@@ -111,8 +119,8 @@ pub struct TilePlan {
 #[derive(Debug, Clone, PartialEq)]
 struct Layout {
     window: usize,
-    /// Tiles in the window: length / tile_ms.
-    tiles: i64,
+    /// Tiles of `tile_ms` (sliding), or one partial per instance (aligned).
+    kind: Kind,
     /// Stored slots whose min, max, first and last the tiles keep.
     edge_slots: Vec<usize>,
     /// Stored slots whose newest raw events are kept (`events`), and how many.
@@ -120,6 +128,33 @@ struct Layout {
     recent_cap: usize,
     /// Stored slots whose values the tiles sketch for `approx-quantile`.
     quantile_slots: Vec<usize>,
+}
+
+/// How a tiled window keys its partial aggregates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// Tile k holds [k·tile_ms, (k+1)·tile_ms); the window covers `tiles` of them.
+    Sliding { tiles: i64 },
+    /// Partial k holds the instance [k·hop, k·hop + length).
+    Aligned {
+        length: i64,
+        hop: i64,
+        grace: i64,
+        early: bool,
+    },
+}
+
+impl Kind {
+    /// The instance of an aligned window shown at stream time `now`,
+    /// watermark `wm` (its start / hop); `None` for a sliding window.
+    fn shown(self, now: i64, wm: i64) -> Option<i64> {
+        match self {
+            Kind::Sliding { .. } => None,
+            Kind::Aligned {
+                length, hop, early, ..
+            } => Some(aligned_shown(length, hop, early, now, wm).div_euclid(hop)),
+        }
+    }
 }
 
 impl TilePlan {
@@ -136,10 +171,14 @@ impl TilePlan {
             .any(|(w, v)| counts(*v) && self.index(w).is_none())
     }
 
-    /// The first event time tiled window `i` counts at stream time `now`.
-    fn earliest(&self, i: usize, now: i64) -> i64 {
+    /// The first event time tiled window `i` counts at stream time `now`
+    /// (sliding windows: aligned ones return `None`).
+    fn earliest(&self, i: usize, now: i64) -> Option<i64> {
         let g = self.tile_ms;
-        now.div_euclid(g) * g + g - self.layouts[i].tiles * g
+        match self.layouts[i].kind {
+            Kind::Sliding { tiles } => Some(now.div_euclid(g) * g + g - tiles * g),
+            Kind::Aligned { .. } => None,
+        }
     }
 }
 
@@ -148,9 +187,9 @@ fn counts(v: Verdict) -> bool {
 }
 
 impl Plan {
-    /// Tiles the sliding windows `tiling` selects (check the descriptor with
-    /// [`check`] first; a window whose length is not a multiple of the tile is
-    /// left untiled).
+    /// Tiles the sliding, tumbling and hopping windows `tiling` selects
+    /// (check the descriptor with [`check`] first; a sliding window whose
+    /// length is not a multiple of the tile is left untiled).
     pub fn with_tiling(mut self, tiling: Tiling) -> Self {
         let g = tiling.tile_ms as i64;
         let mut tp = TilePlan {
@@ -159,16 +198,27 @@ impl Plan {
             layouts: Vec::new(),
         };
         for (w, shape) in self.shapes.iter().enumerate() {
-            let Shape::Sliding { length } = *shape else {
-                continue;
+            let kind = match *shape {
+                Shape::Sliding { length } if tiling.tiles(length as u64) && length % g == 0 => {
+                    Kind::Sliding { tiles: length / g }
+                }
+                Shape::Aligned {
+                    length,
+                    hop,
+                    grace,
+                    early,
+                } if tiling.tiles(length as u64) => Kind::Aligned {
+                    length,
+                    hop,
+                    grace,
+                    early,
+                },
+                _ => continue,
             };
-            if !tiling.tiles(length as u64) || length % g != 0 {
-                continue;
-            }
             tp.index[w] = Some(tp.layouts.len());
             tp.layouts.push(Layout {
                 window: w,
-                tiles: length / g,
+                kind,
                 edge_slots: Vec::new(),
                 recent_slots: Vec::new(),
                 recent_cap: 0,
@@ -220,8 +270,12 @@ fn index_of_or_push(v: &mut Vec<usize>, x: usize) -> usize {
 /// The verdict of window `w` of `plan` on an event at `t`, stream time `now`,
 /// watermark `wm`: the tiled rule for tiled windows, else [`super::entity::verdict`].
 pub fn verdict(plan: &Plan, w: usize, t: i64, now: i64, wm: i64) -> Verdict {
-    match plan.tiles.index(w) {
-        Some(i) if t < plan.tiles.earliest(i, now) => Verdict::Expired,
+    match plan
+        .tiles
+        .index(w)
+        .and_then(|i| plan.tiles.earliest(i, now))
+    {
+        Some(earliest) if t < earliest => Verdict::Expired,
         Some(_) => Verdict::Counted,
         None => super::entity::verdict(plan.shapes[w], t, now, wm),
     }
@@ -235,10 +289,16 @@ pub fn expired_reason(plan: &Plan, t: i64, now: i64) -> Option<String> {
         .iter()
         .enumerate()
         .filter_map(|(w, shape)| match *shape {
-            Shape::Sliding { length } => Some(match plan.tiles.index(w) {
-                Some(i) => (plan.tiles.earliest(i, now), w, length),
-                None => (now - length + 1, w, length),
-            }),
+            Shape::Sliding { length } => Some(
+                match plan
+                    .tiles
+                    .index(w)
+                    .and_then(|i| plan.tiles.earliest(i, now))
+                {
+                    Some(earliest) => (earliest, w, length),
+                    None => (now - length + 1, w, length),
+                },
+            ),
             _ => None,
         })
         .min()?;
@@ -324,7 +384,8 @@ struct Edge {
     last: (i64, u64),
 }
 
-/// Partial aggregates of one tile of one window.
+/// Partial aggregates of one tile of a sliding window, or of one instance of
+/// an aligned window.
 #[derive(Debug, Clone)]
 struct Tile {
     k: i64,
@@ -336,19 +397,150 @@ struct Tile {
     edges: Box<[Edge]>,
     distinct: Box<[TileDistinct]>,
     quantiles: Box<[QuantileSketch]>,
+    /// The instance's newest raw events (aligned windows with `events` only).
+    recent: Option<Box<Recent>>,
+}
+
+impl Tile {
+    fn new(plan: &Plan, layout: &Layout, k: i64, anchor: i64) -> Self {
+        let w = layout.window;
+        let edge = Edge {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            first: (i64::MAX, 0),
+            last: (i64::MIN, 0),
+        };
+        let aligned = matches!(layout.kind, Kind::Aligned { .. });
+        Tile {
+            k,
+            anchor,
+            count: 0,
+            sums: vec![RunningSum::default(); plan.sum_slots[w].len()].into(),
+            moments: vec![RunningMoments::default(); plan.moment_slots[w].len()].into(),
+            edges: vec![edge; layout.edge_slots.len()].into(),
+            distinct: vec![TileDistinct::Exact(FxHashSet::default()); plan.distinct_slots[w].len()]
+                .into(),
+            quantiles: vec![QuantileSketch::new(); layout.quantile_slots.len()].into(),
+            recent: (aligned && layout.recent_cap > 0)
+                .then(|| Box::new(Recent::new(layout.recent_slots.len()))),
+        }
+    }
+
+    /// Adds the event at `t` whose stored fields are `cells`.
+    fn add(&mut self, plan: &Plan, layout: &Layout, t: i64, cells: &[u64]) {
+        let w = layout.window;
+        for (sum, slot) in self.sums.iter_mut().zip(&plan.sum_slots[w]) {
+            sum.add(numeric(cells[*slot], plan.stored[*slot].1));
+        }
+        for (m, slot) in self.moments.iter_mut().zip(&plan.moment_slots[w]) {
+            m.add(numeric(cells[*slot], plan.stored[*slot].1), self.count);
+        }
+        for (e, slot) in self.edges.iter_mut().zip(&layout.edge_slots) {
+            let x = numeric(cells[*slot], plan.stored[*slot].1);
+            e.min = if self.count == 0 { x } else { e.min.min(x) };
+            e.max = if self.count == 0 { x } else { e.max.max(x) };
+            if t < e.first.0 {
+                e.first = (t, cells[*slot]);
+            }
+            if t >= e.last.0 {
+                e.last = (t, cells[*slot]);
+            }
+        }
+        for (set, slot) in self.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
+            set.insert(cells[*slot], plan.distinct_exact_limit);
+        }
+        for (sketch, slot) in self.quantiles.iter_mut().zip(&layout.quantile_slots) {
+            sketch.add(numeric(cells[*slot], plan.stored[*slot].1));
+        }
+        if let Some(recent) = &mut self.recent {
+            recent.push(layout, t, cells);
+        }
+        self.count += 1;
+    }
+}
+
+/// The newest raw events (`events`) of a sliding window or an instance, by
+/// time, ties in arrival order: their times, and one column per recent slot.
+#[derive(Debug, Clone, Default)]
+struct Recent {
+    times: VecDeque<i64>,
+    cells: Vec<VecDeque<u64>>,
+}
+
+impl Recent {
+    fn new(slots: usize) -> Self {
+        Self {
+            times: VecDeque::new(),
+            cells: vec![VecDeque::new(); slots],
+        }
+    }
+
+    /// Keeps the event at `t` if it is among the newest `recent_cap`.
+    fn push(&mut self, layout: &Layout, t: i64, cells: &[u64]) {
+        let at = self.times.partition_point(|x| *x <= t);
+        self.times.insert(at, t);
+        for (column, slot) in self.cells.iter_mut().zip(&layout.recent_slots) {
+            column.insert(at, cells[*slot]);
+        }
+        if self.times.len() > layout.recent_cap {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        self.times.pop_front();
+        for column in &mut self.cells {
+            column.pop_front();
+        }
+    }
+
+    /// The newest `max` events of recent column `column`, oldest first.
+    fn events(&self, column: usize, max: usize) -> AggCell {
+        let len = self.times.len();
+        let from = len - len.min(max);
+        let cells = &self.cells[column];
+        AggCell::Events((from..len).map(|i| (self.times[i], cells[i])).collect())
+    }
 }
 
 /// One tiled window of one entity.
 #[derive(Debug, Clone, Default)]
 struct TiledWindow {
-    /// Non-empty tiles in the window, by ascending `k`.
+    /// Non-empty tiles (sliding) or instances (aligned), by ascending `k`.
     tiles: VecDeque<Tile>,
-    /// Events over every tile.
+    /// Events over every tile (sliding windows).
     count: usize,
-    /// The newest events of the window (`events`), by time, ties in arrival
-    /// order: their times, and one column per recent slot.
-    recent_times: VecDeque<i64>,
-    recent_cells: Vec<VecDeque<u64>>,
+    /// The newest events of a sliding window (`events`).
+    recent: Recent,
+}
+
+impl TiledWindow {
+    /// The tile or instance `k`, if it holds an event.
+    fn get(&self, k: i64) -> Option<&Tile> {
+        let pos = self.tiles.partition_point(|tile| tile.k < k);
+        self.tiles.get(pos).filter(|tile| tile.k == k)
+    }
+
+    /// Adds the event at `t` to tile or instance `k` (opening it, anchored at
+    /// `offset`, if needed). Returns 1 when it opened one.
+    fn add(
+        &mut self,
+        plan: &Plan,
+        layout: &Layout,
+        k: i64,
+        (t, offset): (i64, i64),
+        cells: &[u64],
+    ) -> u32 {
+        let pos = self.tiles.partition_point(|tile| tile.k < k);
+        let opened = if self.tiles.get(pos).is_none_or(|tile| tile.k != k) {
+            self.tiles.insert(pos, Tile::new(plan, layout, k, offset));
+            1
+        } else {
+            0
+        };
+        self.tiles[pos].add(plan, layout, t, cells);
+        opened
+    }
 }
 
 /// Every tiled window of one entity.
@@ -365,7 +557,10 @@ impl Tiles {
                 .layouts
                 .iter()
                 .map(|l| TiledWindow {
-                    recent_cells: vec![VecDeque::new(); l.recent_slots.len()],
+                    recent: match l.kind {
+                        Kind::Sliding { .. } => Recent::new(l.recent_slots.len()),
+                        Kind::Aligned { .. } => Recent::default(),
+                    },
                     ..TiledWindow::default()
                 })
                 .collect(),
@@ -374,29 +569,39 @@ impl Tiles {
 
     /// True when no tiled window holds an event.
     pub fn is_empty(&self) -> bool {
-        self.windows.iter().all(|w| w.count == 0)
+        self.windows.iter().all(|w| w.tiles.is_empty())
     }
 
-    /// Tiles held over every window.
+    /// Tiles and instances held over every window.
     pub fn len(&self) -> usize {
         self.windows.iter().map(|w| w.tiles.len()).sum()
     }
 
-    /// Events in tiled window `w` of the plan.
-    pub fn count(&self, plan: &Plan, w: usize) -> usize {
-        plan.tiles.index(w).map_or(0, |i| self.windows[i].count)
+    /// Events shown by tiled window `w` of the plan at stream time `now`, watermark `wm`.
+    pub fn count(&self, plan: &Plan, w: usize, now: i64, wm: i64) -> usize {
+        let Some(i) = plan.tiles.index(w) else {
+            return 0;
+        };
+        let win = &self.windows[i];
+        match plan.tiles.layouts[i].kind.shown(now, wm) {
+            None => win.count,
+            Some(k) => win.get(k).map_or(0, |tile| tile.count),
+        }
     }
 
-    /// Applies an event at `t` read at `offset` to the tiled windows whose
-    /// verdicts count it. Returns whether a shown value changed and how many
-    /// tiles it opened (each anchored at `offset`).
+    /// Applies an event at `t` read at `offset` (`event`), arriving at stream time `now`
+    /// and watermark `wm`, to the tiled windows whose verdicts count it: to its
+    /// tile (sliding), or to every instance holding it that is still open
+    /// (aligned). Returns whether a shown value changed and how many tiles or
+    /// instances it opened (each anchored at `offset`).
     pub fn insert(
         &mut self,
         plan: &Plan,
-        t: i64,
-        offset: i64,
+        (t, offset): (i64, i64),
         cells: &[u64],
         verdicts: &[Verdict],
+        now: i64,
+        wm: i64,
     ) -> (bool, u32) {
         let (mut shown, mut opened) = (false, 0);
         let g = plan.tiles.tile_ms;
@@ -404,73 +609,27 @@ impl Tiles {
             if !counts(verdicts[layout.window]) {
                 continue;
             }
-            shown = true;
             let win = &mut self.windows[i];
-            let w = layout.window;
-            let k = t.div_euclid(g);
-            let pos = win.tiles.partition_point(|tile| tile.k < k);
-            if win.tiles.get(pos).is_none_or(|tile| tile.k != k) {
-                let edge = Edge {
-                    min: f64::INFINITY,
-                    max: f64::NEG_INFINITY,
-                    first: (i64::MAX, 0),
-                    last: (i64::MIN, 0),
-                };
-                win.tiles.insert(
-                    pos,
-                    Tile {
-                        k,
-                        anchor: offset,
-                        count: 0,
-                        sums: vec![RunningSum::default(); plan.sum_slots[w].len()].into(),
-                        moments: vec![RunningMoments::default(); plan.moment_slots[w].len()].into(),
-                        edges: vec![edge; layout.edge_slots.len()].into(),
-                        distinct: vec![
-                            TileDistinct::Exact(FxHashSet::default());
-                            plan.distinct_slots[w].len()
-                        ]
-                        .into(),
-                        quantiles: vec![QuantileSketch::new(); layout.quantile_slots.len()].into(),
-                    },
-                );
-                opened += 1;
-            }
-            let tile = &mut win.tiles[pos];
-            for (sum, slot) in tile.sums.iter_mut().zip(&plan.sum_slots[w]) {
-                sum.add(numeric(cells[*slot], plan.stored[*slot].1));
-            }
-            for (m, slot) in tile.moments.iter_mut().zip(&plan.moment_slots[w]) {
-                m.add(numeric(cells[*slot], plan.stored[*slot].1), tile.count);
-            }
-            for (e, slot) in tile.edges.iter_mut().zip(&layout.edge_slots) {
-                let x = numeric(cells[*slot], plan.stored[*slot].1);
-                e.min = if tile.count == 0 { x } else { e.min.min(x) };
-                e.max = if tile.count == 0 { x } else { e.max.max(x) };
-                if t < e.first.0 {
-                    e.first = (t, cells[*slot]);
+            match layout.kind {
+                Kind::Sliding { .. } => {
+                    shown = true;
+                    opened += win.add(plan, layout, t.div_euclid(g), (t, offset), cells);
+                    win.count += 1;
+                    if layout.recent_cap > 0 {
+                        win.recent.push(layout, t, cells);
+                    }
                 }
-                if t >= e.last.0 {
-                    e.last = (t, cells[*slot]);
-                }
-            }
-            for (set, slot) in tile.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
-                set.insert(cells[*slot], plan.distinct_exact_limit);
-            }
-            for (sketch, slot) in tile.quantiles.iter_mut().zip(&layout.quantile_slots) {
-                sketch.add(numeric(cells[*slot], plan.stored[*slot].1));
-            }
-            tile.count += 1;
-            win.count += 1;
-            if layout.recent_cap > 0 {
-                let at = win.recent_times.partition_point(|x| *x <= t);
-                win.recent_times.insert(at, t);
-                for (column, slot) in win.recent_cells.iter_mut().zip(&layout.recent_slots) {
-                    column.insert(at, cells[*slot]);
-                }
-                if win.recent_times.len() > layout.recent_cap {
-                    win.recent_times.pop_front();
-                    for column in &mut win.recent_cells {
-                        column.pop_front();
+                Kind::Aligned {
+                    length, hop, grace, ..
+                } => {
+                    // Instances holding t, from the first still open.
+                    let first = first_start_after(t - length, hop)
+                        .max(first_start_after(wm - grace - length, hop))
+                        .div_euclid(hop);
+                    let shown_k = layout.kind.shown(now, wm);
+                    for k in first..=t.div_euclid(hop) {
+                        opened += win.add(plan, layout, k, (t, offset), cells);
+                        shown |= shown_k == Some(k);
                     }
                 }
             }
@@ -478,97 +637,157 @@ impl Tiles {
         (shown, opened)
     }
 
-    /// Moves to stream time `now`: tiles that left their window are dropped
-    /// (`dropped` gets each one's anchor).
-    pub fn advance(&mut self, plan: &Plan, now: i64, dropped: &mut impl FnMut(i64)) {
+    /// Moves to stream time `now` (watermark `wm`): tiles that left their
+    /// window, and instances neither open nor shown, are dropped (`dropped`
+    /// gets each one's anchor).
+    pub fn advance(&mut self, plan: &Plan, now: i64, wm: i64, dropped: &mut impl FnMut(i64)) {
         let g = plan.tiles.tile_ms;
         for (i, win) in self.windows.iter_mut().enumerate() {
-            let earliest = plan.tiles.earliest(i, now);
-            let first = earliest.div_euclid(g);
-            while win.tiles.front().is_some_and(|tile| tile.k < first) {
+            let keep = match plan.tiles.layouts[i].kind {
+                Kind::Sliding { .. } => {
+                    let earliest = plan.tiles.earliest(i, now).expect("a sliding window");
+                    while win.recent.times.front().is_some_and(|t| *t < earliest) {
+                        win.recent.pop_front();
+                    }
+                    earliest.div_euclid(g)
+                }
+                Kind::Aligned {
+                    length, hop, grace, ..
+                } => {
+                    // The latest fired instance, and those still open.
+                    let fired = aligned_shown(length, hop, false, now, wm);
+                    let open = first_start_after(wm - grace - length, hop);
+                    fired.min(open).div_euclid(hop)
+                }
+            };
+            while win.tiles.front().is_some_and(|tile| tile.k < keep) {
                 let tile = win.tiles.pop_front().expect("checked");
-                win.count -= tile.count;
+                if let Kind::Sliding { .. } = plan.tiles.layouts[i].kind {
+                    win.count -= tile.count;
+                }
                 dropped(tile.anchor);
             }
-            while win.recent_times.front().is_some_and(|t| *t < earliest) {
-                win.recent_times.pop_front();
-                for column in &mut win.recent_cells {
-                    column.pop_front();
+        }
+    }
+
+    /// Calls `at` with the stream times at which a tile leaves its window, an
+    /// instance is dropped, or the instance shown changes (stream time `now`,
+    /// watermark `wm`); `at` ignores those not after `now`.
+    pub fn next_changes(&self, plan: &Plan, now: i64, wm: i64, at: &mut impl FnMut(i64)) {
+        let g = plan.tiles.tile_ms;
+        let lag = plan.out_of_orderness;
+        for (win, layout) in self.windows.iter().zip(&plan.tiles.layouts) {
+            let Some(front) = win.tiles.front() else {
+                continue;
+            };
+            match layout.kind {
+                Kind::Sliding { tiles } => at((front.k + tiles) * g),
+                Kind::Aligned {
+                    length,
+                    hop,
+                    grace,
+                    early,
+                } => {
+                    let oldest = front.k * hop;
+                    at(oldest + length + hop.max(grace) + lag);
+                    let k = layout.kind.shown(now, wm).expect("an aligned window");
+                    let start = k * hop;
+                    let shown = win.get(k).is_some();
+                    let pos = win.tiles.partition_point(|tile| tile.k <= k);
+                    let later = win.tiles.get(pos).map(|tile| tile.k * hop);
+                    if early {
+                        // The instance holding T that ends first moves on once
+                        // T reaches its end.
+                        if shown || later.is_some() {
+                            at(start + length);
+                        }
+                    } else if shown {
+                        at(start + length + hop + lag);
+                    } else if let Some(later) = later {
+                        // The next instance holding an event fires at its end.
+                        at((later + length).max(start + length + hop) + lag);
+                    }
                 }
             }
         }
     }
 
-    /// The stream time at which the oldest tile of some window leaves.
-    pub fn next_change(&self, plan: &Plan) -> Option<i64> {
-        let g = plan.tiles.tile_ms;
-        self.windows
-            .iter()
-            .zip(&plan.tiles.layouts)
-            .filter_map(|(win, layout)| win.tiles.front().map(|tile| (tile.k + layout.tiles) * g))
-            .min()
-    }
-
-    /// The value of aggregation `a` of the plan (on a tiled window).
-    pub fn aggregate(&self, plan: &Plan, a: usize) -> AggCell {
+    /// The value of aggregation `a` of the plan (on a tiled window), at
+    /// stream time `now` and watermark `wm`.
+    pub fn aggregate(&self, plan: &Plan, a: usize, now: i64, wm: i64) -> AggCell {
         let op = &plan.aggs[a];
-        let win = &self.windows[plan.tiles.index(op.window).expect("a tiled window")];
-        let n = win.count;
-        let float = |x: Option<f64>| x.map_or(AggCell::Null, AggCell::Float);
-        let sum = || {
-            let mut s = RunningSum::default();
-            win.tiles
-                .iter()
-                .for_each(|t| s.add(t.sums[op.state].value()));
-            s.value()
-        };
-        let edges = || win.tiles.iter().map(|t| t.edges[op.state]);
-        match op.kind {
-            AggregationKind::Count => AggCell::Int(n as i64),
-            AggregationKind::Sum => AggCell::Float(sum()),
-            AggregationKind::Mean => float((n > 0).then(|| sum() / n as f64)),
-            AggregationKind::Variance => float(variance(win, op.state)),
-            AggregationKind::Stddev => float(variance(win, op.state).map(f64::sqrt)),
-            AggregationKind::Min => float(edges().map(|e| e.min).reduce(f64::min)),
-            AggregationKind::Max => float(edges().map(|e| e.max).reduce(f64::max)),
-            AggregationKind::First => win.tiles.front().map_or(AggCell::Null, |t| {
-                AggCell::Stored(t.edges[op.state].first.1)
-            }),
-            AggregationKind::Last => win
-                .tiles
-                .back()
-                .map_or(AggCell::Null, |t| AggCell::Stored(t.edges[op.state].last.1)),
-            AggregationKind::DistinctCount => AggCell::Int(merged_distinct(
-                win.tiles.iter().map(|t| &t.distinct[op.state]),
-                plan.distinct_exact_limit,
-                n,
-            )),
-            AggregationKind::Events => {
-                let len = win.recent_times.len();
-                let from = len - len.min(op.max_events);
-                let column = &win.recent_cells[op.state];
-                AggCell::Events(
-                    (from..len)
-                        .map(|i| (win.recent_times[i], column[i]))
-                        .collect(),
+        let i = plan.tiles.index(op.window).expect("a tiled window");
+        let win = &self.windows[i];
+        match plan.tiles.layouts[i].kind.shown(now, wm) {
+            None => aggregate(plan, a, win.tiles.iter(), win.count, Some(&win.recent)),
+            Some(k) => {
+                let tile = win.get(k);
+                let recent = tile.and_then(|t| t.recent.as_deref());
+                aggregate(
+                    plan,
+                    a,
+                    tile.into_iter(),
+                    tile.map_or(0, |t| t.count),
+                    recent,
                 )
-            }
-            AggregationKind::ApproxQuantile => {
-                let mut all = QuantileSketch::new();
-                win.tiles
-                    .iter()
-                    .for_each(|t| all.merge(&t.quantiles[op.state]));
-                float(all.quantile(op.quantile))
             }
         }
     }
 }
 
-/// Population variance of moment `m` over every tile of `win`, merging the
-/// tiles' (count, mean, squared deviations) pairwise (Chan et al.).
-fn variance(win: &TiledWindow, m: usize) -> Option<f64> {
+/// Aggregation `a` of the plan over `tiles` (holding `n` events, the newest
+/// of which are in `recent`).
+fn aggregate<'a>(
+    plan: &Plan,
+    a: usize,
+    tiles: impl DoubleEndedIterator<Item = &'a Tile> + Clone,
+    n: usize,
+    recent: Option<&Recent>,
+) -> AggCell {
+    let op = &plan.aggs[a];
+    let float = |x: Option<f64>| x.map_or(AggCell::Null, AggCell::Float);
+    let sum = || {
+        let mut s = RunningSum::default();
+        tiles.clone().for_each(|t| s.add(t.sums[op.state].value()));
+        s.value()
+    };
+    let edges = || tiles.clone().map(|t| t.edges[op.state]);
+    match op.kind {
+        AggregationKind::Count => AggCell::Int(n as i64),
+        AggregationKind::Sum => AggCell::Float(sum()),
+        AggregationKind::Mean => float((n > 0).then(|| sum() / n as f64)),
+        AggregationKind::Variance => float(variance(tiles, op.state)),
+        AggregationKind::Stddev => float(variance(tiles, op.state).map(f64::sqrt)),
+        AggregationKind::Min => float(edges().map(|e| e.min).reduce(f64::min)),
+        AggregationKind::Max => float(edges().map(|e| e.max).reduce(f64::max)),
+        AggregationKind::First => tiles.clone().next().map_or(AggCell::Null, |t| {
+            AggCell::Stored(t.edges[op.state].first.1)
+        }),
+        AggregationKind::Last => tiles
+            .clone()
+            .next_back()
+            .map_or(AggCell::Null, |t| AggCell::Stored(t.edges[op.state].last.1)),
+        AggregationKind::DistinctCount => AggCell::Int(merged_distinct(
+            tiles.map(|t| &t.distinct[op.state]),
+            plan.distinct_exact_limit,
+            n,
+        )),
+        AggregationKind::Events => recent.map_or(AggCell::Events(Vec::new()), |r| {
+            r.events(op.state, op.max_events)
+        }),
+        AggregationKind::ApproxQuantile => {
+            let mut all = QuantileSketch::new();
+            tiles.for_each(|t| all.merge(&t.quantiles[op.state]));
+            float(all.quantile(op.quantile))
+        }
+    }
+}
+
+/// Population variance of moment `m` over `tiles`, merging the tiles'
+/// (count, mean, squared deviations) pairwise (Chan et al.).
+fn variance<'a>(tiles: impl Iterator<Item = &'a Tile>, m: usize) -> Option<f64> {
     let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, RunningSum::default());
-    for tile in &win.tiles {
+    for tile in tiles {
         let (tile_mean, tile_m2) = tile.moments[m].mean_m2(tile.count)?;
         let k = tile.count as f64;
         let total = n + k;

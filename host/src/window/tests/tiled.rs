@@ -74,15 +74,20 @@ proptest! {
         let late = run_checked(&plan, &mut p, &mut reference, &mut published, &steps, &flushes)
             .map_err(TestCaseError::fail)?;
         prop_assert_eq!(late, reference.late);
-        // Tiles are bounded by the window: at most length / g per entity and window.
+        // Tiles are bounded by the window: at most length / g per entity and
+        // sliding window; instances by the reach of an aligned window: those
+        // not yet fired, or open, or the one last fired.
         let bound: usize = plan
             .shapes
             .iter()
             .enumerate()
             .filter(|(w, _)| plan.tiles.index(*w).is_some())
-            .map(|(_, s)| match s {
-                Shape::Sliding { length } => (*length / plan.tiles.tile_ms) as usize,
-                _ => 0,
+            .map(|(_, s)| match *s {
+                Shape::Sliding { length } => (length / plan.tiles.tile_ms) as usize,
+                Shape::Aligned { length, hop, grace, .. } => {
+                    ((length + grace + ooo) / hop + 2) as usize
+                }
+                Shape::Session { .. } => unreachable!("session windows are not tiled"),
             })
             .sum::<usize>()
             * p.entities();
