@@ -251,12 +251,14 @@ pub struct PluginConfig {
     /// Default: `$XDG_CACHE_HOME/wafer/artifacts` or `~/.cache/wafer/artifacts`.
     pub cache_dir: Option<PathBuf>,
     /// Tile (time bucket) of tiled sliding windows, in milliseconds (tiled
-    /// tumbling and hopping windows use their instances); 0 tiles nothing.
+    /// tumbling, hopping and session windows use their instances and
+    /// sessions); 0 tiles nothing.
     #[serde(default = "default_tile")]
     pub tile_ms: u64,
     /// Sliding windows at least this long (ms) keep per-tile partial aggregates
     /// instead of their events (their length must be a multiple of `tile_ms`);
-    /// tumbling and hopping windows keep one per instance.
+    /// tumbling and hopping windows keep one per instance, session windows
+    /// (by their visible length) one per session.
     #[serde(default = "default_tile_min_window")]
     pub tile_min_window_ms: u64,
 }

@@ -7,7 +7,8 @@
 //! and every advance of stream time). Tumbling, hopping and session windows
 //! are aggregated when emitted, over the events of the instance being shown:
 //! an event counts in an instance when its time lies in it and the instance
-//! was still open (watermark < end + grace) when the event arrived.
+//! was still open (watermark < end + grace) when the event arrived. Tiled
+//! windows keep partial aggregates instead ([`super::tiles`]).
 
 use std::collections::VecDeque;
 

@@ -298,10 +298,15 @@ impl Partition {
             let slot = self.slots[id as usize].as_mut().expect("live id");
             let raw = plan.tiles.holds_raw(&verdicts);
             let mut shown = raw && slot.window.insert(plan, t, cells, now, wm, &verdicts);
-            let (tiled, opened) =
-                slot.window
-                    .tiles
-                    .insert(plan, (t, offset), cells, &verdicts, now, wm);
+            let mut merged = Vec::new();
+            let (tiled, opened) = slot.window.tiles.insert(
+                plan,
+                (t, offset),
+                cells,
+                &verdicts,
+                (now, wm),
+                &mut |anchor| merged.push(anchor),
+            );
             shown |= tiled;
             slot.last_offset = offset;
             if raw {
@@ -318,6 +323,9 @@ impl Partition {
             if opened > 0 {
                 self.anchors.entry(offset).or_insert((before, 0)).1 += opened;
                 self.tiles += opened as usize;
+            }
+            if merged.into_iter().fold(false, |e, a| self.release(a) | e) {
+                self.prune_jumps();
             }
             self.reindex(plan, id);
             if shown {
@@ -545,18 +553,26 @@ impl Partition {
             self.mark_dirty(id);
         }
         for anchor in untiled {
-            self.tiles -= 1;
-            if let Some((_, refs)) = self.anchors.get_mut(&anchor) {
-                *refs -= 1;
-                if *refs == 0 {
-                    self.anchors.remove(&anchor);
-                    emptied = true;
-                }
-            }
+            emptied |= self.release(anchor);
         }
         if emptied {
             self.prune_jumps();
         }
+    }
+
+    /// Forgets a tile (or partial) anchored at `anchor`, dropped or merged
+    /// into another; true when no live tile is anchored there any more.
+    fn release(&mut self, anchor: i64) -> bool {
+        self.tiles -= 1;
+        let Some((_, refs)) = self.anchors.get_mut(&anchor) else {
+            return false;
+        };
+        *refs -= 1;
+        if *refs == 0 {
+            self.anchors.remove(&anchor);
+            return true;
+        }
+        false
     }
 
     /// The earliest offset a replay must start from (with the stream time

@@ -25,6 +25,12 @@ impl RunningSum {
     pub fn value(&self) -> f64 {
         self.sum + self.compensation
     }
+
+    /// Adds every value `other` summed.
+    pub fn merge(&mut self, other: &RunningSum) {
+        self.add(other.sum);
+        self.add(other.compensation);
+    }
 }
 
 /// Removable first and second moments for the population variance of a
@@ -56,6 +62,22 @@ impl RunningMoments {
         let d = x - self.shift;
         self.s1.add(d);
         self.s2.add(d * d);
+    }
+
+    /// Adds the `n_other` values of `other` to the `n` held here: their
+    /// shifted sums are moved to this shift (S1 + k·δ, S2 + 2δ·S1 + k·δ²).
+    pub fn merge(&mut self, n: usize, other: &RunningMoments, n_other: usize) {
+        if n == 0 {
+            *self = *other;
+            return;
+        }
+        let delta = other.shift - self.shift;
+        let (s1, s2, k) = (other.s1.value(), other.s2.value(), n_other as f64);
+        self.s1.add(s1);
+        self.s1.add(k * delta);
+        self.s2.add(s2);
+        self.s2.add(2.0 * delta * s1);
+        self.s2.add(k * delta * delta);
     }
 
     /// Removes `x`, which was added before.
@@ -131,6 +153,25 @@ mod tests {
         assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
         assert_eq!(m.variance(0), None);
         assert_eq!(variance_of([3.0].into_iter()), Some(0.0));
+    }
+
+    #[test]
+    fn merged_moments_give_the_variance_of_all_the_values() {
+        let (a, b) = ([1e9 + 1.0, 1e9 + 2.5, 1e9 - 3.0], [1e9 + 7.0, 1e9 + 0.25]);
+        let (mut m, mut other) = (RunningMoments::default(), RunningMoments::default());
+        a.iter().enumerate().for_each(|(i, x)| m.add(*x, i));
+        b.iter().enumerate().for_each(|(i, x)| other.add(*x, i));
+        m.merge(a.len(), &other, b.len());
+        let want = variance_of(a.iter().chain(&b).copied()).unwrap();
+        let got = m.variance(a.len() + b.len()).unwrap();
+        assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
+        let mut empty = RunningMoments::default();
+        empty.merge(0, &other, b.len());
+        let (got, want) = (
+            empty.variance(2).unwrap(),
+            variance_of(b.iter().copied()).unwrap(),
+        );
+        assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
     }
 
     #[test]

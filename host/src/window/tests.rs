@@ -714,8 +714,9 @@ fn count_of(p: &mut Partition, plan: &Plan) -> BTreeMap<String, Option<i64>> {
     out
 }
 
-/// `plan`, and the same with every window from 1 ms tiled (aligned windows
-/// then keep one partial aggregate per instance and no event).
+/// `plan`, and the same with every window from 1 ms tiled (aligned and
+/// session windows then keep one partial aggregate per instance or session,
+/// and no event).
 fn untiled_and_tiled(plan: Plan) -> [Plan; 2] {
     let tiled = plan.clone().with_tiling(Tiling {
         tile_ms: 1,
@@ -818,48 +819,50 @@ fn worked_timeline_of_a_hopping_window() {
 #[test]
 fn worked_timeline_of_a_session_window() {
     // Gap 5, grace 2, shown for 20 after its end, no out-of-orderness.
-    let plan = plan_of(
+    for plan in untiled_and_tiled(plan_of(
         vec![WindowSpec {
             gap_ms: Some(5),
             grace_ms: 2,
             ..spec("", WindowKind::Session, 20)
         }],
         0,
-    );
-    let mut p = Partition::new(&plan);
-    let mut off = 0;
-    feed(
-        &plan,
-        &mut p,
-        &mut off,
-        &[("u", 0, 1.0), ("u", 3, 1.0), ("u", 7, 1.0)],
-    );
-    // One session [0, 12): not fired.
-    assert_eq!(count_of(&mut p, &plan), BTreeMap::new());
-    feed(&plan, &mut p, &mut off, &[("v", 12, 1.0)]);
-    assert_eq!(
-        count_of(&mut p, &plan),
-        BTreeMap::from([("u".into(), Some(3))])
-    );
-    // Within grace (W=12 < 14): 9 extends the session to [0, 14), which has not
-    // fired any more: u shows nothing for now.
-    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 9, 1.0)]), [true]);
-    assert_eq!(
-        count_of(&mut p, &plan),
-        BTreeMap::from([("u".into(), None)])
-    );
-    feed(&plan, &mut p, &mut off, &[("v", 14, 1.0)]);
-    assert_eq!(
-        count_of(&mut p, &plan),
-        BTreeMap::from([("u".into(), Some(4))])
-    );
-    // W=16 = end + grace: closed. An event at 8 would form [8, 13), closed too: late.
-    feed(&plan, &mut p, &mut off, &[("v", 16, 1.0)]);
-    assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 8, 1.0)]), [false]);
-    // Shown until W = 14 + 20.
-    p.advance_to(&plan, 34);
-    let out = count_of(&mut p, &plan);
-    assert_eq!(out.get("u"), Some(&None));
+    )) {
+        let mut p = Partition::new(&plan);
+        let mut off = 0;
+        feed(
+            &plan,
+            &mut p,
+            &mut off,
+            &[("u", 0, 1.0), ("u", 3, 1.0), ("u", 7, 1.0)],
+        );
+        // One session [0, 12): not fired.
+        assert_eq!(count_of(&mut p, &plan), BTreeMap::new());
+        feed(&plan, &mut p, &mut off, &[("v", 12, 1.0)]);
+        assert_eq!(
+            count_of(&mut p, &plan),
+            BTreeMap::from([("u".into(), Some(3))])
+        );
+        // Within grace (W=12 < 14): 9 extends the session to [0, 14), which has not
+        // fired any more: u shows nothing for now.
+        assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 9, 1.0)]), [true]);
+        assert_eq!(
+            count_of(&mut p, &plan),
+            BTreeMap::from([("u".into(), None)])
+        );
+        feed(&plan, &mut p, &mut off, &[("v", 14, 1.0)]);
+        assert_eq!(
+            count_of(&mut p, &plan),
+            BTreeMap::from([("u".into(), Some(4))])
+        );
+        // W=16 = end + grace: closed. An event at 8 would form [8, 13), closed too: late.
+        feed(&plan, &mut p, &mut off, &[("v", 16, 1.0)]);
+        assert_eq!(feed(&plan, &mut p, &mut off, &[("u", 8, 1.0)]), [false]);
+        // Shown until W = 14 + 20.
+        p.advance_to(&plan, 34);
+        let out = count_of(&mut p, &plan);
+        assert_eq!(out.get("u"), Some(&None));
+        assert!(plan.tiles.index(0).is_none() || p.events_held() == 0);
+    }
 }
 
 #[test]
@@ -913,7 +916,7 @@ fn worked_timeline_of_the_user_activity_window() {
 fn worked_timeline_of_raw_events_in_every_window_kind() {
     // Windows: sliding 10; tumbling 10; hopping 10 every 5; session gap 5 shown
     // for 20 after its end. No grace, no out-of-orderness.
-    let plan = plan_of(
+    for plan in untiled_and_tiled(plan_of(
         vec![
             spec("", WindowKind::Sliding, 10),
             spec("", WindowKind::Tumbling, 10),
@@ -927,59 +930,63 @@ fn worked_timeline_of_raw_events_in_every_window_kind() {
             },
         ],
         0,
-    );
-    let mut p = Partition::new(&plan);
-    let mut off = 0;
-    // Two events at 4: arrival order (value 2 then 3) is their order.
-    feed(
-        &plan,
-        &mut p,
-        &mut off,
-        &[
-            ("u", 1, 1.0),
-            ("u", 4, 2.0),
-            ("u", 8, 4.0),
-            ("u", 4, 3.0),
-            ("u", 12, 5.0),
-        ],
-    );
-    // The newest EVENTS_KEPT (3) `value`s of window w, as (time, value).
-    let events = |p: &Partition, w: usize| -> Vec<(i64, f64)> {
-        match &p.snapshot(&plan)["u"][w * AGGS.len() + 10] {
-            AggCell::Events(list) => list.iter().map(|(t, v)| (*t, f64::from_bits(*v))).collect(),
-            other => panic!("window {w}: {other:?} is not an event list"),
+    )) {
+        let mut p = Partition::new(&plan);
+        let mut off = 0;
+        // Two events at 4: arrival order (value 2 then 3) is their order.
+        feed(
+            &plan,
+            &mut p,
+            &mut off,
+            &[
+                ("u", 1, 1.0),
+                ("u", 4, 2.0),
+                ("u", 8, 4.0),
+                ("u", 4, 3.0),
+                ("u", 12, 5.0),
+            ],
+        );
+        // The newest EVENTS_KEPT (3) `value`s of window w, as (time, value).
+        let events = |p: &Partition, w: usize| -> Vec<(i64, f64)> {
+            match &p.snapshot(&plan)["u"][w * AGGS.len() + 10] {
+                AggCell::Events(list) => {
+                    list.iter().map(|(t, v)| (*t, f64::from_bits(*v))).collect()
+                }
+                other => panic!("window {w}: {other:?} is not an event list"),
+            }
+        };
+        // T = W = 12. Sliding (2, 12]: 4, 4, 8, 12 -> the newest 3.
+        assert_eq!(events(&p, 0), [(4, 3.0), (8, 4.0), (12, 5.0)]);
+        // Tumbling: [0, 10) fired: 1, 4, 4, 8 -> the newest 3.
+        assert_eq!(events(&p, 1), [(4, 2.0), (4, 3.0), (8, 4.0)]);
+        // Hopping: [0, 10) is the latest fired instance, as for tumbling.
+        assert_eq!(events(&p, 2), [(4, 2.0), (4, 3.0), (8, 4.0)]);
+        // Session [1, 17) has not fired.
+        assert_eq!(events(&p, 3), []);
+        // The `action` lists are not cut (max-events 10000): all 4 sliding events.
+        match &p.snapshot(&plan)["u"][11] {
+            AggCell::Events(list) => assert_eq!(
+                list.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+                [4, 4, 8, 12]
+            ),
+            other => panic!("{other:?}"),
         }
-    };
-    // T = W = 12. Sliding (2, 12]: 4, 4, 8, 12 -> the newest 3.
-    assert_eq!(events(&p, 0), [(4, 3.0), (8, 4.0), (12, 5.0)]);
-    // Tumbling: [0, 10) fired: 1, 4, 4, 8 -> the newest 3.
-    assert_eq!(events(&p, 1), [(4, 2.0), (4, 3.0), (8, 4.0)]);
-    // Hopping: [0, 10) is the latest fired instance, as for tumbling.
-    assert_eq!(events(&p, 2), [(4, 2.0), (4, 3.0), (8, 4.0)]);
-    // Session [1, 17) has not fired.
-    assert_eq!(events(&p, 3), []);
-    // The `action` lists are not cut (max-events 10000): all 4 sliding events.
-    match &p.snapshot(&plan)["u"][11] {
-        AggCell::Events(list) => assert_eq!(
-            list.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
-            [4, 4, 8, 12]
-        ),
-        other => panic!("{other:?}"),
+        // T = W = 17: sliding (7, 17]: 8, 12; tumbling still [0, 10); hopping
+        // [5, 15) fired: 8, 12; the session [1, 17) fired: its newest 3.
+        p.advance_to(&plan, 17);
+        assert_eq!(events(&p, 0), [(8, 4.0), (12, 5.0)]);
+        assert_eq!(events(&p, 1), [(4, 2.0), (4, 3.0), (8, 4.0)]);
+        assert_eq!(events(&p, 2), [(8, 4.0), (12, 5.0)]);
+        assert_eq!(events(&p, 3), [(4, 3.0), (8, 4.0), (12, 5.0)]);
+        // T = W = 25: sliding (15, 25] is empty; tumbling [10, 20) fired: 12;
+        // hopping [15, 25) fired: empty; the session is still shown (until 17 + 20).
+        p.advance_to(&plan, 25);
+        assert_eq!(events(&p, 0), []);
+        assert_eq!(events(&p, 1), [(12, 5.0)]);
+        assert_eq!(events(&p, 2), []);
+        assert_eq!(events(&p, 3), [(4, 3.0), (8, 4.0), (12, 5.0)]);
+        assert!(plan.tiles.index(0).is_none() || p.events_held() == 0);
     }
-    // T = W = 17: sliding (7, 17]: 8, 12; tumbling still [0, 10); hopping
-    // [5, 15) fired: 8, 12; the session [1, 17) fired: its newest 3.
-    p.advance_to(&plan, 17);
-    assert_eq!(events(&p, 0), [(8, 4.0), (12, 5.0)]);
-    assert_eq!(events(&p, 1), [(4, 2.0), (4, 3.0), (8, 4.0)]);
-    assert_eq!(events(&p, 2), [(8, 4.0), (12, 5.0)]);
-    assert_eq!(events(&p, 3), [(4, 3.0), (8, 4.0), (12, 5.0)]);
-    // T = W = 25: sliding (15, 25] is empty; tumbling [10, 20) fired: 12;
-    // hopping [15, 25) fired: empty; the session is still shown (until 17 + 20).
-    p.advance_to(&plan, 25);
-    assert_eq!(events(&p, 0), []);
-    assert_eq!(events(&p, 1), [(12, 5.0)]);
-    assert_eq!(events(&p, 2), []);
-    assert_eq!(events(&p, 3), [(4, 3.0), (8, 4.0), (12, 5.0)]);
 }
 
 #[test]

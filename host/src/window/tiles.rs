@@ -16,6 +16,11 @@
 //! effect. A hopping window of length L and hop S so updates up to L/S
 //! partials per event and keeps up to L/S + 1 per entity.
 //!
+//! A session window whose `length-ms` (how long a session stays visible) is
+//! at least `tile_min_window_ms` keeps one partial aggregate per session:
+//! sessions merged by an event merge their partials (they never overlap in
+//! time, so first and last stay exact).
+//!
 //! Per tile or instance: count, compensated sums (sum, mean), shifted moments
 //! (variance, stddev), min and max, first and last with their event time (ties
 //! in arrival order), the distinct values ([`TileDistinct`]: exact up to the
@@ -41,7 +46,7 @@ use crate::plugin::{AggregationKind, Descriptor, WindowKind};
 
 /// Default tile granularity: one hour.
 pub const DEFAULT_TILE_MS: u64 = 3_600_000;
-/// Default length from which windows (sliding, tumbling, hopping) are tiled: seven days.
+/// Default length from which windows are tiled: seven days.
 pub const DEFAULT_TILE_MIN_WINDOW_MS: u64 = 7 * 86_400_000;
 
 /// Which windows of a view are tiled, and how finely.
@@ -49,7 +54,7 @@ pub const DEFAULT_TILE_MIN_WINDOW_MS: u64 = 7 * 86_400_000;
 pub struct Tiling {
     /// Tile granularity in ms; 0 tiles nothing.
     pub tile_ms: u64,
-    /// Sliding, tumbling and hopping windows at least this long (ms) are tiled.
+    /// Windows at least this long (ms; a session window's visible length) are tiled.
     pub min_window_ms: u64,
 }
 
@@ -63,7 +68,7 @@ impl Default for Tiling {
 }
 
 impl Tiling {
-    /// True when a sliding, tumbling or hopping window of `length` ms is tiled.
+    /// True when a window of `length` ms (a session window: visible length) is tiled.
     fn tiles(&self, length: u64) -> bool {
         self.tile_ms > 0 && length >= self.min_window_ms
     }
@@ -142,6 +147,13 @@ enum Kind {
         grace: i64,
         early: bool,
     },
+    /// One partial per session, keyed by its start.
+    Session {
+        gap: i64,
+        retention: i64,
+        grace: i64,
+        early: bool,
+    },
 }
 
 impl Kind {
@@ -149,7 +161,7 @@ impl Kind {
     /// watermark `wm` (its start / hop); `None` for a sliding window.
     fn shown(self, now: i64, wm: i64) -> Option<i64> {
         match self {
-            Kind::Sliding { .. } => None,
+            Kind::Sliding { .. } | Kind::Session { .. } => None,
             Kind::Aligned {
                 length, hop, early, ..
             } => Some(aligned_shown(length, hop, early, now, wm).div_euclid(hop)),
@@ -177,7 +189,7 @@ impl TilePlan {
         let g = self.tile_ms;
         match self.layouts[i].kind {
             Kind::Sliding { tiles } => Some(now.div_euclid(g) * g + g - tiles * g),
-            Kind::Aligned { .. } => None,
+            Kind::Aligned { .. } | Kind::Session { .. } => None,
         }
     }
 }
@@ -187,7 +199,7 @@ fn counts(v: Verdict) -> bool {
 }
 
 impl Plan {
-    /// Tiles the sliding, tumbling and hopping windows `tiling` selects
+    /// Tiles the windows `tiling` selects
     /// (check the descriptor with [`check`] first; a sliding window whose
     /// length is not a multiple of the tile is left untiled).
     pub fn with_tiling(mut self, tiling: Tiling) -> Self {
@@ -210,6 +222,17 @@ impl Plan {
                 } if tiling.tiles(length as u64) => Kind::Aligned {
                     length,
                     hop,
+                    grace,
+                    early,
+                },
+                Shape::Session {
+                    gap,
+                    retention,
+                    grace,
+                    early,
+                } if tiling.tiles(retention as u64) => Kind::Session {
+                    gap,
+                    retention,
                     grace,
                     early,
                 },
@@ -335,6 +358,21 @@ impl TileDistinct {
             TileDistinct::Sketch(hll) => hll.add(value),
         }
     }
+
+    /// Adds the values of `other`.
+    fn merge(&mut self, other: TileDistinct, limit: usize) {
+        match other {
+            TileDistinct::Exact(set) => set.into_iter().for_each(|v| self.insert(v, limit)),
+            TileDistinct::Sketch(other) => match self {
+                TileDistinct::Exact(set) => {
+                    let mut hll = hll_of(set.drain());
+                    hll.merge(&other);
+                    *self = TileDistinct::Sketch(Box::new(hll));
+                }
+                TileDistinct::Sketch(hll) => hll.merge(&other),
+            },
+        }
+    }
 }
 
 fn hll_of(values: impl Iterator<Item = u64>) -> Hll {
@@ -397,7 +435,7 @@ struct Tile {
     edges: Box<[Edge]>,
     distinct: Box<[TileDistinct]>,
     quantiles: Box<[QuantileSketch]>,
-    /// The instance's newest raw events (aligned windows with `events` only).
+    /// The instance's or session's newest raw events (with `events` only).
     recent: Option<Box<Recent>>,
 }
 
@@ -410,7 +448,7 @@ impl Tile {
             first: (i64::MAX, 0),
             last: (i64::MIN, 0),
         };
-        let aligned = matches!(layout.kind, Kind::Aligned { .. });
+        let own_recent = !matches!(layout.kind, Kind::Sliding { .. });
         Tile {
             k,
             anchor,
@@ -421,7 +459,7 @@ impl Tile {
             distinct: vec![TileDistinct::Exact(FxHashSet::default()); plan.distinct_slots[w].len()]
                 .into(),
             quantiles: vec![QuantileSketch::new(); layout.quantile_slots.len()].into(),
-            recent: (aligned && layout.recent_cap > 0)
+            recent: (own_recent && layout.recent_cap > 0)
                 .then(|| Box::new(Recent::new(layout.recent_slots.len()))),
         }
     }
@@ -457,6 +495,39 @@ impl Tile {
         }
         self.count += 1;
     }
+
+    /// Adds every event of `later`, whose events are all later in time than
+    /// this tile's (sessions never overlap). Keeps the smaller anchor.
+    fn merge(&mut self, plan: &Plan, layout: &Layout, later: Tile) {
+        let n = self.count;
+        self.anchor = self.anchor.min(later.anchor);
+        for (sum, other) in self.sums.iter_mut().zip(later.sums.iter()) {
+            sum.merge(other);
+        }
+        for (m, other) in self.moments.iter_mut().zip(later.moments.iter()) {
+            m.merge(n, other, later.count);
+        }
+        for (e, other) in self.edges.iter_mut().zip(later.edges.iter()) {
+            e.min = e.min.min(other.min);
+            e.max = e.max.max(other.max);
+            if other.first.0 < e.first.0 {
+                e.first = other.first;
+            }
+            if other.last.0 >= e.last.0 {
+                e.last = other.last;
+            }
+        }
+        for (set, other) in self.distinct.iter_mut().zip(later.distinct.into_vec()) {
+            set.merge(other, plan.distinct_exact_limit);
+        }
+        for (sketch, other) in self.quantiles.iter_mut().zip(later.quantiles.iter()) {
+            sketch.merge(other);
+        }
+        if let (Some(recent), Some(other)) = (&mut self.recent, later.recent) {
+            recent.append(layout, *other);
+        }
+        self.count += later.count;
+    }
 }
 
 /// The newest raw events (`events`) of a sliding window or an instance, by
@@ -487,6 +558,18 @@ impl Recent {
         }
     }
 
+    /// Appends the events of `later`, all later in time than these (ties
+    /// excepted, which arrived later), keeping the newest `recent_cap`.
+    fn append(&mut self, layout: &Layout, later: Recent) {
+        self.times.extend(later.times);
+        for (column, other) in self.cells.iter_mut().zip(later.cells) {
+            column.extend(other);
+        }
+        while self.times.len() > layout.recent_cap {
+            self.pop_front();
+        }
+    }
+
     fn pop_front(&mut self) {
         self.times.pop_front();
         for column in &mut self.cells {
@@ -506,15 +589,58 @@ impl Recent {
 /// One tiled window of one entity.
 #[derive(Debug, Clone, Default)]
 struct TiledWindow {
-    /// Non-empty tiles (sliding) or instances (aligned), by ascending `k`.
+    /// Non-empty tiles (sliding), instances (aligned) or sessions (keyed by
+    /// their start), by ascending `k`.
     tiles: VecDeque<Tile>,
+    /// Session windows: the last event time of each session in `tiles`.
+    lasts: VecDeque<i64>,
     /// Events over every tile (sliding windows).
     count: usize,
     /// The newest events of a sliding window (`events`).
     recent: Recent,
 }
 
+/// What a tiled window shows: all its tiles (sliding), or one partial.
+enum Shown<'a> {
+    All,
+    One(Option<&'a Tile>),
+}
+
 impl TiledWindow {
+    /// What the window shows at stream time `now`, watermark `wm`.
+    fn shown(&self, kind: Kind, now: i64, wm: i64) -> Shown<'_> {
+        match kind {
+            Kind::Sliding { .. } => Shown::All,
+            Kind::Aligned { .. } => Shown::One(kind.shown(now, wm).and_then(|k| self.get(k))),
+            Kind::Session { .. } => {
+                Shown::One(self.shown_session(kind, wm).map(|i| &self.tiles[i]))
+            }
+        }
+    }
+
+    /// The index of the session shown at watermark `wm`: the latest still
+    /// visible that has fired (ended), or with early results the latest.
+    fn shown_session(&self, kind: Kind, wm: i64) -> Option<usize> {
+        let Kind::Session {
+            gap,
+            retention,
+            early,
+            ..
+        } = kind
+        else {
+            return None;
+        };
+        (0..self.tiles.len())
+            .rev()
+            .filter(|&i| self.lasts[i] + gap + retention > wm)
+            .find(|&i| early || self.lasts[i] + gap <= wm)
+    }
+
+    /// The span (start, last) of session `i`.
+    fn span(&self, i: usize) -> (i64, i64) {
+        (self.tiles[i].k, self.lasts[i])
+    }
+
     /// The tile or instance `k`, if it holds an event.
     fn get(&self, k: i64) -> Option<&Tile> {
         let pos = self.tiles.partition_point(|tile| tile.k < k);
@@ -559,7 +685,7 @@ impl Tiles {
                 .map(|l| TiledWindow {
                     recent: match l.kind {
                         Kind::Sliding { .. } => Recent::new(l.recent_slots.len()),
-                        Kind::Aligned { .. } => Recent::default(),
+                        Kind::Aligned { .. } | Kind::Session { .. } => Recent::default(),
                     },
                     ..TiledWindow::default()
                 })
@@ -583,25 +709,27 @@ impl Tiles {
             return 0;
         };
         let win = &self.windows[i];
-        match plan.tiles.layouts[i].kind.shown(now, wm) {
-            None => win.count,
-            Some(k) => win.get(k).map_or(0, |tile| tile.count),
+        match win.shown(plan.tiles.layouts[i].kind, now, wm) {
+            Shown::All => win.count,
+            Shown::One(tile) => tile.map_or(0, |tile| tile.count),
         }
     }
 
-    /// Applies an event at `t` read at `offset` (`event`), arriving at stream time `now`
-    /// and watermark `wm`, to the tiled windows whose verdicts count it: to its
-    /// tile (sliding), or to every instance holding it that is still open
-    /// (aligned). Returns whether a shown value changed and how many tiles or
-    /// instances it opened (each anchored at `offset`).
+    /// Applies an event at `t` read at `offset` (`event`), arriving at stream
+    /// time `now` and watermark `wm` (`clock`), to the tiled windows whose
+    /// verdicts count it: to its tile (sliding), to every instance holding it
+    /// that is still open (aligned), or to its session, merged with the open
+    /// sessions it touches (`released` gets the anchor of each partial merged
+    /// away). Returns whether a shown value changed and how many partials it
+    /// opened (each anchored at `offset`).
     pub fn insert(
         &mut self,
         plan: &Plan,
         (t, offset): (i64, i64),
         cells: &[u64],
         verdicts: &[Verdict],
-        now: i64,
-        wm: i64,
+        (now, wm): (i64, i64),
+        released: &mut impl FnMut(i64),
     ) -> (bool, u32) {
         let (mut shown, mut opened) = (false, 0);
         let g = plan.tiles.tile_ms;
@@ -632,6 +760,42 @@ impl Tiles {
                         shown |= shown_k == Some(k);
                     }
                 }
+                Kind::Session { gap, grace, .. } => {
+                    let before = win.shown_session(layout.kind, wm).map(|i| win.span(i));
+                    // The open sessions t touches merge, earliest first (they
+                    // never overlap, so each merged one is later in time).
+                    let (mut lo, mut hi) = (t, t);
+                    let mut merged: Option<Tile> = None;
+                    let mut i = 0;
+                    while i < win.tiles.len() {
+                        let (start, last) = win.span(i);
+                        if last + gap + grace <= wm || start - gap >= t || t >= last + gap {
+                            i += 1;
+                            continue;
+                        }
+                        let tile = win.tiles.remove(i).expect("in range");
+                        win.lasts.remove(i);
+                        (lo, hi) = (lo.min(start), hi.max(last));
+                        match &mut merged {
+                            None => merged = Some(tile),
+                            Some(m) => {
+                                released(m.anchor.max(tile.anchor));
+                                m.merge(plan, layout, tile);
+                            }
+                        }
+                    }
+                    let mut tile = merged.unwrap_or_else(|| {
+                        opened += 1;
+                        Tile::new(plan, layout, t, offset)
+                    });
+                    tile.add(plan, layout, t, cells);
+                    tile.k = lo;
+                    let at = win.tiles.partition_point(|x| x.k < lo);
+                    win.tiles.insert(at, tile);
+                    win.lasts.insert(at, hi);
+                    let after = win.shown_session(layout.kind, wm).map(|i| win.span(i));
+                    shown |= before != after || after == Some((lo, hi));
+                }
             }
         }
         (shown, opened)
@@ -659,6 +823,14 @@ impl Tiles {
                     let open = first_start_after(wm - grace - length, hop);
                     fired.min(open).div_euclid(hop)
                 }
+                Kind::Session { gap, retention, .. } => {
+                    // Sessions never overlap: those past their retention come first.
+                    while win.lasts.front().is_some_and(|l| l + gap + retention <= wm) {
+                        win.lasts.pop_front();
+                        dropped(win.tiles.pop_front().expect("one per last").anchor);
+                    }
+                    continue;
+                }
             };
             while win.tiles.front().is_some_and(|tile| tile.k < keep) {
                 let tile = win.tiles.pop_front().expect("checked");
@@ -681,6 +853,15 @@ impl Tiles {
                 continue;
             };
             match layout.kind {
+                Kind::Session { gap, retention, .. } => {
+                    for last in &win.lasts {
+                        let end = last + gap;
+                        if end > wm {
+                            at(end + lag);
+                        }
+                        at(end + retention + lag);
+                    }
+                }
                 Kind::Sliding { tiles } => at((front.k + tiles) * g),
                 Kind::Aligned {
                     length,
@@ -718,10 +899,9 @@ impl Tiles {
         let op = &plan.aggs[a];
         let i = plan.tiles.index(op.window).expect("a tiled window");
         let win = &self.windows[i];
-        match plan.tiles.layouts[i].kind.shown(now, wm) {
-            None => aggregate(plan, a, win.tiles.iter(), win.count, Some(&win.recent)),
-            Some(k) => {
-                let tile = win.get(k);
+        match win.shown(plan.tiles.layouts[i].kind, now, wm) {
+            Shown::All => aggregate(plan, a, win.tiles.iter(), win.count, Some(&win.recent)),
+            Shown::One(tile) => {
                 let recent = tile.and_then(|t| t.recent.as_deref());
                 aggregate(
                     plan,

@@ -76,7 +76,8 @@ proptest! {
         prop_assert_eq!(late, reference.late);
         // Tiles are bounded by the window: at most length / g per entity and
         // sliding window; instances by the reach of an aligned window: those
-        // not yet fired, or open, or the one last fired.
+        // not yet fired, or open, or the one last fired; sessions by their
+        // retention.
         let bound: usize = plan
             .shapes
             .iter()
@@ -87,7 +88,9 @@ proptest! {
                 Shape::Aligned { length, hop, grace, .. } => {
                     ((length + grace + ooo) / hop + 2) as usize
                 }
-                Shape::Session { .. } => unreachable!("session windows are not tiled"),
+                // Sessions by their last event time, distinct and within
+                // the retention before the watermark.
+                Shape::Session { gap, retention, .. } => (ooo + gap + retention + 1) as usize,
             })
             .sum::<usize>()
             * p.entities();
