@@ -14,7 +14,9 @@
 //! Without `from` the start is the partition's first offset; with it, the
 //! first offset whose record timestamp is at or after `from − W_max − lead`
 //! (`W_max` the longest window of the views, `lead` default `W_max`), so that
-//! earlier events fill the windows at `from`. A partition stops early once
+//! earlier events fill the windows at `from`. On a view's repartition topic,
+//! copies of forwarded records are dropped by the streaming path's rule
+//! ([`Dedup`]). A partition stops early once
 //! every view's stream time has reached `to`: no later flush can give a row
 //! before it. The exactness rule is in docs/operations.md (Backfill).
 //!
@@ -46,6 +48,7 @@ use crate::config::{Config, KafkaConfig};
 use crate::offline::RollPolicy;
 use crate::pipeline::{Outcome, PartitionKey};
 use crate::plugin::PluginEngine;
+use crate::repartition::{Dedup, Origin};
 use crate::view::View;
 use crate::RunError;
 
@@ -131,6 +134,9 @@ pub struct PartitionRead {
 pub struct Report {
     /// Events read.
     pub events: u64,
+    /// Records of a repartition topic dropped as copies of records read
+    /// before them (forwarded again after a crash or a rebalance).
+    pub copies: u64,
     pub views: Vec<ViewReport>,
     /// Per partition, for a Kafka input.
     pub partitions: Vec<PartitionRead>,
@@ -203,6 +209,15 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
             failures: 0,
         })
         .collect();
+    // A repartition topic may hold copies of forwarded records: the
+    // streaming path's rule drops them.
+    let dedup = match &options.input {
+        Input::Kafka { topic, .. } => specs
+            .iter()
+            .any(|s| s.repartition.as_ref().is_some_and(|r| r.topic == *topic))
+            .then(Dedup::one_pass),
+        _ => None,
+    };
     let mut backfill = Backfill {
         views,
         reports,
@@ -210,6 +225,8 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
         batch_size,
         events: 0,
         in_batch: 0,
+        dedup,
+        copies: 0,
     };
     let mut partitions = Vec::new();
     let file_partition: PartitionKey = (0, 0);
@@ -246,6 +263,7 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
     }
     Ok(Report {
         events: backfill.events,
+        copies: backfill.copies,
         views: backfill.reports,
         partitions,
     })
@@ -258,6 +276,9 @@ struct Backfill<'a> {
     options: &'a Options,
     batch_size: usize,
     events: u64,
+    /// Set when reading a repartition topic.
+    dedup: Option<Dedup>,
+    copies: u64,
     /// Events of the current partition since its last flush.
     in_batch: usize,
 }
@@ -449,6 +470,12 @@ fn read_partition(
                 .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
             read.stop = m.offset() + 1;
             read.records += 1;
+            if let (Some(dedup), Some(origin)) = (&mut backfill.dedup, Origin::of(&m)) {
+                if !dedup.admit(key, m.offset(), &origin) {
+                    backfill.copies += 1;
+                    continue;
+                }
+            }
             let flushed = backfill.apply(key, m.offset(), reference_ms, m.payload())?;
             if flushed && to.is_some_and(|to| backfill.past(key, to)) {
                 break;

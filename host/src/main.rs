@@ -279,7 +279,10 @@ fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
             p.partition, p.start, p.stop, p.records, p.end
         );
     }
-    eprintln!("wafer: backfill read {} events", report.events);
+    eprintln!(
+        "wafer: backfill read {} events ({} re-forwarded copies dropped)",
+        report.events, report.copies
+    );
     for v in &report.views {
         eprintln!(
             "wafer: view {}: {} rows written, {} outside --from/--to, {} events applied, {} late, {} malformed, {} plugin failures",

@@ -386,13 +386,31 @@ impl Routing {
 #[derive(Debug, Default)]
 pub struct Dedup {
     partitions: HashMap<PartitionKey, Seen>,
+    /// Never checkpointed (a one-pass read): keeps no admission history.
+    one_pass: bool,
 }
 
 impl Dedup {
-    fn admit(&mut self, key: PartitionKey, offset: i64, origin: &Origin) -> bool {
+    /// The dedup of a one-pass read of a repartition topic (`wafer
+    /// backfill`): the same rule, with no checkpoints, so it keeps only the
+    /// highest source offsets.
+    pub fn one_pass() -> Self {
+        Self {
+            partitions: HashMap::new(),
+            one_pass: true,
+        }
+    }
+
+    /// False when the record at `offset` of `key`, from `origin`, is a copy
+    /// of one already admitted.
+    pub fn admit(&mut self, key: PartitionKey, offset: i64, origin: &Origin) -> bool {
+        let one_pass = self.one_pass;
         self.partitions
             .entry(key)
-            .or_default()
+            .or_insert_with(|| Seen {
+                one_pass,
+                ..Seen::default()
+            })
             .admit(offset, origin)
     }
 
@@ -431,6 +449,8 @@ struct Seen {
     /// Admitted records not yet folded into `base`: (offset in the
     /// repartition partition, source index, source offset).
     history: VecDeque<(i64, usize, i64)>,
+    /// No checkpoint will fold `history`: it is not kept.
+    one_pass: bool,
 }
 
 impl Seen {
@@ -454,7 +474,9 @@ impl Seen {
             return false;
         }
         self.max[i] = Some(origin.offset);
-        self.history.push_back((offset, i, origin.offset));
+        if !self.one_pass {
+            self.history.push_back((offset, i, origin.offset));
+        }
         true
     }
 

@@ -38,8 +38,16 @@ impl Items {
 /// A `users` view running `users_plugin` on the input topic and an `items`
 /// view (user-activity keyed by `item_id`) on the repartition topic.
 fn config(env: &Env, users_plugin: &std::path::Path, lag_ms: u64) -> wafer::config::Config {
+    let mut config =
+        wafer::config::Config::parse(&config_text(env, users_plugin), "repartition test").unwrap();
+    config.pipeline.out_of_orderness_ms = lag_ms;
+    config
+}
+
+/// The TOML text of [`config`] (no out-of-orderness).
+fn config_text(env: &Env, users_plugin: &std::path::Path) -> String {
     let items = Items::of(env);
-    let text = format!(
+    format!(
         r#"{sources}
 [[views]]
 name = "users"
@@ -64,10 +72,7 @@ watch = false
         prefix = env.key_prefix,
         repartition = items.repartition,
         output = items.output,
-    );
-    let mut config = wafer::config::Config::parse(&text, "repartition test").unwrap();
-    config.pipeline.out_of_orderness_ms = lag_ms;
-    config
+    )
 }
 
 /// A generated stream with items.
@@ -485,6 +490,34 @@ async fn records_forwarded_again_after_a_crash_count_once() {
         view: Some("users"),
     };
     assert_view_outputs(&env, &users, &events, &exp_users, false, &BTreeSet::new()).await;
+
+    // A backfill of the item view from its repartition topic drops the same
+    // copies: every forwarded record is decided once.
+    let dir = std::env::temp_dir().join(format!("wafer-{}", env.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_path = dir.join("wafer.toml");
+    std::fs::write(
+        &config_path,
+        config_text(&env, &wafer_tests::user_activity_plugin()),
+    )
+    .unwrap();
+    let output = std::process::Command::new(wafer_tests::wafer_binary())
+        .args(["backfill", "--config"])
+        .arg(&config_path)
+        .arg("--out")
+        .arg(dir.join("backfill"))
+        .args(["--topic", &items.repartition, "--view", "items"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    wafer_tests::succeeded("wafer backfill", output);
+    // Each record once: the events read (applied, late or malformed) are
+    // the forwardable records, the copies exactly those forwarded again.
+    let line = format!(
+        "backfill read {} events ({again} re-forwarded copies dropped)",
+        forwardable(&item_of)
+    );
+    assert!(stderr.contains(&line), "`{line}` not in:\n{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
