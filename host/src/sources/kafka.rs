@@ -734,15 +734,24 @@ impl Member<'_> {
         if let Some(redis) = &mut self.redis {
             let started = Instant::now();
             let mut attempt = 0u32;
-            while let Err(e) = redis.write(&redis_updates).await {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, "redis write failed; retrying");
-                if shutdown.is_cancelled() && attempt >= 3 {
-                    return Err(e.into());
+            let skipped = loop {
+                match redis.write(&redis_updates).await {
+                    Ok(skipped) => break skipped,
+                    Err(e) => {
+                        attempt += 1;
+                        tracing::warn!(error = %e, attempt, "redis write failed; retrying");
+                        if shutdown.is_cancelled() && attempt >= 3 {
+                            return Err(e.into());
+                        }
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))))
+                            .await;
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10)))).await;
-            }
+            };
             self.status.timings.observe_redis_write(started.elapsed());
+            for (i, n) in owners.iter().zip(skipped) {
+                views[*i].processor.counters().add_redis_skipped(n);
+            }
         }
         let started = Instant::now();
         self.sink.flush().await?;
