@@ -94,6 +94,23 @@ pub enum RunError {
     /// A repartition topic could not be prepared.
     #[error(transparent)]
     Repartition(#[from] repartition::RepartitionError),
+    /// The brokers refused an offset commit whose metadata is larger than
+    /// their `offset.metadata.max.bytes`.
+    #[error(
+        "the brokers refused the offset commit of group `{group}`: the metadata of {topic} partition \
+         {partition} is {bytes} bytes ({contents}), more than their offset.metadata.max.bytes \
+         (4096 by default). Raise offset.metadata.max.bytes above {bytes} on every broker and \
+         start the host again (it resumes from the last commit; nothing is lost); see \
+         docs/config.md, \"Repartitioned views\""
+    )]
+    CommitMetadataTooLarge {
+        group: String,
+        topic: String,
+        partition: i32,
+        bytes: usize,
+        /// What the metadata holds: checkpoints of so many views, dedup state of so many input partitions.
+        contents: String,
+    },
 }
 
 /// What a finished run did.

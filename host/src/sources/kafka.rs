@@ -36,6 +36,7 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -819,6 +820,8 @@ impl Member<'_> {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
+        // The partition with the largest metadata: named if the brokers refuse it.
+        let mut largest: Option<(PartitionKey, usize)> = None;
         for (key, next) in &self.positions {
             let topic = &self.cfg.topics[key.0 as usize];
             let checkpoints: BTreeMap<String, Checkpoint> = views
@@ -833,6 +836,9 @@ impl Member<'_> {
                 encode_checkpoints(&checkpoints),
                 rebuild_from.unwrap_or(*next),
             );
+            if largest.is_none_or(|(_, bytes)| metadata.len() > bytes) {
+                largest = Some((*key, metadata.len()));
+            }
             if let Some(mut e) = tpl.find_partition(topic, key.1) {
                 e.set_metadata(metadata);
             }
@@ -847,6 +853,25 @@ impl Member<'_> {
                     v.processor.counters().add_commits(1);
                 }
                 self.positions.clear();
+            }
+            // Retrying cannot help, and never committing would let the lag
+            // and the next rebuild grow without bound.
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetMetadataTooLarge) => {
+                let (key, bytes) = largest.expect("a commit has partitions");
+                let sources = self.routing.dedup_sources(key);
+                let mut contents = format!("the window checkpoints of {} view(s)", views.len());
+                if self.routing.dedup.is_some() {
+                    contents.push_str(&format!(
+                        " and the dedup state of {sources} input partitions"
+                    ));
+                }
+                return Err(RunError::CommitMetadataTooLarge {
+                    group: self.cfg.group.clone(),
+                    topic: self.cfg.topics[key.0 as usize].clone(),
+                    partition: key.1,
+                    bytes,
+                    contents,
+                });
             }
             // Typically a rebalance in progress: the next owner re-reads from the
             // previous commit, rewriting the same values.
