@@ -184,7 +184,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     };
     let served = views.iter().map(serving::ServedView::new).collect();
     let serving = serving::Serving::new(served, store);
-    let status = status::Status::new(serving.ready.clone(), config.kafka.is_some());
+    // Readiness waits for every Kafka source's group: the input topics' and
+    // each repartitioned view's `<group>.<view>`.
+    let groups = match &config.kafka {
+        Some(kafka) => std::iter::once(kafka.group.clone())
+            .chain(
+                views
+                    .iter()
+                    .zip(&specs)
+                    .zip(&source_of)
+                    .filter(|(_, source)| **source > 0)
+                    .filter_map(|((view, spec), _)| {
+                        let r = spec.repartition.as_ref()?;
+                        Some(repartition::source_config(kafka, &view.name, &r.topic).group)
+                    }),
+            )
+            .collect(),
+        None => Vec::new(),
+    };
+    let status = status::Status::new(serving.ready.clone(), groups);
     let admin_addr = match &config.admin {
         Some(admin) => {
             let addr = admin::serve(

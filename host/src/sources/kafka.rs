@@ -14,7 +14,8 @@
 //! stream time, watermark and idle advances) without emitting anything. The
 //! windows then hold exactly what the previous owner had at its last commit.
 //! Each partition's progress (assigned → rebuilding → ready) is reported to
-//! [`Readiness`]; the host is ready once every assigned partition is.
+//! [`Readiness`], with the group's first assignment; the host is ready once
+//! every source's group has assigned and every assigned partition is ready.
 //!
 //! **Repartitioning.** A source may also forward every record to the
 //! repartition topics of views keyed by another field, or be the source of
@@ -135,6 +136,8 @@ enum Change {
 /// reports them to the host's readiness at once, and wakes the source loop
 /// (an assignment must be rebuilt even if no record follows).
 struct GroupContext {
+    /// The consumer group, as readiness knows it.
+    group: String,
     changes: Mutex<Vec<(Change, String, i32)>>,
     readiness: Readiness,
     rebalanced: tokio::sync::Notify,
@@ -167,7 +170,7 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned = self.record(Change::Assigned, tpl);
-            self.readiness.assigned(&assigned);
+            self.readiness.assigned(&self.group, &assigned);
         }
     }
 }
@@ -216,6 +219,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let consumer: Group = kafka_client::group_consumer(cfg)
         .create_with_context(GroupContext {
+            group: cfg.group.clone(),
             changes: Mutex::default(),
             readiness: status.readiness.clone(),
             rebalanced: tokio::sync::Notify::new(),
