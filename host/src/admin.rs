@@ -13,8 +13,9 @@
 //!   version keeps running);
 //! - `POST /views/{view}/plugins/rollback`: queue the previous version again;
 //! - `/plugins` and `/plugins/rollback`: the same for a pipeline with one view;
-//! - `GET /healthz`: liveness; `GET /readyz`: 200 while the source runs and
-//!   every assigned partition's window state is rebuilt, else 503;
+//! - `GET /healthz`: liveness; `GET /readyz`: 200 while the sources run, each
+//!   consumer group (input and repartitioned views') has assigned at least once
+//!   and every assigned partition's window state is rebuilt, else 503;
 //! - `GET /partitions`: each assigned partition's state (assigned, rebuilding,
 //!   ready) with its transitions and replay, and the host's readiness (JSON);
 //! - `GET /` and `GET /status`: the status page (static HTML, no data in it);

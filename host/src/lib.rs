@@ -94,6 +94,23 @@ pub enum RunError {
     /// A repartition topic could not be prepared.
     #[error(transparent)]
     Repartition(#[from] repartition::RepartitionError),
+    /// The brokers refused an offset commit whose metadata is larger than
+    /// their `offset.metadata.max.bytes`.
+    #[error(
+        "the brokers refused the offset commit of group `{group}`: the metadata of {topic} partition \
+         {partition} is {bytes} bytes ({contents}), more than their offset.metadata.max.bytes \
+         (4096 by default). Raise offset.metadata.max.bytes above {bytes} on every broker and \
+         start the host again (it resumes from the last commit; nothing is lost); see \
+         docs/config.md, \"Repartitioned views\""
+    )]
+    CommitMetadataTooLarge {
+        group: String,
+        topic: String,
+        partition: i32,
+        bytes: usize,
+        /// What the metadata holds: checkpoints of so many views, dedup state of so many input partitions.
+        contents: String,
+    },
 }
 
 /// What a finished run did.
@@ -167,7 +184,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
     };
     let served = views.iter().map(serving::ServedView::new).collect();
     let serving = serving::Serving::new(served, store);
-    let status = status::Status::new(serving.ready.clone(), config.kafka.is_some());
+    // Readiness waits for every Kafka source's group: the input topics' and
+    // each repartitioned view's `<group>.<view>`.
+    let groups = match &config.kafka {
+        Some(kafka) => std::iter::once(kafka.group.clone())
+            .chain(
+                views
+                    .iter()
+                    .zip(&specs)
+                    .zip(&source_of)
+                    .filter(|(_, source)| **source > 0)
+                    .filter_map(|((view, spec), _)| {
+                        let r = spec.repartition.as_ref()?;
+                        Some(repartition::source_config(kafka, &view.name, &r.topic).group)
+                    }),
+            )
+            .collect(),
+        None => Vec::new(),
+    };
+    let status = status::Status::new(serving.ready.clone(), groups);
     let admin_addr = match &config.admin {
         Some(admin) => {
             let addr = admin::serve(

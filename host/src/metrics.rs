@@ -81,6 +81,9 @@ counters! {
     /// Records of a repartition topic dropped as copies of records already applied
     /// (forwarded again after a crash or rebalance of the input).
     duplicates / add_duplicates,
+    /// Updates and tombstones not written to Redis because the entity's stored
+    /// features are as of a later event time (the ordering guard of the online store).
+    redis_skipped / add_redis_skipped,
 }
 
 /// One view's latency histogram and gauges (beside its counters).
@@ -297,12 +300,14 @@ mod tests {
         c.add_events_in(7);
         c.add_replayed(2);
         c.add_duplicates(3);
+        c.add_redis_skipped(4);
         let fields = c.snapshot().fields();
-        assert_eq!(fields.len(), 14);
+        assert_eq!(fields.len(), 15);
         assert_eq!(fields[0], ("events_in", "Records consumed.", 7));
         assert_eq!((fields[12].0, fields[12].2), ("replayed", 2));
-        assert_eq!(fields.last().unwrap().0, "duplicates");
-        assert_eq!(fields.last().unwrap().2, 3);
+        assert_eq!((fields[13].0, fields[13].2), ("duplicates", 3));
+        assert_eq!(fields.last().unwrap().0, "redis_skipped");
+        assert_eq!(fields.last().unwrap().2, 4);
         assert!(fields.iter().all(|(_, help, _)| !help.is_empty()));
     }
 

@@ -173,7 +173,7 @@ impl Serving {
         header(
             &mut out,
             "wafer_ready",
-            "1 while the host is ready: its source runs and every assigned partition's window state is rebuilt.",
+            "1 while the host is ready: its sources run, each of its consumer groups has assigned at least once and every assigned partition's window state is rebuilt.",
             "gauge",
         );
         sample(&mut out, "wafer_ready", &[], u64::from(self.is_ready()));

@@ -1,7 +1,8 @@
 //! Online layouts on the real Redis: the sink's guarded writes in every layout
 //! (newer event time kept, tombstones, TTL, lost scripts, Feast views sharing
 //! a hash), then the host end to end with a `hash` view, a composite-key
-//! `json` view and a pre-seeded newer entity the host must not overwrite.
+//! `json` view and a pre-seeded newer entity the host must not overwrite (its
+//! skipped updates counted by `wafer_redis_skipped_total`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -94,8 +95,15 @@ fn update(
     }
 }
 
-async fn write(sink: &mut RedisSink, layout: &Arc<OnlineLayout>, updates: Vec<FeatureUpdate>) {
-    sink.write(&[(layout.clone(), updates)]).await.unwrap();
+/// Writes `updates` of one view; returns how many the guard skipped.
+async fn write(
+    sink: &mut RedisSink,
+    layout: &Arc<OnlineLayout>,
+    updates: Vec<FeatureUpdate>,
+) -> u64 {
+    let skipped = sink.write(&[(layout.clone(), updates)]).await.unwrap();
+    assert_eq!(skipped.len(), 1);
+    skipped[0]
 }
 
 fn layout(
@@ -183,15 +191,16 @@ async fn writes_keep_the_newer_event_time_in_every_layout() {
             async move { sink.read(&layout, &id).await.unwrap() }
         };
         let a = row(3, Some(2.5), true, "x");
-        write(
+        let skipped = write(
             &mut sink,
             layout,
             vec![update(layout, id, T2, Some(a.clone()))],
         )
         .await;
         assert_eq!(read(&sink).await, Some(a2(entity)), "{kind:?}: first write");
+        assert_eq!(skipped, 0, "{kind:?}: first write");
 
-        write(
+        let skipped = write(
             &mut sink,
             layout,
             vec![update(
@@ -207,8 +216,9 @@ async fn writes_keep_the_newer_event_time_in_every_layout() {
             Some(a2(entity)),
             "{kind:?}: an older write is skipped"
         );
+        assert_eq!(skipped, 1, "{kind:?}: the older write is counted");
 
-        write(
+        let skipped = write(
             &mut sink,
             layout,
             vec![update(layout, id, T2, Some(row(5, None, false, "z")))],
@@ -219,13 +229,15 @@ async fn writes_keep_the_newer_event_time_in_every_layout() {
             Some(c2(entity)),
             "{kind:?}: a write as of the same time wins"
         );
+        assert_eq!(skipped, 0, "{kind:?}: same time");
 
-        write(&mut sink, layout, vec![update(layout, id, T1, None)]).await;
+        let skipped = write(&mut sink, layout, vec![update(layout, id, T1, None)]).await;
         assert_eq!(
             read(&sink).await,
             Some(c2(entity)),
             "{kind:?}: an older tombstone is skipped"
         );
+        assert_eq!(skipped, 1, "{kind:?}: the older tombstone is counted");
 
         let ttl: i64 = redis::cmd("TTL")
             .arg(&key)
@@ -253,12 +265,13 @@ async fn writes_keep_the_newer_event_time_in_every_layout() {
             assert_eq!(stored, want);
         }
 
-        write(&mut sink, layout, vec![update(layout, id, T3, None)]).await;
+        let skipped = write(&mut sink, layout, vec![update(layout, id, T3, None)]).await;
         assert_eq!(
             read(&sink).await,
             None,
             "{kind:?}: a newer tombstone deletes"
         );
+        assert_eq!(skipped, 0, "{kind:?}: newer tombstone");
         let exists: i64 = redis::cmd("EXISTS")
             .arg(&key)
             .query_async(&mut conn)
@@ -272,12 +285,13 @@ async fn writes_keep_the_newer_event_time_in_every_layout() {
             .query_async::<()>(&mut conn)
             .await
             .unwrap();
-        write(&mut sink, layout, vec![update(layout, id, T3, Some(a))]).await;
+        let skipped = write(&mut sink, layout, vec![update(layout, id, T3, Some(a))]).await;
         assert_eq!(
             read(&sink).await,
             Some(a3(entity)),
             "{kind:?}: written after NOSCRIPT"
         );
+        assert_eq!(skipped, 0, "{kind:?}: after NOSCRIPT");
         redis::cmd("DEL")
             .arg(&key)
             .query_async::<()>(&mut conn)
@@ -288,7 +302,8 @@ async fn writes_keep_the_newer_event_time_in_every_layout() {
 
 /// A flush of more entities than one script call carries (three calls) writes
 /// each entity by its own guard: mixed older and newer writes and tombstones in
-/// one batch, against records seeded before, in every layout.
+/// one batch, against records seeded before, in every layout. The skipped
+/// updates are counted per view, also when one pipeline carries several views.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_several_script_calls_guards_each_entity() {
     let prefix = format!(
@@ -334,7 +349,7 @@ async fn a_batch_of_several_script_calls_guards_each_entity() {
                 )
             })
             .collect();
-        write(&mut sink, layout, seed).await;
+        assert_eq!(write(&mut sink, layout, seed).await, 0, "{kind:?}: seed");
         // One flush: entity i of the seeded ones gets, by i % 4, an older write,
         // a newer write, an older tombstone, a newer tombstone; the others a write.
         let batch = (0..entities)
@@ -349,7 +364,14 @@ async fn a_batch_of_several_script_calls_guards_each_entity() {
                 }
             })
             .collect();
-        write(&mut sink, layout, batch).await;
+        // Skipped: the older writes and tombstones, i < 236 with i % 4 in {0, 2}:
+        // 2 of every 4 of 236 = 118.
+        assert_eq!(seeded, 236);
+        assert_eq!(
+            write(&mut sink, layout, batch).await,
+            118,
+            "{kind:?}: batch"
+        );
         let record = |i: usize, count: usize, at: &str| {
             format!(
                 r#"{{"user_id":"u{i}","count":{count},"avg":2.5,"flag":true,"label":"x","computed_at":"2026-03-01T00:00:0{at}.000Z"}}"#
@@ -366,6 +388,26 @@ async fn a_batch_of_several_script_calls_guards_each_entity() {
             assert_eq!(got, want, "{kind:?}: entity {i}");
         }
     }
+    // One pipeline of the three views, writing entities 0..n as of T1, n = 236
+    // (json, two calls), 40 (hash, one call) and 263 (feast, three calls).
+    // Stored now: i < 236 as of T2 or T3 when i % 4 is 0, 1 or 2 (skipped),
+    // deleted when 3 (written); i >= 236 as of T1 (same time: written).
+    // Skipped: 3 of every 4 of min(n, 236): 177, 30 and 177.
+    let writes: Vec<_> = layouts
+        .iter()
+        .zip([seeded, 40, entities])
+        .map(|(layout, n)| {
+            let updates = (0..n)
+                .map(|i| update(layout, &id(i), T1, Some(row(7, None, false, "y"))))
+                .collect();
+            (layout.clone(), updates)
+        })
+        .collect();
+    assert_eq!(
+        sink.write(&writes).await.unwrap(),
+        vec![177, 30, 177],
+        "per view, in the order of the writes"
+    );
     let mut conn = redis().await;
     for layout in &layouts {
         for i in 0..entities {
@@ -636,5 +678,37 @@ async fn hash_and_composite_views_end_to_end() {
         .unwrap();
     assert_eq!(lookup("main", gone).await.0, 404, "a tombstoned user");
     assert!(checked > 5);
+
+    // Every update of the seeded entity was skipped by the guard, and only those:
+    // as many as its records on the feature topic, which gets every update too.
+    let seeded_updates = env
+        .read_topic(&env.output)
+        .unwrap()
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(seeded.as_str()))
+        .count();
+    assert!(seeded_updates > 0);
+    let (status, metrics) = lookup_metrics(&client, admin_port).await;
+    assert_eq!(status, 200);
+    let skipped = |view: &str| -> usize {
+        let series = format!("wafer_redis_skipped_total{{view=\"{view}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("{series}missing in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(skipped("main"), seeded_updates, "hash view");
+    assert_eq!(skipped("pairs"), 0, "composite view: nothing stored before");
     host.stop().await.unwrap();
+}
+
+async fn lookup_metrics(client: &reqwest::Client, admin_port: u16) -> (u16, String) {
+    let r = client
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
 }

@@ -150,3 +150,51 @@ async fn the_binary_exits_zero_on_sigterm_after_committing() {
     let _ = std::fs::remove_file(&config_path);
     assert_outputs(&env, &events, &exp, true, &BTreeSet::new()).await;
 }
+
+/// Commit metadata larger than the brokers' `offset.metadata.max.bytes` (4096
+/// by default; here a view name of 4100 characters, in every checkpoint) is
+/// refused: the host stops with an error naming the setting, the partition and
+/// the size, rather than running on without ever committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_metadata_over_the_brokers_limit_stops_the_host_with_a_clear_error() {
+    let env = Env::new("bigmeta", 1).await.unwrap();
+    let name = "v".repeat(4100);
+    let text = format!(
+        r#"{sources}
+[[views]]
+name = "{name}"
+[views.plugin]
+path = "{plugin}"
+key_template = "{template}"
+watch = false
+"#,
+        sources = env.sources_toml(300),
+        plugin = wafer_tests::user_activity_plugin().display(),
+        template = env.key_template(),
+    );
+    let config = wafer::config::Config::parse(&text, "bigmeta test").unwrap();
+    let events = reference::generate(5, 50, 10, 1);
+    env.produce(&reference::records(&events)).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ran = tokio::time::timeout(Duration::from_secs(120), wafer::run(config, shutdown))
+        .await
+        .expect("the host stops by itself at its first commit");
+    let err = ran.expect_err("the commit is refused");
+    match &err {
+        wafer::RunError::CommitMetadataTooLarge {
+            group,
+            topic,
+            partition,
+            bytes,
+            ..
+        } => {
+            assert_eq!((group, topic, *partition), (&env.group, &env.input, 0));
+            assert!(*bytes > 4100, "{bytes}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("offset.metadata.max.bytes"), "{message}");
+    assert!(message.contains("1 view(s)"), "{message}");
+    assert_eq!(env.committed().unwrap(), [-1], "nothing committed");
+}

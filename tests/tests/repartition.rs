@@ -621,3 +621,134 @@ watch = false
     let exp_items = reference::expect(&per_item);
     assert_items(&env, &items, None, &events, &per_item, &exp_items).await;
 }
+
+/// The host is ready only once both of its consumer groups have assigned their
+/// partitions and every one of them is rebuilt: the input topic's group and the
+/// item view's `<group>.items`, which join separately. A member of the item
+/// group that stops polling holds its rebalance (the eager `range` assignor, so
+/// it must give its partitions back before the group can assign them) until its
+/// `max.poll.interval.ms` has passed, while the input group, the host alone,
+/// assigns at once. Every snapshot of `GET /partitions` is checked: one ready
+/// with only the input group's partitions fails the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_waits_for_the_repartition_group_assignment() {
+    let env = Env::new("repartition-ready", 3).await.unwrap();
+    let items = Items::of(&env);
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", wafer_tests::brokers())
+            .create()
+            .unwrap();
+    let topic = rdkafka::admin::NewTopic::new(
+        &items.repartition,
+        3,
+        rdkafka::admin::TopicReplication::Fixed(1),
+    );
+    for created in admin
+        .create_topics([&topic], &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        created.unwrap();
+    }
+    let stalled: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", wafer_tests::brokers())
+        .set("group.id", &items.group)
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "6000")
+        .set("max.poll.interval.ms", "8000")
+        .create()
+        .unwrap();
+    stalled.subscribe(&[&items.repartition]).unwrap();
+    let deadline = std::time::Instant::now() + CAUGHT_UP;
+    while stalled.assignment().unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never assigned");
+        stalled.poll(Duration::from_millis(100));
+    }
+    // From here on it is never polled again.
+
+    let port = wafer_tests::free_port();
+    let mut config = config(&env, &wafer_tests::user_activity_plugin(), 0);
+    config.admin = Some(wafer::config::AdminConfig {
+        listen: format!("127.0.0.1:{port}"),
+        token: None,
+    });
+    let kafka = config.kafka.as_mut().unwrap();
+    kafka
+        .properties
+        .insert("partition.assignment.strategy".into(), "range".into());
+    let host = Host::start(config);
+    let mut snapshots: Vec<serde_json::Value> = Vec::new();
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready; last: {:?}",
+            snapshots.last()
+        );
+        let snapshot = match reqwest::get(format!("http://127.0.0.1:{port}/partitions")).await {
+            Ok(r) => r.json::<serde_json::Value>().await.unwrap(),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        snapshots.push(snapshot.clone());
+        if snapshot["ready"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let topic_partitions =
+        |topic: &str| -> Vec<(String, i64)> { (0..3).map(|p| (topic.to_owned(), p)).collect() };
+    let inputs: BTreeSet<(String, i64)> = topic_partitions(&env.input).into_iter().collect();
+    // Once the stalled member is gone, the host holds every partition of both topics.
+    let all: BTreeSet<(String, i64)> = inputs
+        .iter()
+        .cloned()
+        .chain(topic_partitions(&items.repartition))
+        .collect();
+    let mut held_back = 0;
+    for s in &snapshots {
+        let parts = s["partitions"].as_array().unwrap();
+        let listed: BTreeSet<(String, i64)> = parts
+            .iter()
+            .map(|p| {
+                (
+                    p["topic"].as_str().unwrap().to_owned(),
+                    p["partition"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let waiting: Vec<&str> = s["waiting_for"]
+            .as_array()
+            .map(|w| w.iter().map(|g| g.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        assert!(
+            waiting
+                .iter()
+                .all(|g| *g == env.group.as_str() || *g == items.group.as_str()),
+            "{s}"
+        );
+        let all_ready = parts.iter().all(|p| p["state"] == "ready");
+        assert_eq!(
+            s["ready"] == true,
+            s["running"] == true && waiting.is_empty() && all_ready,
+            "inconsistent snapshot {s}"
+        );
+        assert_eq!(s["joined"] == true, waiting.is_empty(), "{s}");
+        if s["ready"] == true {
+            assert_eq!(listed, all, "ready with partitions missing: {s}");
+        }
+        if listed == inputs && all_ready && waiting == [items.group.as_str()] {
+            held_back += 1;
+        }
+    }
+    assert!(
+        held_back > 0,
+        "never seen: the input group's partitions rebuilt while the item group is held"
+    );
+    host.stop().await.unwrap();
+    tokio::task::spawn_blocking(move || drop(stalled))
+        .await
+        .unwrap();
+}

@@ -88,7 +88,12 @@ async fn flush_view(
         }
         view.write_offline(&flush.updates)?;
         match redis {
-            Some(r) => r.write(&[(view.online.clone(), flush.updates)]).await?,
+            Some(r) => {
+                let skipped = r.write(&[(view.online.clone(), flush.updates)]).await?;
+                view.processor
+                    .counters()
+                    .add_redis_skipped(skipped.iter().sum());
+            }
             None => memory.write(&flush.updates),
         }
     }

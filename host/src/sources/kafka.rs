@@ -14,7 +14,8 @@
 //! stream time, watermark and idle advances) without emitting anything. The
 //! windows then hold exactly what the previous owner had at its last commit.
 //! Each partition's progress (assigned → rebuilding → ready) is reported to
-//! [`Readiness`]; the host is ready once every assigned partition is.
+//! [`Readiness`], with the group's first assignment; the host is ready once
+//! every source's group has assigned and every assigned partition is ready.
 //!
 //! **Repartitioning.** A source may also forward every record to the
 //! repartition topics of views keyed by another field, or be the source of
@@ -36,6 +37,7 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -134,6 +136,8 @@ enum Change {
 /// reports them to the host's readiness at once, and wakes the source loop
 /// (an assignment must be rebuilt even if no record follows).
 struct GroupContext {
+    /// The consumer group, as readiness knows it.
+    group: String,
     changes: Mutex<Vec<(Change, String, i32)>>,
     readiness: Readiness,
     rebalanced: tokio::sync::Notify,
@@ -166,7 +170,7 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned = self.record(Change::Assigned, tpl);
-            self.readiness.assigned(&assigned);
+            self.readiness.assigned(&self.group, &assigned);
         }
     }
 }
@@ -215,6 +219,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let consumer: Group = kafka_client::group_consumer(cfg)
         .create_with_context(GroupContext {
+            group: cfg.group.clone(),
             changes: Mutex::default(),
             readiness: status.readiness.clone(),
             rebalanced: tokio::sync::Notify::new(),
@@ -734,15 +739,24 @@ impl Member<'_> {
         if let Some(redis) = &mut self.redis {
             let started = Instant::now();
             let mut attempt = 0u32;
-            while let Err(e) = redis.write(&redis_updates).await {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, "redis write failed; retrying");
-                if shutdown.is_cancelled() && attempt >= 3 {
-                    return Err(e.into());
+            let skipped = loop {
+                match redis.write(&redis_updates).await {
+                    Ok(skipped) => break skipped,
+                    Err(e) => {
+                        attempt += 1;
+                        tracing::warn!(error = %e, attempt, "redis write failed; retrying");
+                        if shutdown.is_cancelled() && attempt >= 3 {
+                            return Err(e.into());
+                        }
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))))
+                            .await;
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10)))).await;
-            }
+            };
             self.status.timings.observe_redis_write(started.elapsed());
+            for (i, n) in owners.iter().zip(skipped) {
+                views[*i].processor.counters().add_redis_skipped(n);
+            }
         }
         let started = Instant::now();
         self.sink.flush().await?;
@@ -810,6 +824,8 @@ impl Member<'_> {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
+        // The partition with the largest metadata: named if the brokers refuse it.
+        let mut largest: Option<(PartitionKey, usize)> = None;
         for (key, next) in &self.positions {
             let topic = &self.cfg.topics[key.0 as usize];
             let checkpoints: BTreeMap<String, Checkpoint> = views
@@ -824,6 +840,9 @@ impl Member<'_> {
                 encode_checkpoints(&checkpoints),
                 rebuild_from.unwrap_or(*next),
             );
+            if largest.is_none_or(|(_, bytes)| metadata.len() > bytes) {
+                largest = Some((*key, metadata.len()));
+            }
             if let Some(mut e) = tpl.find_partition(topic, key.1) {
                 e.set_metadata(metadata);
             }
@@ -838,6 +857,25 @@ impl Member<'_> {
                     v.processor.counters().add_commits(1);
                 }
                 self.positions.clear();
+            }
+            // Retrying cannot help, and never committing would let the lag
+            // and the next rebuild grow without bound.
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetMetadataTooLarge) => {
+                let (key, bytes) = largest.expect("a commit has partitions");
+                let sources = self.routing.dedup_sources(key);
+                let mut contents = format!("the window checkpoints of {} view(s)", views.len());
+                if self.routing.dedup.is_some() {
+                    contents.push_str(&format!(
+                        " and the dedup state of {sources} input partitions"
+                    ));
+                }
+                return Err(RunError::CommitMetadataTooLarge {
+                    group: self.cfg.group.clone(),
+                    topic: self.cfg.topics[key.0 as usize].clone(),
+                    partition: key.1,
+                    bytes,
+                    contents,
+                });
             }
             // Typically a rebalance in progress: the next owner re-reads from the
             // previous commit, rewriting the same values.

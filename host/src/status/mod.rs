@@ -36,11 +36,11 @@ pub struct Status {
 }
 
 impl Status {
-    /// Readiness is published in `ready_flag` (the probes' flag); `kafka`: the
-    /// source is a consumer group, so readiness waits for its assignment.
-    pub fn new(ready_flag: Arc<AtomicBool>, kafka: bool) -> Self {
+    /// Readiness is published in `ready_flag` (the probes' flag) and waits
+    /// for the first assignment of each of the Kafka sources' consumer `groups`.
+    pub fn new(ready_flag: Arc<AtomicBool>, groups: Vec<String>) -> Self {
         Self {
-            readiness: Readiness::new(ready_flag, kafka),
+            readiness: Readiness::new(ready_flag, groups),
             timings: SinkTimings::default(),
             recent: Recent::default(),
         }
@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn sink_histograms_render_under_their_names() {
-        let s = Status::new(Arc::default(), true);
+        let s = Status::new(Arc::default(), vec!["g".into()]);
         s.timings.observe_commit(Duration::from_millis(3));
         let (name, _, h) = s.timings.histograms()[2];
         assert_eq!(name, "wafer_kafka_commit_duration_seconds");

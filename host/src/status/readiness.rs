@@ -1,13 +1,14 @@
 //! Per-partition readiness: a partition is `assigned` by the group, then
 //! `rebuilding` while its window state is replayed, then `ready`; a revoked
-//! partition is forgotten. The host is ready while its source runs, has
-//! received its first assignment (Kafka) and every assigned partition is
-//! ready.
+//! partition is forgotten. The host is ready while its sources run, each of
+//! its consumer groups (the input topics' and each repartitioned view's
+//! `<group>.<view>`) has made its first assignment, and every assigned
+//! partition of every group is ready.
 //!
 //! Every change is numbered from one host-wide sequence, so the order of
 //! transitions (and of the host becoming ready) can be checked without clocks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -64,8 +65,12 @@ pub struct ReadinessReport {
     pub ready: bool,
     /// The source is running.
     pub running: bool,
-    /// The group has assigned partitions at least once (always true without Kafka).
+    /// Every consumer group has assigned partitions at least once (always
+    /// true without Kafka).
     pub joined: bool,
+    /// The consumer groups that have not assigned partitions yet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
     /// Sequence number of the last time the host became ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_seq: Option<u64>,
@@ -75,7 +80,8 @@ pub struct ReadinessReport {
 #[derive(Debug, Default)]
 struct State {
     running: bool,
-    joined: bool,
+    /// Consumer groups without a first assignment yet.
+    waiting_for: BTreeSet<String>,
     seq: u64,
     ready_seq: Option<u64>,
     partitions: BTreeMap<(String, i32), PartitionStatus>,
@@ -84,7 +90,7 @@ struct State {
 impl State {
     fn ready(&self) -> bool {
         self.running
-            && self.joined
+            && self.waiting_for.is_empty()
             && self
                 .partitions
                 .values()
@@ -128,11 +134,12 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Readiness published in `flag`; with `needs_assignment` (a Kafka source)
-    /// the host waits for the group's first assignment.
-    pub fn new(flag: Arc<AtomicBool>, needs_assignment: bool) -> Self {
+    /// Readiness published in `flag`; the host waits for the first
+    /// assignment of each of `groups` (the Kafka sources' consumer groups;
+    /// none for a file source).
+    pub fn new(flag: Arc<AtomicBool>, groups: impl IntoIterator<Item = String>) -> Self {
         let state = State {
-            joined: !needs_assignment,
+            waiting_for: groups.into_iter().collect(),
             ..State::default()
         };
         flag.store(false, Ordering::Relaxed);
@@ -159,10 +166,10 @@ impl Readiness {
         self.change(|s| s.running = running);
     }
 
-    /// The group assigned `partitions` (possibly none).
-    pub fn assigned(&self, partitions: &[(String, i32)]) {
+    /// Consumer group `group` assigned `partitions` (possibly none) to this host.
+    pub fn assigned(&self, group: &str, partitions: &[(String, i32)]) {
         self.change(|s| {
-            s.joined = true;
+            s.waiting_for.remove(group);
             for (topic, partition) in partitions {
                 s.set(topic, *partition, PartitionState::Assigned);
             }
@@ -203,7 +210,8 @@ impl Readiness {
         ReadinessReport {
             ready: s.ready(),
             running: s.running,
-            joined: s.joined,
+            joined: s.waiting_for.is_empty(),
+            waiting_for: s.waiting_for.iter().cloned().collect(),
             ready_seq: s.ready_seq,
             partitions: s.partitions.values().cloned().collect(),
         }
@@ -221,11 +229,13 @@ mod tests {
     #[test]
     fn ready_only_when_running_joined_and_every_partition_rebuilt() {
         let flag = Arc::new(AtomicBool::new(true));
-        let r = Readiness::new(flag.clone(), true);
+        let r = Readiness::new(flag.clone(), ["g".to_owned()]);
         assert!(!flag.load(Ordering::Relaxed), "starts not ready");
         r.set_running(true);
         assert!(!r.is_ready(), "no assignment yet");
-        r.assigned(&[p("t", 0), p("t", 1)]);
+        assert_eq!(r.report().waiting_for, ["g"]);
+        r.assigned("g", &[p("t", 0), p("t", 1)]);
+        assert!(r.report().joined && r.report().waiting_for.is_empty());
         assert!(!r.is_ready());
         r.rebuilding("t", 0);
         r.rebuilt(
@@ -268,7 +278,7 @@ mod tests {
         assert_eq!(report.partitions[0].replay.unwrap().records, 7);
 
         // A newly assigned partition makes the host not ready until it is rebuilt.
-        r.assigned(&[p("t", 2)]);
+        r.assigned("g", &[p("t", 2)]);
         assert!(!r.is_ready());
         // Revoking it restores readiness; revoking unknown partitions is harmless.
         r.revoked(&[p("t", 2), p("other", 9)]);
@@ -281,13 +291,37 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_assignment_is_ready_and_a_file_source_needs_none() {
-        let r = Readiness::new(Arc::default(), true);
+    fn every_consumer_group_must_assign_first() {
+        // The input group and a repartitioned view's group `<group>.<view>`.
+        let r = Readiness::new(Arc::default(), ["g".to_owned(), "g.items".to_owned()]);
         r.set_running(true);
-        r.assigned(&[]);
+        r.assigned("g", &[p("input", 0)]);
+        r.rebuilding("input", 0);
+        r.rebuilt("input", 0, None);
+        assert!(!r.is_ready(), "the view's group has not assigned yet");
+        let report = r.report();
+        assert!(!report.joined);
+        assert_eq!(report.waiting_for, ["g.items"]);
+        assert_eq!(report.ready_seq, None);
+        r.assigned("g.items", &[p("input-by-item", 0)]);
+        assert!(!r.is_ready(), "its partition is only assigned");
+        r.rebuilding("input-by-item", 0);
+        r.rebuilt("input-by-item", 0, None);
+        assert!(r.is_ready());
+        // A later assignment of the input group does not forget the other's.
+        r.assigned("g", &[]);
+        assert!(r.is_ready());
+        assert!(r.report().joined);
+    }
+
+    #[test]
+    fn an_empty_assignment_is_ready_and_a_file_source_needs_none() {
+        let r = Readiness::new(Arc::default(), ["g".to_owned()]);
+        r.set_running(true);
+        r.assigned("g", &[]);
         assert!(r.is_ready(), "a standby member with no partition is ready");
 
-        let file = Readiness::new(Arc::default(), false);
+        let file = Readiness::new(Arc::default(), []);
         assert!(!file.is_ready());
         file.set_running(true);
         assert!(file.is_ready());

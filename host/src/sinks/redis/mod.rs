@@ -170,8 +170,15 @@ impl OnlineLayout {
 
     /// Adds the script calls writing `updates` to `pipe`: one call per
     /// [`ENTITIES_PER_CALL`] updates. An update whose entity has no valid key in
-    /// this layout is logged and left out.
-    fn push_calls(&self, scripts: &Scripts, pipe: &mut redis::Pipeline, updates: &[FeatureUpdate]) {
+    /// this layout is logged and left out. Returns the number of entities each
+    /// added call carries, in order (each call replies how many it wrote).
+    fn push_calls(
+        &self,
+        scripts: &Scripts,
+        pipe: &mut redis::Pipeline,
+        updates: &[FeatureUpdate],
+    ) -> Vec<usize> {
+        let mut carried = Vec::with_capacity(updates.len().div_ceil(ENTITIES_PER_CALL));
         for chunk in updates.chunks(ENTITIES_PER_CALL) {
             let entries: Vec<(Vec<u8>, &FeatureUpdate)> = match self.kind {
                 LayoutKind::Json | LayoutKind::Hash => chunk
@@ -259,8 +266,9 @@ impl OnlineLayout {
                     }
                 }
             }
-            pipe.ignore();
+            carried.push(entries.len());
         }
+        carried
     }
 }
 
@@ -332,26 +340,41 @@ impl RedisSink {
     }
 
     /// Writes every view's updates in one pipeline and waits for every reply.
-    /// An update older than what is stored for its entity is skipped.
-    pub async fn write(&mut self, writes: &[ViewWrites]) -> Result<(), SinkError> {
+    /// An update older than what is stored for its entity is skipped by the
+    /// guard; returns, for each entry of `writes`, how many of its updates were
+    /// skipped so. An update of an equal event time is written (so a retried
+    /// write is not counted as skipped), and an update left out for having no
+    /// key is not counted.
+    pub async fn write(&mut self, writes: &[ViewWrites]) -> Result<Vec<u64>, SinkError> {
         let mut pipe = redis::pipe();
-        for (layout, updates) in writes {
-            layout.push_calls(&self.scripts, &mut pipe, updates);
-        }
+        let carried: Vec<Vec<usize>> = writes
+            .iter()
+            .map(|(layout, updates)| layout.push_calls(&self.scripts, &mut pipe, updates))
+            .collect();
         if pipe.is_empty() {
-            return Ok(());
+            return Ok(vec![0; writes.len()]);
         }
-        match pipe.query_async::<()>(&mut self.conn).await {
+        let written: Vec<u64> = match pipe.query_async(&mut self.conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 // The server lost its scripts (restart, SCRIPT FLUSH). Every
                 // call is idempotent, so the whole pipeline is sent again.
                 tracing::info!("redis lost the write scripts; loading them again");
                 self.load_scripts().await?;
-                pipe.query_async::<()>(&mut self.conn).await?;
+                pipe.query_async(&mut self.conn).await?
             }
             other => other?,
-        }
-        Ok(())
+        };
+        let mut replies = written.into_iter();
+        Ok(carried
+            .iter()
+            .map(|calls| {
+                calls
+                    .iter()
+                    .zip(replies.by_ref())
+                    .map(|(&sent, wrote)| (sent as u64).saturating_sub(wrote))
+                    .sum()
+            })
+            .collect())
     }
 
     /// The feature record of entity `id` in `layout` (the JSON of `ml-features`,
