@@ -12,6 +12,8 @@
 
 use std::collections::VecDeque;
 
+use thin_vec::ThinVec;
+
 use super::plan::{AggOp, Plan, Shape};
 use super::sketch::{distinct_count, quantile_of, SlidingDistinct};
 use super::sum::{variance_of, RunningMoments, RunningSum};
@@ -29,15 +31,6 @@ pub enum AggCell {
     /// Raw events (events): (event time, stored field value), oldest first
     /// (ties in arrival order), the newest `max-events` of the window.
     Events(Vec<(i64, u64)>),
-}
-
-/// Incremental state of one sliding window: it covers the newest `count` events.
-#[derive(Debug, Clone, Default)]
-struct SlideAgg {
-    count: usize,
-    sums: Box<[RunningSum]>,
-    moments: Box<[RunningMoments]>,
-    distinct: Vec<SlidingDistinct>,
 }
 
 /// A session: applied events with times in [start, last]; it ends at last + gap.
@@ -119,11 +112,15 @@ pub struct EntityWindow {
     /// The held events, in one buffer of `Layout::stride` words per event;
     /// event times ascending, equal times in arrival order.
     held: VecDeque<u64>,
-    /// Per window (sliding windows only; empty otherwise).
-    slides: Box<[SlideAgg]>,
+    /// The incremental state of every sliding window, in one allocation
+    /// (layout: [`Plan::slide_words`]): its count (it covers the newest
+    /// `count` held events), running sums and running moments.
+    slides: Box<[u64]>,
+    /// The sliding windows' distinct-count states ([`Plan::slide_distinct`]).
+    distinct: Box<[SlidingDistinct]>,
     /// Per window (session windows only): sessions by start. Empty when the
     /// plan has no session window.
-    sessions: Box<[Vec<Session>]>,
+    sessions: ThinVec<Vec<Session>>,
     /// The tiled sliding windows (their events are not in `held`).
     pub(super) tiles: Tiles,
 }
@@ -173,40 +170,30 @@ pub fn numeric(cell: u64, kind: ValueType) -> f64 {
 
 impl EntityWindow {
     pub fn new(plan: &Plan) -> Self {
-        let sliding = plan
-            .shapes
-            .iter()
-            .any(|s| matches!(s, Shape::Sliding { .. }));
-        let slides = if sliding {
-            (0..plan.shapes.len())
-                .map(|w| match plan.shapes[w] {
-                    Shape::Sliding { .. } => SlideAgg {
-                        count: 0,
-                        sums: vec![RunningSum::default(); plan.sum_slots[w].len()].into(),
-                        moments: vec![RunningMoments::default(); plan.moment_slots[w].len()].into(),
-                        distinct: vec![SlidingDistinct::default(); plan.distinct_slots[w].len()],
-                    },
-                    _ => SlideAgg::default(),
-                })
-                .collect()
-        } else {
-            Box::default()
-        };
+        // Zero words are a zero count, sum and moments.
+        let words = plan.slide_words.last().copied().unwrap_or(0);
+        let distinct = plan.slide_distinct.last().copied().unwrap_or(0);
         let sessions = if plan
             .shapes
             .iter()
             .any(|s| matches!(s, Shape::Session { .. }))
         {
-            vec![Vec::new(); plan.shapes.len()].into_boxed_slice()
+            (0..plan.shapes.len()).map(|_| Vec::new()).collect()
         } else {
-            Box::default()
+            ThinVec::new()
         };
         Self {
             held: VecDeque::new(),
-            slides,
+            slides: vec![0; words].into(),
+            distinct: vec![SlidingDistinct::default(); distinct].into(),
             sessions,
             tiles: Tiles::new(plan),
         }
+    }
+
+    /// Events in sliding window `w`.
+    fn slide_count(&self, plan: &Plan, w: usize) -> usize {
+        self.slides[plan.slide_words[w]] as usize
     }
 
     /// True when the entity holds no event, no session and no tile.
@@ -295,8 +282,8 @@ impl EntityWindow {
             }
             match *shape {
                 Shape::Sliding { .. } => {
-                    account(&mut self.slides[w], plan, w, |slot| cells[slot], 1);
-                    self.slides[w].count += 1;
+                    let state = (&mut *self.slides, &mut *self.distinct);
+                    account(state, plan, w, |slot| cells[slot], 1);
                     shown = true;
                 }
                 Shape::Aligned {
@@ -348,24 +335,20 @@ impl EntityWindow {
             let Shape::Sliding { length } = *shape else {
                 continue;
             };
-            while self.slides[w].count > 0 {
-                let i = n - self.slides[w].count;
+            while self.slide_count(plan, w) > 0 {
+                let i = n - self.slide_count(plan, w);
                 if self.time(layout, i) > now - length {
                     break;
                 }
                 let base = i * layout.stride + layout.cells;
                 let held = &self.held;
-                let agg = &mut self.slides[w];
-                account(agg, plan, w, |slot| held[base + slot], -1);
-                agg.count -= 1;
+                let state = (&mut *self.slides, &mut *self.distinct);
+                account(state, plan, w, |slot| held[base + slot], -1);
             }
-            let count = self.slides[w].count;
+            let count = self.slide_count(plan, w);
             let held = &self.held;
-            for (d, slot) in self.slides[w]
-                .distinct
-                .iter_mut()
-                .zip(&plan.distinct_slots[w])
-            {
+            let distinct = &mut self.distinct[plan.slide_distinct[w]..plan.slide_distinct[w + 1]];
+            for (d, slot) in distinct.iter_mut().zip(&plan.distinct_slots[w]) {
                 let at = layout.cells + *slot;
                 let values = (n - count..n).map(|i| held[i * layout.stride + at]);
                 d.settle(values, count, plan.distinct_exact_limit);
@@ -379,7 +362,7 @@ impl EntityWindow {
             }
             let from = match *shape {
                 Shape::Sliding { .. } => {
-                    let count = self.slides[w].count;
+                    let count = self.slide_count(plan, w);
                     if count == 0 {
                         i64::MAX
                     } else {
@@ -432,7 +415,7 @@ impl EntityWindow {
             }
             match *shape {
                 Shape::Sliding { length } => {
-                    let count = self.slides[w].count;
+                    let count = self.slide_count(plan, w);
                     if count > 0 {
                         at(self.time(layout, n - count) + length);
                     }
@@ -527,7 +510,7 @@ impl EntityWindow {
     fn shown_count(&self, plan: &Plan, w: usize, now: i64, wm: i64) -> usize {
         match plan.shapes[w] {
             _ if plan.tiles.index(w).is_some() => self.tiles.count(plan, w, now, wm),
-            Shape::Sliding { .. } => self.slides[w].count,
+            Shape::Sliding { .. } => self.slide_count(plan, w),
             _ => self.shown_members(plan, w, now, wm).count(),
         }
     }
@@ -578,28 +561,36 @@ impl EntityWindow {
             let members: Vec<usize> = self.shown_members(plan, op.window, now, wm).collect();
             return self.scan(plan, layout, op, &members);
         };
-        let agg = &self.slides[op.window];
+        let w = op.window;
         let held = self.held.len() / layout.stride;
-        let start = held - agg.count;
-        let n = agg.count;
+        let n = self.slide_count(plan, w);
+        let start = held - n;
+        let sum = || {
+            let at = plan.slide_words[w] + 1 + 2 * op.state;
+            RunningSum::from_words([self.slides[at], self.slides[at + 1]]).value()
+        };
+        let variance = || {
+            let at = plan.slide_words[w] + 1 + 2 * plan.sum_slots[w].len() + 5 * op.state;
+            let words = self.slides[at..at + 5].try_into().expect("five words");
+            RunningMoments::from_words(words).variance(n)
+        };
         match op.kind {
             AggregationKind::Count => AggCell::Int(n as i64),
-            AggregationKind::Sum => AggCell::Float(agg.sums[op.state].value()),
+            AggregationKind::Sum => AggCell::Float(sum()),
             AggregationKind::Mean if n == 0 => AggCell::Null,
-            AggregationKind::Mean => AggCell::Float(agg.sums[op.state].value() / n as f64),
-            AggregationKind::Variance => agg.moments[op.state]
-                .variance(n)
-                .map_or(AggCell::Null, AggCell::Float),
-            AggregationKind::Stddev => agg.moments[op.state]
-                .variance(n)
-                .map_or(AggCell::Null, |v| AggCell::Float(v.sqrt())),
+            AggregationKind::Mean => AggCell::Float(sum() / n as f64),
+            AggregationKind::Variance => variance().map_or(AggCell::Null, AggCell::Float),
+            AggregationKind::Stddev => {
+                variance().map_or(AggCell::Null, |v| AggCell::Float(v.sqrt()))
+            }
             AggregationKind::DistinctCount => {
                 let slot = op
                     .slot
                     .expect("validated descriptor: distinct-count has a field");
                 let column = self.column(layout, slot);
                 let values = (start..held).map(|i| column.get(i));
-                AggCell::Int(agg.distinct[op.state].count(values, plan.distinct_exact_limit))
+                let d = &self.distinct[plan.slide_distinct[w] + op.state];
+                AggCell::Int(d.count(values, plan.distinct_exact_limit))
             }
             AggregationKind::Events => {
                 let first = held - n.min(op.max_events);
@@ -669,27 +660,46 @@ impl EntityWindow {
 }
 
 /// Adds (`sign` > 0) or removes the event whose stored field `slot` is
-/// `cells(slot)` to or from `agg`, the aggregates of sliding window `w`.
-fn account(agg: &mut SlideAgg, plan: &Plan, w: usize, cells: impl Fn(usize) -> u64, sign: i32) {
-    for (sum, slot) in agg.sums.iter_mut().zip(&plan.sum_slots[w]) {
-        let x = numeric(cells(*slot), plan.stored[*slot].1);
+/// `cells(slot)` to or from the state of sliding window `w` (`slides` and
+/// `distinct`, an entity's), and counts it in or out.
+fn account(
+    (slides, distinct): (&mut [u64], &mut [SlidingDistinct]),
+    plan: &Plan,
+    w: usize,
+    cells: impl Fn(usize) -> u64,
+    sign: i32,
+) {
+    let base = plan.slide_words[w];
+    let n = slides[base] as usize;
+    let value = |slot: usize| numeric(cells(slot), plan.stored[slot].1);
+    for (i, slot) in plan.sum_slots[w].iter().enumerate() {
+        let at = base + 1 + 2 * i;
+        let mut sum = RunningSum::from_words([slides[at], slides[at + 1]]);
+        let x = value(*slot);
         sum.add(if sign > 0 { x } else { -x });
+        slides[at..at + 2].copy_from_slice(&sum.to_words());
     }
-    for (m, slot) in agg.moments.iter_mut().zip(&plan.moment_slots[w]) {
-        let x = numeric(cells(*slot), plan.stored[*slot].1);
+    let moments = base + 1 + 2 * plan.sum_slots[w].len();
+    for (j, slot) in plan.moment_slots[w].iter().enumerate() {
+        let at = moments + 5 * j;
+        let words = slides[at..at + 5].try_into().expect("five words");
+        let mut m = RunningMoments::from_words(words);
         if sign > 0 {
-            m.add(x, agg.count);
+            m.add(value(*slot), n);
         } else {
-            m.remove(x);
+            m.remove(value(*slot));
+        }
+        slides[at..at + 5].copy_from_slice(&m.to_words());
+    }
+    let states = &mut distinct[plan.slide_distinct[w]..plan.slide_distinct[w + 1]];
+    for (d, slot) in states.iter_mut().zip(&plan.distinct_slots[w]) {
+        if sign > 0 {
+            d.add(cells(*slot), plan.distinct_exact_limit);
+        } else {
+            d.remove(cells(*slot));
         }
     }
-    for (distinct, slot) in agg.distinct.iter_mut().zip(&plan.distinct_slots[w]) {
-        if sign > 0 {
-            distinct.add(cells(*slot), plan.distinct_exact_limit);
-        } else {
-            distinct.remove(cells(*slot));
-        }
-    }
+    slides[base] = if sign > 0 { n + 1 } else { n - 1 } as u64;
 }
 
 /// An aggregation other than `events` computed over the events at `members`

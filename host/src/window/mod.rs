@@ -128,9 +128,20 @@ impl Key {
 struct Slot {
     key: Key,
     window: EntityWindow,
-    indexed: Option<i64>,
-    dirty: bool,
+    /// The next-change time under which `expiries` holds the slot, or
+    /// [`NOT_INDEXED`] (kept as a bare time: 8 bytes less per entity).
+    indexed: i64,
     last_offset: i64,
+}
+
+/// `Slot::indexed` of a slot in no expiry: next-change times are after a
+/// stream time, so never this.
+const NOT_INDEXED: i64 = i64::MIN;
+
+impl Slot {
+    fn indexed(&self) -> Option<i64> {
+        (self.indexed != NOT_INDEXED).then_some(self.indexed)
+    }
 }
 
 /// Held events with times in one bucket of event time.
@@ -160,7 +171,10 @@ pub struct Partition {
     ids: HashTable<u32>,
     /// (next change time, slot): entities in order of their next change.
     expiries: BTreeSet<(i64, u32)>,
+    /// Slots marked for emission at the next flush, and the same as one bit
+    /// per slot id (a flag in the slot would cost 8 bytes per entity).
     dirty: Vec<u32>,
+    marked: Vec<u64>,
     /// Held events by bucket of event time (`t.div_euclid(bucket_ms)`).
     buckets: BTreeMap<i64, Bucket>,
     bucket_ms: i64,
@@ -190,6 +204,7 @@ impl Partition {
             ids: HashTable::new(),
             expiries: BTreeSet::new(),
             dirty: Vec::new(),
+            marked: Vec::new(),
             buckets: BTreeMap::new(),
             bucket_ms: (plan.reach_ms() / 64).max(1),
             held: 0,
@@ -378,9 +393,7 @@ impl Partition {
             self.advance_to(plan, target);
         }
         for id in std::mem::take(&mut self.dirty) {
-            if let Some(slot) = self.slots[id as usize].as_mut() {
-                slot.dirty = false;
-            }
+            self.unmark(id);
         }
     }
 
@@ -405,8 +418,7 @@ impl Partition {
         let slot = Slot {
             key: Key::new(entity),
             window: EntityWindow::new(plan),
-            indexed: None,
-            dirty: false,
+            indexed: NOT_INDEXED,
             last_offset: -1,
         };
         let id = match self.free.pop() {
@@ -445,14 +457,14 @@ impl Partition {
         let wm = Self::watermark(plan, now);
         let slot = self.slots[id as usize].as_mut().expect("live id");
         let next = slot.window.next_change(plan, now, wm);
-        if slot.indexed != next {
-            if let Some(old) = slot.indexed {
+        if slot.indexed() != next {
+            if let Some(old) = slot.indexed() {
                 self.expiries.remove(&(old, id));
             }
             if let Some(new) = next {
                 self.expiries.insert((new, id));
             }
-            slot.indexed = next;
+            slot.indexed = next.unwrap_or(NOT_INDEXED);
         }
     }
 
@@ -468,11 +480,18 @@ impl Partition {
     }
 
     fn mark_dirty(&mut self, id: u32) {
-        let slot = self.slots[id as usize].as_mut().expect("live id");
-        if !slot.dirty {
-            slot.dirty = true;
+        let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+        if self.marked.len() <= word {
+            self.marked.resize(word + 1, 0);
+        }
+        if self.marked[word] & bit == 0 {
+            self.marked[word] |= bit;
             self.dirty.push(id);
         }
+    }
+
+    fn unmark(&mut self, id: u32) {
+        self.marked[id as usize / 64] &= !(1u64 << (id % 64));
     }
 
     /// Moves stream time forward to `to` without an event (idle partition):
@@ -517,7 +536,7 @@ impl Partition {
             let slot = self.slots[id as usize]
                 .as_mut()
                 .expect("indexed ids are live");
-            slot.indexed = None;
+            slot.indexed = NOT_INDEXED;
             // Dropped events come oldest first: release them bucket by bucket.
             let (buckets, bucket_ms) = (&mut self.buckets, self.bucket_ms);
             let mut run: Option<(i64, u32)> = None;
@@ -603,10 +622,10 @@ impl Partition {
         };
         let wm = Self::watermark(plan, now);
         for id in std::mem::take(&mut self.dirty) {
+            self.unmark(id);
             let slot = self.slots[id as usize]
                 .as_mut()
                 .expect("dirty ids are live");
-            slot.dirty = false;
             if !slot.window.shows_nothing(plan, now, wm) {
                 let cells = (0..plan.aggs.len())
                     .map(|a| slot.window.aggregate(plan, a, now, wm))
@@ -621,7 +640,7 @@ impl Partition {
             out.tombstones.push(slot.key.as_str().into());
             if slot.window.is_empty() {
                 let slot = self.slots[id as usize].take().expect("live");
-                if let Some(at) = slot.indexed {
+                if let Some(at) = slot.indexed() {
                     self.expiries.remove(&(at, id));
                 }
                 if let Ok(entry) = self

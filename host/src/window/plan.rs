@@ -64,6 +64,13 @@ pub struct Plan {
     pub tiles: super::tiles::TilePlan,
     /// distinct-count: distinct values counted exactly; beyond, estimated.
     pub distinct_exact_limit: usize,
+    /// Per window, then one past the last: where a sliding window's state
+    /// starts in an entity's slide words (its count, then 2 words per running
+    /// sum and 5 per running moments; none for other windows).
+    pub slide_words: Vec<usize>,
+    /// Per window, then one past the last: the index of a sliding window's
+    /// first distinct-count state among an entity's.
+    pub slide_distinct: Vec<usize>,
 }
 
 impl Plan {
@@ -169,6 +176,14 @@ impl Plan {
                 quantile: a.quantile.unwrap_or(0.0),
             });
         }
+        let (mut slide_words, mut slide_distinct) = (vec![0], vec![0]);
+        for (w, shape) in shapes.iter().enumerate() {
+            let sliding = matches!(shape, Shape::Sliding { .. });
+            let words = 1 + 2 * sum_slots[w].len() + 5 * moment_slots[w].len();
+            slide_words.push(slide_words[w] + if sliding { words } else { 0 });
+            let distinct = if sliding { distinct_slots[w].len() } else { 0 };
+            slide_distinct.push(slide_distinct[w] + distinct);
+        }
         Self {
             shapes,
             out_of_orderness: 0,
@@ -179,6 +194,8 @@ impl Plan {
             aggs,
             tiles: super::tiles::TilePlan::default(),
             distinct_exact_limit: super::sketch::DEFAULT_DISTINCT_EXACT_LIMIT,
+            slide_words,
+            slide_distinct,
         }
     }
 

@@ -40,58 +40,155 @@ pub const QUANTILE_MIN_MAGNITUDE: f64 = 1e-9;
 /// are allocated only over the range of values present (about 115 per decade).
 const QUANTILE_MAX_BUCKETS: u32 = 1 << 16;
 
+/// Occurrences per value: inline while there are at most two values (no
+/// allocation), then a list sized to them (most entities' windows hold few
+/// values: a list costs 16 bytes per value, a hash map about twice that), a
+/// hash map past [`ValueCounts::LIST_MAX`] values; or nothing, for a
+/// [`SlidingDistinct`] past its bound.
+#[derive(Debug, Clone)]
+enum ValueCounts {
+    Few { len: u8, items: [(u64, u32); 2] },
+    List(Vec<(u64, u32)>),
+    Many(FxHashMap<u64, u32>),
+    Overflowed,
+}
+
+impl Default for ValueCounts {
+    fn default() -> Self {
+        ValueCounts::Few {
+            len: 0,
+            items: [(0, 0); 2],
+        }
+    }
+}
+
+impl ValueCounts {
+    /// Values a list holds at most (searched linearly).
+    const LIST_MAX: usize = 32;
+
+    fn len(&self) -> usize {
+        match self {
+            ValueCounts::Few { len, .. } => usize::from(*len),
+            ValueCounts::List(list) => list.len(),
+            ValueCounts::Many(map) => map.len(),
+            ValueCounts::Overflowed => 0,
+        }
+    }
+
+    /// Counts one more occurrence of `value`.
+    fn increment(&mut self, value: u64) {
+        match self {
+            ValueCounts::Few { len, items } => {
+                let held = &mut items[..usize::from(*len)];
+                if let Some(item) = held.iter_mut().find(|(v, _)| *v == value) {
+                    item.1 += 1;
+                } else if usize::from(*len) < items.len() {
+                    items[usize::from(*len)] = (value, 1);
+                    *len += 1;
+                } else {
+                    let mut list = Vec::with_capacity(items.len() + 1);
+                    list.extend_from_slice(items);
+                    list.push((value, 1));
+                    *self = ValueCounts::List(list);
+                }
+            }
+            ValueCounts::List(list) => {
+                if let Some(item) = list.iter_mut().find(|(v, _)| *v == value) {
+                    item.1 += 1;
+                } else if list.len() < Self::LIST_MAX {
+                    list.reserve_exact(1);
+                    list.push((value, 1));
+                } else {
+                    let mut map: FxHashMap<u64, u32> = list.drain(..).collect();
+                    map.insert(value, 1);
+                    *self = ValueCounts::Many(map);
+                }
+            }
+            ValueCounts::Many(map) => *map.entry(value).or_insert(0) += 1,
+            ValueCounts::Overflowed => {}
+        }
+    }
+
+    /// Counts one occurrence of `value` less (it was counted before).
+    fn decrement(&mut self, value: u64) {
+        match self {
+            ValueCounts::Few { len, items } => {
+                let n = usize::from(*len);
+                if let Some(i) = items[..n].iter().position(|(v, _)| *v == value) {
+                    items[i].1 -= 1;
+                    if items[i].1 == 0 {
+                        items.swap(i, n - 1);
+                        *len -= 1;
+                    }
+                }
+            }
+            ValueCounts::List(list) => {
+                if let Some(i) = list.iter().position(|(v, _)| *v == value) {
+                    list[i].1 -= 1;
+                    if list[i].1 == 0 {
+                        list.swap_remove(i);
+                    }
+                }
+            }
+            ValueCounts::Many(map) => {
+                if let Some(n) = map.get_mut(&value) {
+                    *n -= 1;
+                    if *n == 0 {
+                        map.remove(&value);
+                    }
+                }
+            }
+            ValueCounts::Overflowed => {}
+        }
+    }
+}
+
 /// Distinct values of one field in one sliding window: exact counts per value
-/// while there are at most `limit` of them; past that, nothing is kept and
-/// [`SlidingDistinct::count`] recounts the window's values (exact while at
-/// most `limit`, estimated beyond).
+/// while there are at most `limit` of them; past that (`overflowed`), nothing
+/// is kept and [`SlidingDistinct::count`] recounts the window's values (exact
+/// while at most `limit`, estimated beyond).
 #[derive(Debug, Clone, Default)]
 pub struct SlidingDistinct {
-    exact: FxHashMap<u64, u32>,
-    overflowed: bool,
+    exact: ValueCounts,
 }
 
 impl SlidingDistinct {
+    fn overflowed(&self) -> bool {
+        matches!(self.exact, ValueCounts::Overflowed)
+    }
+
     /// Adds one occurrence of `value`.
     pub fn add(&mut self, value: u64, limit: usize) {
-        if self.overflowed {
+        if self.overflowed() {
             return;
         }
-        *self.exact.entry(value).or_insert(0) += 1;
+        self.exact.increment(value);
         if self.exact.len() > limit {
-            self.overflowed = true;
-            self.exact = FxHashMap::default();
+            self.exact = ValueCounts::Overflowed;
         }
     }
 
     /// Removes one occurrence of `value`, added before.
     pub fn remove(&mut self, value: u64) {
-        if self.overflowed {
-            return;
-        }
-        if let Some(n) = self.exact.get_mut(&value) {
-            *n -= 1;
-            if *n == 0 {
-                self.exact.remove(&value);
-            }
-        }
+        self.exact.decrement(value);
     }
 
     /// After removals: once the window holds at most `limit / 2` events
     /// (`values`), counts incrementally again (the half keeps a window that
     /// hovers around the bound from rebuilding at every event).
     pub fn settle(&mut self, values: impl Iterator<Item = u64>, held: usize, limit: usize) {
-        if !self.overflowed || held > limit / 2 {
+        if !self.overflowed() || held > limit / 2 {
             return;
         }
-        self.overflowed = false;
+        self.exact = ValueCounts::default();
         for value in values {
-            *self.exact.entry(value).or_insert(0) += 1;
+            self.exact.increment(value);
         }
     }
 
     /// The distinct count of the window, whose values are `values`.
     pub fn count(&self, values: impl Iterator<Item = u64> + Clone, limit: usize) -> i64 {
-        if self.overflowed {
+        if self.overflowed() {
             distinct_count(values, limit)
         } else {
             self.exact.len() as i64
@@ -307,6 +404,34 @@ pub fn quantile_of(values: impl Iterator<Item = f64>, q: f64) -> Option<f64> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Through inline, list and map forms, the counts say how many values
+        /// occur, as a plain map of counts does.
+        #[test]
+        fn value_counts_track_a_map_of_counts(
+            steps in proptest::collection::vec((0u64..48, proptest::bool::weighted(0.35)), 1..400),
+        ) {
+            let mut counts = ValueCounts::default();
+            let mut naive = std::collections::BTreeMap::<u64, u32>::new();
+            for (value, remove) in steps {
+                match naive.get_mut(&value) {
+                    Some(n) if remove => {
+                        counts.decrement(value);
+                        *n -= 1;
+                        if *n == 0 {
+                            naive.remove(&value);
+                        }
+                    }
+                    _ => {
+                        counts.increment(value);
+                        *naive.entry(value).or_insert(0) += 1;
+                    }
+                }
+                proptest::prop_assert_eq!(counts.len(), naive.len());
+            }
+        }
+    }
+
     /// Deterministic pseudo-random u64s (SplitMix64 from `seed`).
     fn stream(seed: u64) -> impl Iterator<Item = u64> {
         let mut state = seed;
@@ -453,7 +578,7 @@ mod tests {
             d.remove(window.remove(0));
         }
         d.settle(window.iter().copied(), window.len(), limit);
-        assert!(!d.overflowed);
+        assert!(!d.overflowed());
         assert_eq!(d.count(std::iter::empty(), limit), 2);
         d.add(4, limit);
         assert_eq!(d.count(std::iter::empty(), limit), 2);

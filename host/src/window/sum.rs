@@ -26,6 +26,19 @@ impl RunningSum {
         self.sum + self.compensation
     }
 
+    /// The sum as two words (kept in an entity's slide words).
+    pub fn to_words(self) -> [u64; 2] {
+        [self.sum.to_bits(), self.compensation.to_bits()]
+    }
+
+    /// The sum stored by [`RunningSum::to_words`].
+    pub fn from_words([sum, compensation]: [u64; 2]) -> Self {
+        Self {
+            sum: f64::from_bits(sum),
+            compensation: f64::from_bits(compensation),
+        }
+    }
+
     /// Adds every value `other` summed.
     pub fn merge(&mut self, other: &RunningSum) {
         self.add(other.sum);
@@ -62,6 +75,22 @@ impl RunningMoments {
         let d = x - self.shift;
         self.s1.add(d);
         self.s2.add(d * d);
+    }
+
+    /// The moments as five words (kept in an entity's slide words).
+    pub fn to_words(self) -> [u64; 5] {
+        let [a, b] = self.s1.to_words();
+        let [c, d] = self.s2.to_words();
+        [self.shift.to_bits(), a, b, c, d]
+    }
+
+    /// The moments stored by [`RunningMoments::to_words`].
+    pub fn from_words([shift, a, b, c, d]: [u64; 5]) -> Self {
+        Self {
+            shift: f64::from_bits(shift),
+            s1: RunningSum::from_words([a, b]),
+            s2: RunningSum::from_words([c, d]),
+        }
     }
 
     /// Adds the `n_other` values of `other` to the `n` held here: their

@@ -36,6 +36,7 @@
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashSet;
+use thin_vec::ThinVec;
 
 use super::entity::{aligned_shown, first_start_after, numeric, AggCell, Verdict};
 use super::plan::{Plan, Shape};
@@ -672,7 +673,7 @@ impl TiledWindow {
 /// Every tiled window of one entity.
 #[derive(Debug, Clone, Default)]
 pub struct Tiles {
-    windows: Box<[TiledWindow]>,
+    windows: ThinVec<TiledWindow>,
 }
 
 impl Tiles {
