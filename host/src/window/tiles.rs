@@ -125,8 +125,10 @@ pub struct TilePlan {
 #[derive(Debug, Clone, PartialEq)]
 struct Layout {
     window: usize,
-    /// Tiles of `tile_ms` (sliding), or one partial per instance (aligned).
-    kind: Kind,
+    /// The window's shape: a sliding window keeps tiles of `tile_ms`, an
+    /// aligned one a partial per instance (keyed start / hop), a session
+    /// window a partial per session (keyed by its start).
+    shape: Shape,
     /// Stored slots whose min, max, first and last the tiles keep.
     edge_slots: Vec<usize>,
     /// Stored slots whose newest raw events are kept (`events`), and how many.
@@ -136,37 +138,14 @@ struct Layout {
     quantile_slots: Vec<usize>,
 }
 
-/// How a tiled window keys its partial aggregates.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    /// Tile k holds [k·tile_ms, (k+1)·tile_ms); the window covers `tiles` of them.
-    Sliding { tiles: i64 },
-    /// Partial k holds the instance [k·hop, k·hop + length).
-    Aligned {
-        length: i64,
-        hop: i64,
-        grace: i64,
-        early: bool,
-    },
-    /// One partial per session, keyed by its start.
-    Session {
-        gap: i64,
-        retention: i64,
-        grace: i64,
-        early: bool,
-    },
-}
-
-impl Kind {
-    /// The instance of an aligned window shown at stream time `now`,
-    /// watermark `wm` (its start / hop); `None` for a sliding window.
-    fn shown(self, now: i64, wm: i64) -> Option<i64> {
-        match self {
-            Kind::Sliding { .. } | Kind::Session { .. } => None,
-            Kind::Aligned {
-                length, hop, early, ..
-            } => Some(aligned_shown(length, hop, early, now, wm).div_euclid(hop)),
-        }
+/// The instance of aligned window `shape` shown at stream time `now`,
+/// watermark `wm` (its start / hop); `None` for other windows.
+fn shown_instance(shape: Shape, now: i64, wm: i64) -> Option<i64> {
+    match shape {
+        Shape::Aligned {
+            length, hop, early, ..
+        } => Some(aligned_shown(length, hop, early, now, wm).div_euclid(hop)),
+        Shape::Sliding { .. } | Shape::Session { .. } => None,
     }
 }
 
@@ -188,9 +167,9 @@ impl TilePlan {
     /// (sliding windows: aligned ones return `None`).
     fn earliest(&self, i: usize, now: i64) -> Option<i64> {
         let g = self.tile_ms;
-        match self.layouts[i].kind {
-            Kind::Sliding { tiles } => Some(now.div_euclid(g) * g + g - tiles * g),
-            Kind::Aligned { .. } | Kind::Session { .. } => None,
+        match self.layouts[i].shape {
+            Shape::Sliding { length } => Some(now.div_euclid(g) * g + g - length),
+            Shape::Aligned { .. } | Shape::Session { .. } => None,
         }
     }
 }
@@ -211,38 +190,18 @@ impl Plan {
             layouts: Vec::new(),
         };
         for (w, shape) in self.shapes.iter().enumerate() {
-            let kind = match *shape {
-                Shape::Sliding { length } if tiling.tiles(length as u64) && length % g == 0 => {
-                    Kind::Sliding { tiles: length / g }
-                }
-                Shape::Aligned {
-                    length,
-                    hop,
-                    grace,
-                    early,
-                } if tiling.tiles(length as u64) => Kind::Aligned {
-                    length,
-                    hop,
-                    grace,
-                    early,
-                },
-                Shape::Session {
-                    gap,
-                    retention,
-                    grace,
-                    early,
-                } if tiling.tiles(retention as u64) => Kind::Session {
-                    gap,
-                    retention,
-                    grace,
-                    early,
-                },
-                _ => continue,
+            let tiled = match *shape {
+                Shape::Sliding { length } => tiling.tiles(length as u64) && length % g == 0,
+                Shape::Aligned { length, .. } => tiling.tiles(length as u64),
+                Shape::Session { retention, .. } => tiling.tiles(retention as u64),
             };
+            if !tiled {
+                continue;
+            }
             tp.index[w] = Some(tp.layouts.len());
             tp.layouts.push(Layout {
                 window: w,
-                kind,
+                shape: *shape,
                 edge_slots: Vec::new(),
                 recent_slots: Vec::new(),
                 recent_cap: 0,
@@ -449,7 +408,7 @@ impl Tile {
             first: (i64::MAX, 0),
             last: (i64::MIN, 0),
         };
-        let own_recent = !matches!(layout.kind, Kind::Sliding { .. });
+        let own_recent = !matches!(layout.shape, Shape::Sliding { .. });
         Tile {
             k,
             anchor,
@@ -609,25 +568,27 @@ enum Shown<'a> {
 
 impl TiledWindow {
     /// What the window shows at stream time `now`, watermark `wm`.
-    fn shown(&self, kind: Kind, now: i64, wm: i64) -> Shown<'_> {
-        match kind {
-            Kind::Sliding { .. } => Shown::All,
-            Kind::Aligned { .. } => Shown::One(kind.shown(now, wm).and_then(|k| self.get(k))),
-            Kind::Session { .. } => {
-                Shown::One(self.shown_session(kind, wm).map(|i| &self.tiles[i]))
+    fn shown(&self, shape: Shape, now: i64, wm: i64) -> Shown<'_> {
+        match shape {
+            Shape::Sliding { .. } => Shown::All,
+            Shape::Aligned { .. } => {
+                Shown::One(shown_instance(shape, now, wm).and_then(|k| self.get(k)))
+            }
+            Shape::Session { .. } => {
+                Shown::One(self.shown_session(shape, wm).map(|i| &self.tiles[i]))
             }
         }
     }
 
     /// The index of the session shown at watermark `wm`: the latest still
     /// visible that has fired (ended), or with early results the latest.
-    fn shown_session(&self, kind: Kind, wm: i64) -> Option<usize> {
-        let Kind::Session {
+    fn shown_session(&self, shape: Shape, wm: i64) -> Option<usize> {
+        let Shape::Session {
             gap,
             retention,
             early,
             ..
-        } = kind
+        } = shape
         else {
             return None;
         };
@@ -684,9 +645,9 @@ impl Tiles {
                 .layouts
                 .iter()
                 .map(|l| TiledWindow {
-                    recent: match l.kind {
-                        Kind::Sliding { .. } => Recent::new(l.recent_slots.len()),
-                        Kind::Aligned { .. } | Kind::Session { .. } => Recent::default(),
+                    recent: match l.shape {
+                        Shape::Sliding { .. } => Recent::new(l.recent_slots.len()),
+                        Shape::Aligned { .. } | Shape::Session { .. } => Recent::default(),
                     },
                     ..TiledWindow::default()
                 })
@@ -710,7 +671,7 @@ impl Tiles {
             return 0;
         };
         let win = &self.windows[i];
-        match win.shown(plan.tiles.layouts[i].kind, now, wm) {
+        match win.shown(plan.tiles.layouts[i].shape, now, wm) {
             Shown::All => win.count,
             Shown::One(tile) => tile.map_or(0, |tile| tile.count),
         }
@@ -739,8 +700,8 @@ impl Tiles {
                 continue;
             }
             let win = &mut self.windows[i];
-            match layout.kind {
-                Kind::Sliding { .. } => {
+            match layout.shape {
+                Shape::Sliding { .. } => {
                     shown = true;
                     opened += win.add(plan, layout, t.div_euclid(g), (t, offset), cells);
                     win.count += 1;
@@ -748,21 +709,21 @@ impl Tiles {
                         win.recent.push(layout, t, cells);
                     }
                 }
-                Kind::Aligned {
+                Shape::Aligned {
                     length, hop, grace, ..
                 } => {
                     // Instances holding t, from the first still open.
                     let first = first_start_after(t - length, hop)
                         .max(first_start_after(wm - grace - length, hop))
                         .div_euclid(hop);
-                    let shown_k = layout.kind.shown(now, wm);
+                    let shown_k = shown_instance(layout.shape, now, wm);
                     for k in first..=t.div_euclid(hop) {
                         opened += win.add(plan, layout, k, (t, offset), cells);
                         shown |= shown_k == Some(k);
                     }
                 }
-                Kind::Session { gap, grace, .. } => {
-                    let before = win.shown_session(layout.kind, wm).map(|i| win.span(i));
+                Shape::Session { gap, grace, .. } => {
+                    let before = win.shown_session(layout.shape, wm).map(|i| win.span(i));
                     // The open sessions t touches merge, earliest first (they
                     // never overlap, so each merged one is later in time).
                     let (mut lo, mut hi) = (t, t);
@@ -794,7 +755,7 @@ impl Tiles {
                     let at = win.tiles.partition_point(|x| x.k < lo);
                     win.tiles.insert(at, tile);
                     win.lasts.insert(at, hi);
-                    let after = win.shown_session(layout.kind, wm).map(|i| win.span(i));
+                    let after = win.shown_session(layout.shape, wm).map(|i| win.span(i));
                     shown |= before != after || after == Some((lo, hi));
                 }
             }
@@ -808,15 +769,15 @@ impl Tiles {
     pub fn advance(&mut self, plan: &Plan, now: i64, wm: i64, dropped: &mut impl FnMut(i64)) {
         let g = plan.tiles.tile_ms;
         for (i, win) in self.windows.iter_mut().enumerate() {
-            let keep = match plan.tiles.layouts[i].kind {
-                Kind::Sliding { .. } => {
+            let keep = match plan.tiles.layouts[i].shape {
+                Shape::Sliding { .. } => {
                     let earliest = plan.tiles.earliest(i, now).expect("a sliding window");
                     while win.recent.times.front().is_some_and(|t| *t < earliest) {
                         win.recent.pop_front();
                     }
                     earliest.div_euclid(g)
                 }
-                Kind::Aligned {
+                Shape::Aligned {
                     length, hop, grace, ..
                 } => {
                     // The latest fired instance, and those still open.
@@ -824,7 +785,7 @@ impl Tiles {
                     let open = first_start_after(wm - grace - length, hop);
                     fired.min(open).div_euclid(hop)
                 }
-                Kind::Session { gap, retention, .. } => {
+                Shape::Session { gap, retention, .. } => {
                     // Sessions never overlap: those past their retention come first.
                     while win.lasts.front().is_some_and(|l| l + gap + retention <= wm) {
                         win.lasts.pop_front();
@@ -835,7 +796,7 @@ impl Tiles {
             };
             while win.tiles.front().is_some_and(|tile| tile.k < keep) {
                 let tile = win.tiles.pop_front().expect("checked");
-                if let Kind::Sliding { .. } = plan.tiles.layouts[i].kind {
+                if let Shape::Sliding { .. } = plan.tiles.layouts[i].shape {
                     win.count -= tile.count;
                 }
                 dropped(tile.anchor);
@@ -853,8 +814,8 @@ impl Tiles {
             let Some(front) = win.tiles.front() else {
                 continue;
             };
-            match layout.kind {
-                Kind::Session { gap, retention, .. } => {
+            match layout.shape {
+                Shape::Session { gap, retention, .. } => {
                     for last in &win.lasts {
                         let end = last + gap;
                         if end > wm {
@@ -863,8 +824,8 @@ impl Tiles {
                         at(end + retention + lag);
                     }
                 }
-                Kind::Sliding { tiles } => at((front.k + tiles) * g),
-                Kind::Aligned {
+                Shape::Sliding { length } => at(front.k * g + length),
+                Shape::Aligned {
                     length,
                     hop,
                     grace,
@@ -872,7 +833,7 @@ impl Tiles {
                 } => {
                     let oldest = front.k * hop;
                     at(oldest + length + hop.max(grace) + lag);
-                    let k = layout.kind.shown(now, wm).expect("an aligned window");
+                    let k = shown_instance(layout.shape, now, wm).expect("an aligned window");
                     let start = k * hop;
                     let shown = win.get(k).is_some();
                     let pos = win.tiles.partition_point(|tile| tile.k <= k);
@@ -900,7 +861,7 @@ impl Tiles {
         let op = &plan.aggs[a];
         let i = plan.tiles.index(op.window).expect("a tiled window");
         let win = &self.windows[i];
-        match win.shown(plan.tiles.layouts[i].kind, now, wm) {
+        match win.shown(plan.tiles.layouts[i].shape, now, wm) {
             Shown::All => aggregate(plan, a, win.tiles.iter(), win.count, Some(&win.recent)),
             Shown::One(tile) => {
                 let recent = tile.and_then(|t| t.recent.as_deref());
