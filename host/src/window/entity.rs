@@ -106,6 +106,37 @@ pub fn aligned_shown(length: i64, hop: i64, early: bool, now: i64, wm: i64) -> i
     }
 }
 
+/// When the shown instance of an aligned window next changes, given the
+/// start of the one shown now (`start`, from [`aligned_shown`]), whether it
+/// holds anything, and the end of the first later instance that does.
+/// Reports the time through `at`. Shared by held events and tiles.
+pub(super) fn aligned_next(
+    shape: Shape,
+    start: i64,
+    shown: bool,
+    later_end: Option<i64>,
+    lag: i64,
+    at: &mut impl FnMut(i64),
+) {
+    let Shape::Aligned {
+        length, hop, early, ..
+    } = shape
+    else {
+        return;
+    };
+    if early {
+        // The instance holding T that ends first moves on once T reaches its end.
+        if shown || later_end.is_some() {
+            at(start + length);
+        }
+    } else if shown {
+        at(start + length + hop + lag);
+    } else if let Some(end) = later_end {
+        // The first later instance holding something fires at its end.
+        at(end.max(start + length + hop) + lag);
+    }
+}
+
 /// An entity's events and the state of every window over them.
 #[derive(Debug, Clone)]
 pub struct EntityWindow {
@@ -439,22 +470,11 @@ impl EntityWindow {
                         })
                         .next()
                         .is_some();
-                    let later = Some(self.partition_point(layout, |t| t < start + hop))
+                    // The first instance holding the first later event ends first.
+                    let later_end = Some(self.partition_point(layout, |t| t < start + hop))
                         .filter(|&i| i < n)
-                        .map(|i| self.time(layout, i));
-                    if early {
-                        // The instance holding T that ends first moves on once T
-                        // reaches its end.
-                        if shown || later.is_some() {
-                            at(start + length);
-                        }
-                    } else if shown {
-                        at(start + length + hop + lag);
-                    } else if let Some(t) = later {
-                        // The first instance holding `t` fires at its end.
-                        let end = first_start_after(t - length, hop) + length;
-                        at(end.max(start + length + hop) + lag);
-                    }
+                        .map(|i| first_start_after(self.time(layout, i) - length, hop) + length);
+                    aligned_next(*shape, start, shown, later_end, lag, &mut at);
                 }
                 Shape::Session { gap, retention, .. } => {
                     for s in &self.sessions[w] {

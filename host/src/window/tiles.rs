@@ -38,7 +38,7 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashSet;
 use thin_vec::ThinVec;
 
-use super::entity::{aligned_shown, first_start_after, numeric, AggCell, Verdict};
+use super::entity::{aligned_next, aligned_shown, first_start_after, numeric, AggCell, Verdict};
 use super::plan::{Plan, Shape};
 use super::sketch::{Hll, QuantileSketch};
 use super::sum::{RunningMoments, RunningSum};
@@ -826,10 +826,7 @@ impl Tiles {
                 }
                 Shape::Sliding { length } => at(front.k * g + length),
                 Shape::Aligned {
-                    length,
-                    hop,
-                    grace,
-                    early,
+                    length, hop, grace, ..
                 } => {
                     let oldest = front.k * hop;
                     at(oldest + length + hop.max(grace) + lag);
@@ -837,19 +834,8 @@ impl Tiles {
                     let start = k * hop;
                     let shown = win.get(k).is_some();
                     let pos = win.tiles.partition_point(|tile| tile.k <= k);
-                    let later = win.tiles.get(pos).map(|tile| tile.k * hop);
-                    if early {
-                        // The instance holding T that ends first moves on once
-                        // T reaches its end.
-                        if shown || later.is_some() {
-                            at(start + length);
-                        }
-                    } else if shown {
-                        at(start + length + hop + lag);
-                    } else if let Some(later) = later {
-                        // The next instance holding an event fires at its end.
-                        at((later + length).max(start + length + hop) + lag);
-                    }
+                    let later_end = win.tiles.get(pos).map(|tile| tile.k * hop + length);
+                    aligned_next(layout.shape, start, shown, later_end, lag, at);
                 }
             }
         }
