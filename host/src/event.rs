@@ -399,11 +399,53 @@ pub fn parse_timestamp(s: &str) -> Result<i64, DecodeError> {
 }
 
 /// Formats epoch milliseconds as ISO-8601 UTC with millisecond precision and `Z`.
+/// Years 0 to 9999 are formatted here (it runs once per Redis update); others
+/// go through chrono.
 pub fn format_time(ms: i64) -> String {
-    match DateTime::from_timestamp_millis(ms) {
-        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        None => ms.to_string(),
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return match DateTime::from_timestamp_millis(ms) {
+            Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            None => ms.to_string(),
+        };
     }
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, ms_of_day / 3_600_000);
+    put(14, 2, ms_of_day / 60_000 % 60);
+    put(17, 2, ms_of_day / 1000 % 60);
+    put(20, 3, ms_of_day % 1000);
+    out.iter().map(|&b| char::from(b)).collect()
+}
+
+/// The proleptic Gregorian date (year, month, day) of a day number counted
+/// from 1970-01-01, by the era arithmetic of 400-year cycles (146,097 days)
+/// whose years start on 1 March, so that the leap day ends the year.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468; // days since 0000-03-01
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
@@ -448,6 +490,59 @@ mod tests {
     #[test]
     fn formats_back_to_utc() {
         assert_eq!(format_time(NOON + 5), "2026-03-01T12:00:00.005Z");
+    }
+
+    /// chrono's formatting, the reference for the hand-written one.
+    fn chrono_format(ms: i64) -> String {
+        let dt = DateTime::from_timestamp_millis(ms).expect("in chrono's range");
+        dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    }
+
+    #[test]
+    fn formats_every_day_as_chrono_does() {
+        let day = 86_400_000i64;
+        // Day boundaries around the epoch, leap days and century years
+        // (1900 and 2100 have no 29 February, 2000 has), and the range's ends.
+        let edges = [
+            0,
+            -1,
+            day - 1,
+            -day,
+            chrono_ms("1900-02-28T23:59:59.999Z"),
+            chrono_ms("1900-03-01T00:00:00.000Z"),
+            chrono_ms("2000-02-29T12:00:00.000Z"),
+            chrono_ms("2100-03-01T00:00:00.000Z"),
+            chrono_ms("2024-12-31T23:59:59.999Z"),
+            chrono_ms("0000-01-01T00:00:00.000Z"),
+            chrono_ms("0000-02-29T00:00:00.000Z"),
+            chrono_ms("9999-12-31T23:59:59.999Z"),
+        ];
+        for ms in edges {
+            assert_eq!(format_time(ms), chrono_format(ms), "{ms}");
+        }
+        // Every day from 1600 to 2400, at a time of day that moves with it.
+        let (from, to) = (
+            chrono_ms("1600-01-01T00:00:00.000Z"),
+            chrono_ms("2400-01-01T00:00:00.000Z"),
+        );
+        let mut d = from;
+        let mut k = 0i64;
+        while d < to {
+            let ms = d + (k * 7_919_993) % day;
+            assert_eq!(format_time(ms), chrono_format(ms), "{ms}");
+            d += day;
+            k += 1;
+        }
+        // Outside years 0 to 9999, chrono's own text (a sign, more digits).
+        let far = chrono_ms("9999-12-31T23:59:59.999Z") + 1;
+        assert_eq!(format_time(far), "+10000-01-01T00:00:00.000Z");
+        assert_eq!(format_time(far), chrono_format(far));
+    }
+
+    fn chrono_ms(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text)
+            .expect("a valid time")
+            .timestamp_millis()
     }
 
     #[test]
