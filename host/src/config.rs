@@ -102,8 +102,9 @@ pub struct PipelineConfig {
     /// Longest time in milliseconds between two flushes while events arrive.
     pub linger_ms: u64,
     /// Flushed batches whose writes and commit may be in flight at once while
-    /// the Kafka source consumes the next batch (1 to 4); a flush past this
-    /// waits for the oldest batch.
+    /// the Kafka source consumes the next batch (0 to 4); a flush past this
+    /// waits for the oldest batch. 0: each flush waits for its own writes and
+    /// commit before consumption resumes.
     pub max_in_flight_batches: usize,
     /// An event whose time is more than this many milliseconds after its Kafka record
     /// timestamp (or the wall clock, for files) is dead-lettered as absurdly far in the future.
@@ -430,8 +431,8 @@ impl Config {
         if self.pipeline.batch_size == 0 {
             return invalid("[pipeline] batch_size must be at least 1");
         }
-        if !(1..=4).contains(&self.pipeline.max_in_flight_batches) {
-            return invalid("[pipeline] max_in_flight_batches must be between 1 and 4");
+        if self.pipeline.max_in_flight_batches > 4 {
+            return invalid("[pipeline] max_in_flight_batches must be between 0 and 4");
         }
         if self.pipeline.max_future_ms < 0 {
             return invalid("[pipeline] max_future_ms must not be negative");

@@ -46,8 +46,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::kafka_client;
-use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure};
 use crate::offline::OfflineWriter;
+use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure};
 use crate::sinks::kafka::{Acks, KafkaSink, Source};
 use crate::sinks::redis::{RedisSink, ViewWrites};
 use crate::sources::writer::{Complete, InFlight, Writer};
@@ -392,8 +392,11 @@ impl Member<'_> {
                 }
             }
         }
-        // The last batch's writes are retried until they succeed, shutdown or not.
-        self.flush(views, &CancellationToken::new()).await?;
+        // The last batch's writes are retried until they succeed, shutdown or
+        // not (a paused source has nothing to flush: its outputs wait for a fix).
+        if !self.paused {
+            self.flush(views, &CancellationToken::new()).await?;
+        }
         for done in self.writer.drain().await? {
             self.completed(views, done);
         }
@@ -455,6 +458,7 @@ impl Member<'_> {
                         view.processor.release(key);
                     }
                     self.positions.remove(&key);
+                    self.handed.remove(&key);
                     self.owned.remove(&key);
                     tracing::info!(%topic, partition, "partition revoked; state released");
                 }

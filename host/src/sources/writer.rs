@@ -11,7 +11,8 @@
 //!
 //! **Bound.** At most `max_in_flight` batches are handed off and not yet
 //! completed; handing off one more waits for the oldest (back-pressure on
-//! consumption). [`InFlight`] lets a rebalance callback wait until none is.
+//! consumption). With 0, a hand-off waits for its own batch (no overlap).
+//! [`InFlight`] lets a rebalance callback wait until none is.
 
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
@@ -93,8 +94,8 @@ pub struct Writer<C: Complete> {
 }
 
 impl<C: Complete> Writer<C> {
-    /// Starts the writer task; at most `max_in_flight` (at least 1) batches
-    /// are handed off at once. `in_flight` is shared with the rebalance callback.
+    /// Starts the writer task; at most `max_in_flight` batches are handed off
+    /// at once (0: a hand-off returns once its batch is completed). `in_flight` is shared with the rebalance callback.
     pub fn start(mut completer: C, max_in_flight: usize, in_flight: Arc<InFlight>) -> Self {
         let (batches, mut incoming) = mpsc::unbounded_channel::<C::Batch>();
         let (done_tx, done) = mpsc::unbounded_channel();
@@ -120,7 +121,7 @@ impl<C: Complete> Writer<C> {
             task: Some(task),
             in_flight,
             pending: 0,
-            max_in_flight: max_in_flight.max(1),
+            max_in_flight,
         }
     }
 
@@ -134,13 +135,16 @@ impl<C: Complete> Writer<C> {
     /// Fails with the error of a batch that failed.
     pub async fn hand_off(&mut self, batch: C::Batch) -> Result<Vec<C::Done>, RunError> {
         let mut done = Vec::new();
-        while self.pending >= self.max_in_flight {
+        while self.pending >= self.max_in_flight.max(1) {
             done.push(self.next_done().await?);
         }
         let sender = self.batches.as_ref().ok_or_else(stopped)?;
         self.in_flight.handed();
         sender.send(batch).map_err(|_| stopped())?;
         self.pending += 1;
+        if self.max_in_flight == 0 {
+            done.extend(self.drain().await?);
+        }
         Ok(done)
     }
 
@@ -256,7 +260,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_complete_in_order_within_the_bound() {
-        for bound in [1, 2] {
+        for bound in [0, 1, 2] {
             let (f, committed, most) = fake(None);
             let in_flight = Arc::new(InFlight::default());
             let mut w = Writer::start(f, bound, in_flight.clone());
@@ -269,7 +273,11 @@ mod tests {
             w.stop().await;
             assert_eq!(*committed.lock().unwrap(), (0..10).collect::<Vec<_>>());
             assert_eq!(reported, (0..10).collect::<Vec<_>>());
-            assert_eq!(most.load(Ordering::SeqCst), 1, "one batch completes at a time");
+            assert_eq!(
+                most.load(Ordering::SeqCst),
+                1,
+                "one batch completes at a time"
+            );
             assert!(!in_flight.busy());
         }
     }
