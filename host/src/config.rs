@@ -120,6 +120,11 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// Longest time in milliseconds between two flushes while events arrive.
     pub linger_ms: u64,
+    /// Flushed batches whose writes and commit may be in flight at once while
+    /// the Kafka source consumes the next batch (0 to 4); a flush past this
+    /// waits for the oldest batch. 0: each flush waits for its own writes and
+    /// commit before consumption resumes.
+    pub max_in_flight_batches: usize,
     /// An event whose time is more than this many milliseconds after its Kafka record
     /// timestamp (or the wall clock, for files) is dead-lettered as absurdly far in the future.
     pub max_future_ms: i64,
@@ -140,6 +145,7 @@ impl Default for PipelineConfig {
         Self {
             batch_size: 5000,
             linger_ms: 100,
+            max_in_flight_batches: 1,
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),
             idle_timeout_ms: 60_000,
@@ -487,6 +493,9 @@ impl Config {
         self.validate_repartition()?;
         if self.pipeline.batch_size == 0 {
             return invalid("[pipeline] batch_size must be at least 1");
+        }
+        if self.pipeline.max_in_flight_batches > 4 {
+            return invalid("[pipeline] max_in_flight_batches must be between 0 and 4");
         }
         if self.pipeline.max_future_ms < 0 {
             return invalid("[pipeline] max_future_ms must not be negative");
