@@ -639,6 +639,27 @@ mod tests {
     }
 
     #[test]
+    fn max_in_flight_batches_is_at_most_four() {
+        let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert_eq!(c.pipeline.max_in_flight_batches, 1);
+        for n in [0, 4] {
+            let c = Config::parse(
+                &format!("[pipeline]\nmax_in_flight_batches = {n}\n{base}"),
+                "t",
+            )
+            .unwrap();
+            assert_eq!(c.pipeline.max_in_flight_batches, n);
+        }
+        let err = Config::parse(
+            &format!("[pipeline]\nmax_in_flight_batches = 5\n{base}"),
+            "t",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("between 0 and 4"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = Config::parse(
             "[file]\npath = 'x'\nbogus = 1\n[plugin]\npath = 'p.wasm'\n",
