@@ -24,9 +24,11 @@
 //!
 //! **Flushes overlap consumption.** A flush turns the changes since the last
 //! one into a batch (plugin calls, feature records queued to the producer, the
-//! commit with the checkpoints as of that boundary) and hands it to the writer
-//! ([`super::writer`]), which writes and commits batches one at a time, in
-//! order, while this loop consumes and applies the next records. At most
+//! commit with the checkpoints and dedup state as of that boundary, the
+//! acknowledgements of every record queued for it, forwards included) and
+//! hands it to the writer ([`super::writer`]), which writes and commits
+//! batches one at a time, in order, while this loop consumes and applies the
+//! next records. At most
 //! `max_in_flight_batches` are handed off and not completed; a failed batch
 //! stops the source and nothing after it is committed.
 //!
