@@ -146,6 +146,7 @@ struct Settings {
     e2e_timeout: Duration,
     batch_size: usize,
     linger_ms: u64,
+    in_flight: usize,
     py_events: usize,
     py_seconds: f64,
     python: Option<PathBuf>,
@@ -185,6 +186,7 @@ impl Settings {
             e2e_timeout: Duration::from_secs(env_or("WAFER_BENCH_E2E_TIMEOUT_S", 240)),
             batch_size: env_or("WAFER_BENCH_BATCH_SIZE", 5000),
             linger_ms: env_or("WAFER_BENCH_LINGER_MS", 100),
+            in_flight: env_or("WAFER_BENCH_IN_FLIGHT", 1),
             py_events: env_or("WAFER_BENCH_PY_EVENTS", 100_000),
             py_seconds: env_or("WAFER_BENCH_PY_SECONDS", 90.0),
             python,
@@ -1631,6 +1633,7 @@ fn wafer_config(
 [pipeline]
 batch_size = {batch}
 linger_ms = {linger_ms}
+max_in_flight_batches = {in_flight}
 
 [kafka]
 brokers = "{brokers}"
@@ -1649,6 +1652,7 @@ key_template = "{key_prefix}:features:{{user_id}}"
 ttl_secs = 3600
 "#,
         batch = s.batch_size,
+        in_flight = s.in_flight,
         brokers = brokers(),
         redis = redis_url(),
         plugin = s.plugin.display(),
@@ -1921,6 +1925,7 @@ async fn e2e_runs(
         "span_s": s.span_ms / 1000,
         "batch_size": s.batch_size,
         "linger_ms": s.linger_ms,
+        "max_in_flight_batches": s.in_flight,
         "produce_seconds": produce_time.as_secs_f64(),
         "python_events": py_events,
         "python_max_seconds": s.py_seconds,
@@ -2194,6 +2199,7 @@ async fn latency_run(s: &Settings, linger_ms: u64) -> anyhow::Result<Json> {
     Ok(json!({
         "linger_ms": linger_ms,
         "batch_size": s.batch_size,
+        "max_in_flight_batches": s.in_flight,
         "offered_rate": s.lat_rate,
         "achieved_rate": rate,
         "events_sent": sent,

@@ -120,6 +120,11 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// Longest time in milliseconds between two flushes while events arrive.
     pub linger_ms: u64,
+    /// Flushed batches whose writes and commit may be in flight at once while
+    /// the Kafka source consumes the next batch (0 to 4); a flush past this
+    /// waits for the oldest batch. 0: each flush waits for its own writes and
+    /// commit before consumption resumes.
+    pub max_in_flight_batches: usize,
     /// An event whose time is more than this many milliseconds after its Kafka record
     /// timestamp (or the wall clock, for files) is dead-lettered as absurdly far in the future.
     pub max_future_ms: i64,
@@ -140,6 +145,7 @@ impl Default for PipelineConfig {
         Self {
             batch_size: 5000,
             linger_ms: 100,
+            max_in_flight_batches: 1,
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),
             idle_timeout_ms: 60_000,
@@ -488,6 +494,9 @@ impl Config {
         if self.pipeline.batch_size == 0 {
             return invalid("[pipeline] batch_size must be at least 1");
         }
+        if self.pipeline.max_in_flight_batches > 4 {
+            return invalid("[pipeline] max_in_flight_batches must be between 0 and 4");
+        }
         if self.pipeline.max_future_ms < 0 {
             return invalid("[pipeline] max_future_ms must not be negative");
         }
@@ -627,6 +636,27 @@ mod tests {
         assert_eq!(c.plugin.unwrap().distinct_exact_limit, 1000);
         let c = Config::parse(&format!("{base}distinct_exact_limit = 50\n"), "t").unwrap();
         assert_eq!(c.plugin.unwrap().distinct_exact_limit, 50);
+    }
+
+    #[test]
+    fn max_in_flight_batches_is_at_most_four() {
+        let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert_eq!(c.pipeline.max_in_flight_batches, 1);
+        for n in [0, 4] {
+            let c = Config::parse(
+                &format!("[pipeline]\nmax_in_flight_batches = {n}\n{base}"),
+                "t",
+            )
+            .unwrap();
+            assert_eq!(c.pipeline.max_in_flight_batches, n);
+        }
+        let err = Config::parse(
+            &format!("[pipeline]\nmax_in_flight_batches = 5\n{base}"),
+            "t",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("between 0 and 4"), "{err}");
     }
 
     #[test]

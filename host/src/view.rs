@@ -28,7 +28,7 @@ pub struct View {
     /// How the view's features are stored in Redis.
     pub online: Arc<OnlineLayout>,
     /// The view's offline log, when `[offline]` is configured.
-    pub offline: Option<crate::offline::OfflineLog>,
+    pub offline: Option<crate::offline::SharedLog>,
 }
 
 /// What a view did during a run.

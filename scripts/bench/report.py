@@ -668,7 +668,8 @@ def render(results, env, profile_dir):
         w(
             f"- **Wafer**: `wafer::run` in-process with a `[kafka]` + `[redis]` config like the tests' "
             f"(`Env::config`) but with the shipped batching (`batch_size` = {e2e.get('batch_size')}, "
-            f"`linger_ms` = {e2e.get('linger_ms')}), its own group, Redis key prefix and output topic per run. "
+            f"`linger_ms` = {e2e.get('linger_ms')}, `max_in_flight_batches` = {e2e.get('max_in_flight_batches', 'n/a')}), "
+            "its own group, Redis key prefix and output topic per run. "
             "The bench polls the group's committed offsets every 50 ms; **sustained events/s = events / "
             "(time from calling `run` to all four committed offsets at the end offsets)**, so start-up "
             "(plugin load from the artifact cache, group join) is included. *Steady* excludes it: "
@@ -763,7 +764,8 @@ def render(results, env, profile_dir):
             "event now counted in `event_count_1h` to the moment the value was read. Latency = read-back "
             "time − send time, for probe events sent after the warm-up. The read-back adds a loopback round "
             "trip, so the figures are slightly pessimistic. Wafer runs with `batch_size` = "
-            f"{r0.get('batch_size')} and the `linger_ms` shown; the producer, the listener and Wafer share the process."
+            f"{r0.get('batch_size')}, `max_in_flight_batches` = {r0.get('max_in_flight_batches', 'n/a')} and the "
+            "`linger_ms` shown; the producer, the listener and Wafer share the process."
         )
         w("")
         w("| `linger_ms` | achieved rate | samples | p50 | p90 | p99 | max | unobserved | cores: Wafer+bench process / Kafka / Redis / everything else | machine busy |")
@@ -877,15 +879,26 @@ def render(results, env, profile_dir):
                 if avg_busy < 80
                 else "so CPU was scarce during these runs. "
             )
+            if e2e.get("max_in_flight_batches") == 0:
+                flushes = (
+                    "With `max_in_flight_batches` = 0, at every flush (each `batch_size` events or "
+                    "`linger_ms`), consumption stops until the Redis pipeline, the acknowledgements of the "
+                    "`ml-features` records (`acks=all`, `linger.ms` = 5) and the synchronous offset commit have "
+                    "completed, one after the other (the consuming thread, `tokio-rt-worker` in the thread "
+                    "table, is the busiest); the in-process cost per event above bounds what one core could do "
+                    "in any case."
+                )
+            else:
+                flushes = (
+                    "Flushes no longer stop consumption: each flushed batch (plugin calls done, feature records "
+                    "queued, checkpoints taken at the boundary) goes to a writer task that writes the Redis "
+                    "pipeline, waits for the `ml-features` acknowledgements, appends the offline log and commits, "
+                    "in order, while the consuming task (`tokio-rt-worker`) applies the next batch; "
+                    "`max_in_flight_batches` bounds the batches handed off (see docs/architecture.md)."
+                )
             w(
                 f"- End to end, the Wafer process used {num(avg, 2)} cores on average while catching up, and the "
-                f"whole machine (broker and Redis included) was {num(avg_busy)}% busy, " + bound + "At every flush "
-                "(each `batch_size` events or `linger_ms`), consumption stops until the Redis pipeline, the "
-                "acknowledgements of the `ml-features` records (`acks=all`, `linger.ms` = 5) and the "
-                "synchronous offset commit have completed, one after the other (the consuming thread, "
-                "`tokio-rt-worker` in the thread table, is the busiest); the in-process cost per event above "
-                "bounds what one core could do in any case. Levers named in the issue (overlapping "
-                "consumption with the writes, librdkafka batching) are not applied yet."
+                f"whole machine (broker and Redis included) was {num(avg_busy)}% busy, " + bound + flushes
             )
     w("")
     w("### Optimized so far")
@@ -911,6 +924,12 @@ def render(results, env, profile_dir):
         "end from 56,500-63,700 to 69,700-77,000 events/s (medians 62,400 and 73,100: ×1.17). What remains per "
         "entity is mostly the guard's `GET` and the `SET ... EX` themselves (about 2.7 µs as plain "
         "commands on this machine) and the Lua calls around them."
+    )
+    w(
+        "- End to end: flushed batches are written and committed by a writer task while the source "
+        "consumes the next batch (`[pipeline] max_in_flight_batches`, default 1; 0 is the previous "
+        "synchronous flush); commits stay in order and after their batch's writes, a revoke waits for "
+        "the batches in flight."
     )
     w(
         "- First measured (commit `0038d89`, 2026-11-26 03:26 UTC, same machine): in-process "
@@ -976,6 +995,7 @@ def render(results, env, profile_dir):
         "`WAFER_BENCH_INPROC_EVENTS` (1,000,000), `WAFER_BENCH_USERS` (100,000), `WAFER_BENCH_FLUSH_EVERY` "
         "(5,000), `WAFER_BENCH_SPAN_S` (7,200), `WAFER_BENCH_EVENTS` (end to end, 1,000,000), "
         "`WAFER_BENCH_E2E_REPS` (3), `WAFER_BENCH_BATCH_SIZE` / `WAFER_BENCH_LINGER_MS` (5,000 / 100), "
+        "`WAFER_BENCH_IN_FLIGHT` (`max_in_flight_batches` of the e2e and latency runs, 1), "
         "`WAFER_BENCH_PY_EVENTS` (100,000), `WAFER_BENCH_PY_SECONDS` (90), `WAFER_BENCH_LAT_RATE` (20,000), "
         "`WAFER_BENCH_LAT_SECONDS` (20), `WAFER_BENCH_LAT_WARMUP_S` (5), `WAFER_BENCH_LAT_LINGERS` (`100,20`), "
         "`WAFER_BENCH_OPS_REPS` (first-commit runs, 5), `WAFER_BENCH_OPS_FIRST_EVENTS` (20,000), "

@@ -15,12 +15,14 @@
 pub mod log;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::FeatureUpdate;
+use crate::plugin::FeatureSpec;
 use crate::view::View;
 
 pub use log::{OfflineError, OfflineLog, Recovery, RollPolicy};
@@ -79,61 +81,90 @@ impl View {
             tracing::info!(view = %self.name, files = recovery.recovered, rows = recovery.rows,
                 incomplete = recovery.truncated, "offline log: staging files left by the previous run rolled into Parquet");
         }
-        self.offline = Some(log);
+        self.offline = Some(Arc::new(Mutex::new(log)));
         Ok(())
     }
 
     /// Appends `updates` to the view's offline log, if it has one (see
     /// [`OfflineLog::append`]).
     pub fn write_offline<'a>(
-        &mut self,
+        &self,
         updates: impl IntoIterator<Item = &'a FeatureUpdate>,
     ) -> Result<usize, OfflineError> {
-        let Some(log) = &mut self.offline else {
-            return Ok(0);
-        };
+        match self.offline_writer() {
+            Some(writer) => writer.append(updates),
+            None => Ok(0),
+        }
+    }
+
+    /// A handle that appends to the view's offline log (if it has one) with
+    /// the current plugin version's features and tag, for a flush whose rows
+    /// are written after the view has moved on (see `sources::kafka`).
+    pub fn offline_writer(&self) -> Option<OfflineWriter> {
+        let log = self.offline.as_ref()?;
         let plugin = self.processor.plugin();
-        log.append(
-            updates,
-            &plugin.descriptor().features,
-            self.processor.plugin_tag(),
-        )
+        Some(OfflineWriter {
+            view: self.name.clone(),
+            log: log.clone(),
+            specs: plugin.descriptor().features.clone(),
+            plugin: self.processor.plugin_tag().to_owned(),
+        })
     }
 
     /// Rolls the view's staging files into Parquet files (end of a run).
     pub fn close_offline(&mut self) -> Result<(), OfflineError> {
-        match &mut self.offline {
-            Some(log) => log.close(),
+        match &self.offline {
+            Some(log) => log.lock().expect("never poisoned").close(),
             None => Ok(()),
         }
     }
 }
 
-/// Appends a flush's updates to the views' offline logs and makes them
-/// durable, retrying a failed append like a failed Redis write (an append
-/// that failed half-way may leave rows twice). `updates` pairs each flushed
-/// batch of updates with its view (index into `views`). Every view's due
-/// staging files are rolled, even without updates.
+/// A view's offline log, shared between the view and the writer of its
+/// flushed batches; appends are serialised by the lock.
+pub type SharedLog = Arc<Mutex<OfflineLog>>;
+
+/// Appends one flush's rows to a view's offline log with the plugin version
+/// that computed them.
+pub struct OfflineWriter {
+    view: String,
+    log: SharedLog,
+    specs: Vec<FeatureSpec>,
+    plugin: String,
+}
+
+impl OfflineWriter {
+    /// Appends `updates` and syncs them (see [`OfflineLog::append`]).
+    pub fn append<'a>(
+        &self,
+        updates: impl IntoIterator<Item = &'a FeatureUpdate>,
+    ) -> Result<usize, OfflineError> {
+        self.log
+            .lock()
+            .expect("never poisoned")
+            .append(updates, &self.specs, &self.plugin)
+    }
+}
+
+/// Appends a flush's updates to the offline logs and makes them durable,
+/// retrying a failed append like a failed Redis write (an append that failed
+/// half-way may leave rows twice). `updates` pairs each view's writer with
+/// its updates of the flush (several entries per view when the view flushed
+/// several partitions). Every listed view's due staging files are rolled,
+/// even without updates.
 pub async fn write_flush(
-    views: &mut [View],
-    updates: &[(usize, &[FeatureUpdate])],
+    writers: &[(OfflineWriter, Vec<&[FeatureUpdate]>)],
     shutdown: &CancellationToken,
 ) -> Result<(), OfflineError> {
-    for (i, view) in views.iter_mut().enumerate() {
-        if view.offline.is_none() {
-            continue;
-        }
+    for (writer, batches) in writers {
         let mut attempt = 0u32;
         loop {
-            let mine = updates
-                .iter()
-                .filter(|(v, _)| *v == i)
-                .flat_map(|(_, batch)| batch.iter());
-            match tokio::task::block_in_place(|| view.write_offline(mine)) {
+            let mine = batches.iter().flat_map(|b| b.iter());
+            match tokio::task::block_in_place(|| writer.append(mine)) {
                 Ok(_) => break,
                 Err(e) => {
                     attempt += 1;
-                    tracing::warn!(view = %view.name, error = %e, attempt, "offline log append failed; retrying");
+                    tracing::warn!(view = %writer.view, error = %e, attempt, "offline log append failed; retrying");
                     if shutdown.is_cancelled() && attempt >= 3 {
                         return Err(e);
                     }

@@ -6,7 +6,7 @@
 //! next call instantiates a fresh one from the cached `InstancePre`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -169,7 +169,12 @@ impl PluginEngine {
         let path = dir.join(format!("{hash}-{engine_hash:016x}.cwasm"));
         if !path.exists() {
             let artifact = self.engine.precompile_component(bytes)?;
-            let tmp = dir.join(format!(".{hash}-{}.tmp", std::process::id()));
+            // A name of its own per compilation: two loads of the same plugin
+            // at once in one process (parallel tests, several hosts) must not
+            // rename each other's file away.
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!(".{hash}-{}-{n}.tmp", std::process::id()));
             std::fs::write(&tmp, &artifact)?;
             std::fs::rename(&tmp, &path)?;
         }

@@ -30,14 +30,42 @@ pub struct Source<'a> {
 /// The producer and the records awaiting acknowledgement.
 pub struct KafkaSink {
     producer: FutureProducer,
-    pending: Vec<(String, DeliveryFuture)>,
+    pending: Acks,
+}
+
+/// Records queued to the producer, with their topics, until acknowledged.
+#[derive(Default)]
+pub struct Acks(Vec<(String, DeliveryFuture)>);
+
+impl Acks {
+    /// Waits until every record is acknowledged; fails on the first refused one.
+    pub async fn wait(self) -> Result<(), SinkError> {
+        for (topic, future) in self.0 {
+            match future.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(SinkError::Kafka {
+                        topic,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(SinkError::Kafka {
+                        topic,
+                        reason: "the producer was dropped before acknowledging".into(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl KafkaSink {
     pub fn new(producer: FutureProducer) -> Self {
         Self {
             producer,
-            pending: Vec::new(),
+            pending: Acks::default(),
         }
     }
 
@@ -125,7 +153,7 @@ impl KafkaSink {
         loop {
             match self.producer.send_result(record) {
                 Ok(future) => {
-                    self.pending.push((topic.to_owned(), future));
+                    self.pending.0.push((topic.to_owned(), future));
                     return Ok(());
                 }
                 Err((
@@ -148,25 +176,9 @@ impl KafkaSink {
         }
     }
 
-    /// Waits until every queued record is acknowledged.
-    pub async fn flush(&mut self) -> Result<(), SinkError> {
-        for (topic, future) in self.pending.drain(..) {
-            match future.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    return Err(SinkError::Kafka {
-                        topic,
-                        reason: e.to_string(),
-                    })
-                }
-                Err(_) => {
-                    return Err(SinkError::Kafka {
-                        topic,
-                        reason: "the producer was dropped before acknowledging".into(),
-                    })
-                }
-            }
-        }
-        Ok(())
+    /// Takes the records queued since the last call, to be awaited by the
+    /// writer of the batch they belong to.
+    pub fn take_pending(&mut self) -> Acks {
+        std::mem::take(&mut self.pending)
     }
 }

@@ -22,10 +22,21 @@
 //! one such topic, dropping re-forwarded copies ([`crate::repartition`]);
 //! forwards are writes like the others, acknowledged before the commit.
 //!
-//! **Revocation.** Flushes finish before the consumer is polled again, and
-//! rebalance callbacks run inside that poll, so a revoked partition has no
-//! write in flight; its unflushed changes are dropped and the next owner
-//! re-reads them from the last commit.
+//! **Flushes overlap consumption.** A flush turns the changes since the last
+//! one into a batch (plugin calls, feature records queued to the producer, the
+//! commit with the checkpoints and dedup state as of that boundary, the
+//! acknowledgements of every record queued for it, forwards included) and
+//! hands it to the writer ([`super::writer`]), which writes and commits
+//! batches one at a time, in order, while this loop consumes and applies the
+//! next records. At most
+//! `max_in_flight_batches` are handed off and not completed; a failed batch
+//! stops the source and nothing after it is committed.
+//!
+//! **Revocation.** Rebalance callbacks run inside the consumer's poll; a
+//! revoke waits there until every batch handed to the writer is committed
+//! (or failed), so a revoked partition has no write in flight once the revoke
+//! completes; its unflushed changes are dropped and the next owner re-reads
+//! them from the last commit.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -44,10 +55,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::kafka_client;
+use crate::metrics::Counters;
+use crate::offline::OfflineWriter;
 use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure};
 use crate::repartition::{self, Routing};
-use crate::sinks::kafka::{KafkaSink, Source};
+use crate::sinks::kafka::{Acks, KafkaSink, Source};
 use crate::sinks::redis::{RedisSink, ViewWrites};
+use crate::sources::writer::{Complete, InFlight, Writer};
 use crate::status::{DeadLetter, Readiness, Replay, Status};
 use crate::view::View;
 use crate::window::Checkpoint;
@@ -141,6 +155,8 @@ struct GroupContext {
     changes: Mutex<Vec<(Change, String, i32)>>,
     readiness: Readiness,
     rebalanced: tokio::sync::Notify,
+    /// The batches handed to the writer: a revoke waits for them.
+    in_flight: Arc<InFlight>,
 }
 
 impl GroupContext {
@@ -164,6 +180,19 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked = self.record(Change::Revoked, tpl);
             self.readiness.revoked(&revoked);
+            // The revoke completes when this returns: every batch handed to
+            // the writer is committed (or has failed) first, so the next owner
+            // starts from this host's last commit. The callback runs inside
+            // the consumer's poll on the source's task, hence `block_in_place`
+            // (the writer's task runs meanwhile).
+            if self.in_flight.busy() {
+                let started = std::time::Instant::now();
+                tokio::task::block_in_place(|| self.in_flight.wait_idle());
+                tracing::info!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "revoke waited for the batches in flight"
+                );
+            }
         }
     }
 
@@ -180,12 +209,17 @@ type Group = StreamConsumer<GroupContext>;
 /// The group member and its outputs.
 struct Member<'a> {
     cfg: &'a KafkaConfig,
-    consumer: &'a Group,
+    consumer: Arc<Group>,
     replayer: Option<BaseConsumer>,
     sink: KafkaSink,
-    redis: Option<RedisSink>,
+    /// Completes flushed batches (writes, acknowledgements, commit) while
+    /// the member goes on consuming.
+    writer: Writer<Outputs>,
     /// Next offset to commit, per partition touched since the last flush.
     positions: BTreeMap<PartitionKey, i64>,
+    /// The last position handed to the writer, per partition: a position
+    /// whose commit failed is retried only when no later batch carries one.
+    handed: BTreeMap<PartitionKey, i64>,
     /// Partitions this host holds (rebuilt), with the wall-clock time of their
     /// last record and the next offset to read.
     owned: BTreeMap<PartitionKey, Activity>,
@@ -204,8 +238,16 @@ struct Activity {
     next_offset: i64,
 }
 
-/// Consumes until `shutdown`, then flushes, commits and returns. `ready` is
-/// notified when any view has a new plugin version queued.
+/// What woke the consumption loop.
+enum Wake<'m> {
+    Reload,
+    Rebalance,
+    Completed(Done),
+    Received(Result<Result<BorrowedMessage<'m>, KafkaError>, tokio::time::error::Elapsed>),
+}
+
+/// Consumes until `shutdown`, then flushes, waits for every write and commit
+/// and returns. `ready` is notified when any view has a new plugin version queued.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: &KafkaConfig,
@@ -217,14 +259,17 @@ pub async fn run(
     status: &Status,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let in_flight = Arc::new(InFlight::default());
     let consumer: Group = kafka_client::group_consumer(cfg)
         .create_with_context(GroupContext {
             group: cfg.group.clone(),
             changes: Mutex::default(),
             readiness: status.readiness.clone(),
             rebalanced: tokio::sync::Notify::new(),
+            in_flight: in_flight.clone(),
         })
         .map_err(|e| RunError::Kafka(format!("cannot create consumer: {e}")))?;
+    let consumer = Arc::new(consumer);
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -232,13 +277,21 @@ pub async fn run(
     let producer: FutureProducer = kafka_client::producer(cfg)
         .create()
         .map_err(|e| RunError::Kafka(format!("cannot create producer: {e}")))?;
+    let outputs = Outputs {
+        consumer: consumer.clone(),
+        group: cfg.group.clone(),
+        topics: cfg.topics.clone(),
+        redis,
+        status: status.clone(),
+    };
     let mut member = Member {
         cfg,
-        consumer: &consumer,
+        consumer,
         replayer: None,
         sink: KafkaSink::new(producer),
-        redis,
+        writer: Writer::start(outputs, pipeline.max_in_flight_batches, in_flight),
         positions: BTreeMap::new(),
+        handed: BTreeMap::new(),
         owned: Default::default(),
         paused: false,
         status,
@@ -246,91 +299,11 @@ pub async fn run(
     };
     let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
     tracing::info!(topics = ?cfg.topics, group = %cfg.group, views = ?names, "consuming");
-
-    let linger = Duration::from_millis(pipeline.linger_ms);
-    let idle_timeout =
-        (pipeline.idle_timeout_ms > 0).then(|| Duration::from_millis(pipeline.idle_timeout_ms));
-    let mut in_batch = 0usize;
-    let mut flush_at: Option<Instant> = None;
-    loop {
-        if member.paused {
-            tracing::error!(
-                "consumption paused: a plugin is quarantined under the `pause` policy; \
-                 load a fixed version (plugin file or admin endpoint) or restart"
-            );
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = ready.notified() => {}
-            }
-            if swap_pending(views) {
-                member.paused = false;
-                member.flush(views, &shutdown).await?;
-            }
-            continue;
-        }
-        let mut wait_until = flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        if let Some(idle) = idle_timeout.filter(|_| !member.owned.is_empty()) {
-            wait_until = wait_until.min(Instant::now() + idle / 2);
-        }
-        let received = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            _ = ready.notified() => {
-                // A new plugin version: finish the batch with the old one, then swap.
-                member.flush(views, &shutdown).await?;
-                in_batch = 0;
-                flush_at = None;
-                swap_pending(views);
-                continue;
-            }
-            _ = consumer.context().rebalanced.notified() => {
-                member.apply_rebalance(views)?;
-                continue;
-            }
-            r = tokio::time::timeout_at(wait_until, consumer.recv()) => r,
-        };
-        member.apply_rebalance(views)?;
-        match received {
-            Err(_linger_or_idle_check) => {
-                if let Some(idle) = idle_timeout {
-                    member.advance_idle_partitions(views, idle);
-                }
-                member.flush(views, &shutdown).await?;
-                in_batch = 0;
-                flush_at = None;
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "kafka consumer error");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Ok(Ok(message)) => {
-                let Some(topic_index) = cfg.topics.iter().position(|t| t == message.topic()) else {
-                    continue;
-                };
-                let key = (topic_index as u32, message.partition());
-                if !member.owned.contains_key(&key) {
-                    member.rebuild(views, key, Some(message.offset()))?;
-                }
-                member.process(views, key, &message)?;
-                member.owned.insert(
-                    key,
-                    Activity {
-                        last_record: Instant::now(),
-                        next_offset: message.offset() + 1,
-                    },
-                );
-                member.positions.insert(key, message.offset() + 1);
-                in_batch += 1;
-                flush_at.get_or_insert_with(|| Instant::now() + linger);
-                if in_batch >= pipeline.batch_size {
-                    member.flush(views, &shutdown).await?;
-                    in_batch = 0;
-                    flush_at = None;
-                }
-            }
-        }
-    }
-    member.flush(views, &CancellationToken::new()).await?;
+    let consumed = member.consume(views, pipeline, &ready, &shutdown).await;
+    // The writer's task ends before the consumer is dropped (it holds a handle
+    // on it); after an error, the batch it was completing is abandoned uncommitted.
+    member.writer.stop().await;
+    consumed?;
     tracing::info!("kafka source drained and committed");
     Ok(())
 }
@@ -343,6 +316,112 @@ fn swap_pending(views: &mut [View]) -> bool {
 }
 
 impl Member<'_> {
+    /// The consumption loop: applies records, flushes every `batch_size`
+    /// records or `linger_ms`, hands each flushed batch to the writer and
+    /// handles what it reports; at `shutdown`, flushes and drains the writer.
+    async fn consume(
+        &mut self,
+        views: &mut [View],
+        pipeline: &PipelineConfig,
+        ready: &tokio::sync::Notify,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RunError> {
+        let consumer = self.consumer.clone();
+        let linger = Duration::from_millis(pipeline.linger_ms);
+        let idle_timeout =
+            (pipeline.idle_timeout_ms > 0).then(|| Duration::from_millis(pipeline.idle_timeout_ms));
+        let mut in_batch = 0usize;
+        let mut flush_at: Option<Instant> = None;
+        loop {
+            if self.paused {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = ready.notified() => {
+                        if swap_pending(views) {
+                            self.paused = false;
+                            self.flush(views, shutdown).await?;
+                        }
+                    }
+                    done = self.writer.next_done() => self.completed(views, done?),
+                }
+                continue;
+            }
+            let mut wait_until =
+                flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            if let Some(idle) = idle_timeout.filter(|_| !self.owned.is_empty()) {
+                wait_until = wait_until.min(Instant::now() + idle / 2);
+            }
+            let wake = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = ready.notified() => Wake::Reload,
+                _ = consumer.context().rebalanced.notified() => Wake::Rebalance,
+                done = self.writer.next_done() => Wake::Completed(done?),
+                r = tokio::time::timeout_at(wait_until, consumer.recv()) => Wake::Received(r),
+            };
+            self.apply_rebalance(views)?;
+            match wake {
+                Wake::Reload => {
+                    // A new plugin version: the batch so far is computed with
+                    // the old one (its writes may still be in flight), then swap.
+                    self.flush(views, shutdown).await?;
+                    in_batch = 0;
+                    flush_at = None;
+                    swap_pending(views);
+                }
+                Wake::Rebalance => {}
+                Wake::Completed(done) => self.completed(views, done),
+                Wake::Received(Err(_linger_or_idle_check)) => {
+                    if let Some(idle) = idle_timeout {
+                        self.advance_idle_partitions(views, idle);
+                    }
+                    self.flush(views, shutdown).await?;
+                    in_batch = 0;
+                    flush_at = None;
+                }
+                Wake::Received(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Wake::Received(Ok(Ok(message))) => {
+                    let Some(topic_index) =
+                        self.cfg.topics.iter().position(|t| t == message.topic())
+                    else {
+                        continue;
+                    };
+                    let key = (topic_index as u32, message.partition());
+                    if !self.owned.contains_key(&key) {
+                        self.rebuild(views, key, Some(message.offset()))?;
+                    }
+                    self.process(views, key, &message)?;
+                    self.owned.insert(
+                        key,
+                        Activity {
+                            last_record: Instant::now(),
+                            next_offset: message.offset() + 1,
+                        },
+                    );
+                    self.positions.insert(key, message.offset() + 1);
+                    in_batch += 1;
+                    flush_at.get_or_insert_with(|| Instant::now() + linger);
+                    if in_batch >= pipeline.batch_size {
+                        self.flush(views, shutdown).await?;
+                        in_batch = 0;
+                        flush_at = None;
+                    }
+                }
+            }
+        }
+        // The last batch's writes are retried until they succeed, shutdown or
+        // not (a paused source has nothing to flush: its outputs wait for a fix).
+        if !self.paused {
+            self.flush(views, &CancellationToken::new()).await?;
+        }
+        for done in self.writer.drain().await? {
+            self.completed(views, done);
+        }
+        Ok(())
+    }
     /// Idle partitions (no record for `idle`) take the highest stream time of
     /// the host's other partitions of the same topic, per view, so that their
     /// windows decay; the new stream time is committed with the same offset.
@@ -399,6 +478,7 @@ impl Member<'_> {
                         view.processor.release(key);
                     }
                     self.positions.remove(&key);
+                    self.handed.remove(&key);
                     self.owned.remove(&key);
                     self.routing.release(key);
                     tracing::info!(%topic, partition, "partition revoked; state released");
@@ -545,7 +625,7 @@ impl Member<'_> {
     ) -> Result<Option<Replay>, RunError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(topic, key.1);
-        let consumer = self.consumer;
+        let consumer = self.consumer.clone();
         let committed =
             tokio::task::block_in_place(|| consumer.committed_offsets(tpl, BLOCKING_TIMEOUT))
                 .map_err(|e| {
@@ -691,13 +771,33 @@ impl Member<'_> {
         Ok(count)
     }
 
-    /// Writes every view's changes since the last flush, waits for the
-    /// acknowledgements, then commits the positions with their checkpoints.
+    /// Flushes every view's changes since the last flush into a batch (plugin
+    /// calls, feature records queued to the producer, the commit with its
+    /// checkpoints as of now) and hands it to the writer, which writes it
+    /// while consumption goes on. Waits while `max_in_flight_batches` are
+    /// being written. `give_up`: once cancelled, the batch's failing writes
+    /// stop being retried.
     async fn flush(
         &mut self,
         views: &mut [View],
-        shutdown: &CancellationToken,
+        give_up: &CancellationToken,
     ) -> Result<(), RunError> {
+        let Some(batch) = self.prepare(views, give_up)? else {
+            return Ok(());
+        };
+        for done in self.writer.hand_off(batch).await? {
+            self.completed(views, done);
+        }
+        Ok(())
+    }
+
+    /// The batch of a flush; `None` when a plugin quarantined under the
+    /// `pause` policy holds everything back.
+    fn prepare(
+        &mut self,
+        views: &mut [View],
+        give_up: &CancellationToken,
+    ) -> Result<Option<Batch>, RunError> {
         let mut all: Vec<(usize, PartitionKey, crate::pipeline::Flush)> = Vec::new();
         for (i, view) in views.iter_mut().enumerate() {
             for key in view.processor.partitions() {
@@ -714,11 +814,24 @@ impl Member<'_> {
                 views[i].processor.defer(key, flush);
             }
             self.paused = true;
-            return Ok(());
+            tracing::error!(
+                "consumption paused: a plugin is quarantined under the `pause` policy; \
+                 load a fixed version (plugin file or admin endpoint) or restart"
+            );
+            return Ok(None);
         }
-        let mut redis_updates: Vec<ViewWrites> = Vec::with_capacity(all.len());
-        // The view of each entry of `redis_updates`, for the offline log.
-        let mut owners = Vec::with_capacity(all.len());
+        let mut redis: Vec<ViewWrites> = Vec::with_capacity(all.len());
+        // The counters of each entry's view, for the updates Redis skipped.
+        let mut counters: Vec<Counters> = Vec::with_capacity(all.len());
+        // Per view with an offline log: its writer and its entries of `redis`.
+        let mut offline: Vec<(OfflineWriter, Vec<usize>)> = Vec::new();
+        let mut offline_of: Vec<Option<usize>> = Vec::with_capacity(views.len());
+        for view in views.iter() {
+            offline_of.push(view.offline_writer().map(|w| {
+                offline.push((w, Vec::new()));
+                offline.len() - 1
+            }));
+        }
         for (i, _, flush) in all {
             let view = &views[i];
             let tag = view.plugin_tag();
@@ -733,41 +846,74 @@ impl Member<'_> {
             if let Some(topic) = &view.output_topic {
                 self.sink.send_features(topic, &flush.updates, &tag)?;
             }
-            redis_updates.push((view.online.clone(), flush.updates));
-            owners.push(i);
+            if let Some(o) = offline_of[i] {
+                offline[o].1.push(redis.len());
+            }
+            redis.push((view.online.clone(), flush.updates));
+            counters.push(view.processor.counters().clone());
         }
-        if let Some(redis) = &mut self.redis {
-            let started = Instant::now();
-            let mut attempt = 0u32;
-            let skipped = loop {
-                match redis.write(&redis_updates).await {
-                    Ok(skipped) => break skipped,
-                    Err(e) => {
-                        attempt += 1;
-                        tracing::warn!(error = %e, attempt, "redis write failed; retrying");
-                        if shutdown.is_cancelled() && attempt >= 3 {
-                            return Err(e.into());
-                        }
-                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))))
-                            .await;
-                    }
-                }
-            };
-            self.status.timings.observe_redis_write(started.elapsed());
-            for (i, n) in owners.iter().zip(skipped) {
-                views[*i].processor.counters().add_redis_skipped(n);
+        // The checkpoints (and, on a repartition topic, the dedup state) are
+        // taken now, at the batch boundary: consumption goes on while the
+        // batch is written.
+        let mut commit = Vec::with_capacity(self.positions.len());
+        let mut largest: Option<Largest> = None;
+        for (key, next) in std::mem::take(&mut self.positions) {
+            let checkpoints: BTreeMap<String, Checkpoint> = views
+                .iter()
+                .map(|v| (v.name.clone(), v.processor.checkpoint(key, next)))
+                .collect();
+            let rebuild_from = checkpoints.values().map(|c| c.rebuild_from).min();
+            let metadata = self.routing.metadata(
+                key,
+                encode_checkpoints(&checkpoints),
+                rebuild_from.unwrap_or(next),
+            );
+            if largest.as_ref().is_none_or(|l| metadata.len() > l.bytes) {
+                largest = Some(Largest {
+                    key,
+                    bytes: metadata.len(),
+                    views: views.len(),
+                    dedup_sources: self
+                        .routing
+                        .dedup
+                        .is_some()
+                        .then(|| self.routing.dedup_sources(key)),
+                });
+            }
+            self.handed.insert(key, next);
+            commit.push(Position {
+                key,
+                next,
+                metadata,
+            });
+        }
+        Ok(Some(Batch {
+            redis,
+            counters,
+            offline,
+            acks: self.sink.take_pending(),
+            commit,
+            largest,
+            give_up: give_up.clone(),
+        }))
+    }
+
+    /// Handles a completed batch: counts its commit, or keeps the positions
+    /// of a failed commit for the next flush (unless a later batch carries
+    /// the partition or it changed hands meanwhile).
+    fn completed(&mut self, views: &[View], done: Done) {
+        if done.committed {
+            for v in views {
+                v.processor.counters().add_commits(1);
             }
         }
-        let started = Instant::now();
-        self.sink.flush().await?;
-        self.status.timings.observe_kafka_ack(started.elapsed());
-        let per_view: Vec<(usize, &[FeatureUpdate])> = owners
-            .iter()
-            .zip(&redis_updates)
-            .map(|(i, (_, updates))| (*i, updates.as_slice()))
-            .collect();
-        crate::offline::write_flush(views, &per_view, shutdown).await?;
-        self.commit(views)
+        for (key, next) in done.uncommitted {
+            let current = self.handed.get(&key) == Some(&next)
+                && self.owned.get(&key).is_some_and(|a| a.next_offset >= next);
+            if current {
+                self.positions.entry(key).or_insert(next);
+            }
+        }
     }
 
     /// Dead-letters one entity a plugin failed on: key = entity id, value =
@@ -818,72 +964,178 @@ impl Member<'_> {
         )?;
         Ok(())
     }
+}
 
-    fn commit(&mut self, views: &[View]) -> Result<(), RunError> {
-        if self.positions.is_empty() {
-            return Ok(());
+/// A partition's commit: the next offset and its metadata (the views'
+/// checkpoints and, on a repartition topic, the dedup state).
+struct Position {
+    key: PartitionKey,
+    next: i64,
+    metadata: String,
+}
+
+/// The partition of a batch's commit with the largest metadata, and what it
+/// holds: named if the brokers refuse the commit for its size.
+struct Largest {
+    key: PartitionKey,
+    bytes: usize,
+    /// Views whose checkpoints it carries.
+    views: usize,
+    /// Input partitions in its dedup state (on a repartition topic).
+    dedup_sources: Option<usize>,
+}
+
+/// One flushed batch: its derived writes, the acknowledgements they wait
+/// for, and the commit that follows them.
+struct Batch {
+    /// Every view's updates, per flushed partition.
+    redis: Vec<ViewWrites>,
+    /// The counters of each entry of `redis`'s view (updates Redis skipped).
+    counters: Vec<Counters>,
+    /// Per view with an offline log: its writer and its entries of `redis`.
+    offline: Vec<(OfflineWriter, Vec<usize>)>,
+    /// Every record produced for the batch (features, dead letters, late
+    /// events, records forwarded to repartition topics).
+    acks: Acks,
+    /// Committed once everything above succeeded.
+    commit: Vec<Position>,
+    /// The entry of `commit` with the largest metadata.
+    largest: Option<Largest>,
+    /// Once cancelled, failing writes stop being retried.
+    give_up: CancellationToken,
+}
+
+/// What the writer reports of a batch it completed.
+struct Done {
+    /// The offsets were committed.
+    committed: bool,
+    /// Positions whose commit failed (typically a rebalance in progress).
+    uncommitted: Vec<(PartitionKey, i64)>,
+}
+
+/// The outputs as the writer task holds them.
+struct Outputs {
+    consumer: Arc<Group>,
+    group: String,
+    topics: Vec<String>,
+    redis: Option<RedisSink>,
+    status: Status,
+}
+
+impl Complete for Outputs {
+    type Batch = Batch;
+    type Done = Done;
+
+    fn complete(
+        &mut self,
+        batch: Batch,
+    ) -> impl std::future::Future<Output = Result<Done, RunError>> + Send {
+        self.write_and_commit(batch)
+    }
+}
+
+impl Outputs {
+    /// Writes `batch` to Redis (retrying), waits for the producer's
+    /// acknowledgements, appends to the offline logs (fsync'd), then commits.
+    async fn write_and_commit(&mut self, batch: Batch) -> Result<Done, RunError> {
+        let Batch {
+            redis: updates,
+            counters,
+            offline,
+            acks,
+            commit,
+            largest,
+            give_up,
+        } = batch;
+        if let Some(redis) = &mut self.redis {
+            let started = Instant::now();
+            let mut attempt = 0u32;
+            let skipped = loop {
+                match redis.write(&updates).await {
+                    Ok(skipped) => break skipped,
+                    Err(e) => {
+                        attempt += 1;
+                        tracing::warn!(error = %e, attempt, "redis write failed; retrying");
+                        if give_up.is_cancelled() && attempt >= 3 {
+                            return Err(e.into());
+                        }
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))))
+                            .await;
+                    }
+                }
+            };
+            self.status.timings.observe_redis_write(started.elapsed());
+            for (c, n) in counters.iter().zip(skipped) {
+                c.add_redis_skipped(n);
+            }
+        }
+        let started = Instant::now();
+        acks.wait().await?;
+        self.status.timings.observe_kafka_ack(started.elapsed());
+        let offline: Vec<(OfflineWriter, Vec<&[FeatureUpdate]>)> = offline
+            .into_iter()
+            .map(|(w, entries)| {
+                let batches = entries.iter().map(|e| updates[*e].1.as_slice()).collect();
+                (w, batches)
+            })
+            .collect();
+        crate::offline::write_flush(&offline, &give_up).await?;
+        self.commit(commit, largest)
+    }
+
+    fn commit(&self, positions: Vec<Position>, largest: Option<Largest>) -> Result<Done, RunError> {
+        if positions.is_empty() {
+            return Ok(Done {
+                committed: false,
+                uncommitted: Vec::new(),
+            });
         }
         let mut tpl = TopicPartitionList::new();
-        // The partition with the largest metadata: named if the brokers refuse it.
-        let mut largest: Option<(PartitionKey, usize)> = None;
-        for (key, next) in &self.positions {
-            let topic = &self.cfg.topics[key.0 as usize];
-            let checkpoints: BTreeMap<String, Checkpoint> = views
-                .iter()
-                .map(|v| (v.name.clone(), v.processor.checkpoint(*key, *next)))
-                .collect();
-            tpl.add_partition_offset(topic, key.1, Offset::Offset(*next))
+        for p in &positions {
+            let topic = &self.topics[p.key.0 as usize];
+            tpl.add_partition_offset(topic, p.key.1, Offset::Offset(p.next))
                 .map_err(|e| RunError::Kafka(e.to_string()))?;
-            let rebuild_from = checkpoints.values().map(|c| c.rebuild_from).min();
-            let metadata = self.routing.metadata(
-                *key,
-                encode_checkpoints(&checkpoints),
-                rebuild_from.unwrap_or(*next),
-            );
-            if largest.is_none_or(|(_, bytes)| metadata.len() > bytes) {
-                largest = Some((*key, metadata.len()));
-            }
-            if let Some(mut e) = tpl.find_partition(topic, key.1) {
-                e.set_metadata(metadata);
+            if let Some(mut e) = tpl.find_partition(topic, p.key.1) {
+                e.set_metadata(p.metadata.clone());
             }
         }
-        let consumer = self.consumer;
+        let consumer = &self.consumer;
         let started = Instant::now();
         let committed = tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync));
         self.status.timings.observe_commit(started.elapsed());
         match committed {
-            Ok(()) => {
-                for v in views {
-                    v.processor.counters().add_commits(1);
-                }
-                self.positions.clear();
-            }
+            Ok(()) => Ok(Done {
+                committed: true,
+                uncommitted: Vec::new(),
+            }),
             // Retrying cannot help, and never committing would let the lag
             // and the next rebuild grow without bound.
             Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetMetadataTooLarge) => {
-                let (key, bytes) = largest.expect("a commit has partitions");
-                let sources = self.routing.dedup_sources(key);
-                let mut contents = format!("the window checkpoints of {} view(s)", views.len());
-                if self.routing.dedup.is_some() {
+                let l = largest.expect("a commit has partitions");
+                let mut contents = format!("the window checkpoints of {} view(s)", l.views);
+                if let Some(sources) = l.dedup_sources {
                     contents.push_str(&format!(
                         " and the dedup state of {sources} input partitions"
                     ));
                 }
-                return Err(RunError::CommitMetadataTooLarge {
-                    group: self.cfg.group.clone(),
-                    topic: self.cfg.topics[key.0 as usize].clone(),
-                    partition: key.1,
-                    bytes,
+                Err(RunError::CommitMetadataTooLarge {
+                    group: self.group.clone(),
+                    topic: self.topics[l.key.0 as usize].clone(),
+                    partition: l.key.1,
+                    bytes: l.bytes,
                     contents,
-                });
+                })
             }
             // Typically a rebalance in progress: the next owner re-reads from the
             // previous commit, rewriting the same values.
             Err(e) => {
-                tracing::warn!(error = %e, "offset commit failed; positions kept for the next flush")
+                tracing::warn!(error = %e, "offset commit failed; positions kept for the next flush");
+                Ok(Done {
+                    committed: false,
+                    uncommitted: positions.iter().map(|p| (p.key, p.next)).collect(),
+                })
             }
         }
-        Ok(())
     }
 }
 
