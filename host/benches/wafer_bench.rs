@@ -172,6 +172,7 @@ impl Settings {
                 let p = root.join(".toolchains/bench-venv/bin/python");
                 p.exists().then_some(p)
             });
+        let shipped = wafer::config::PipelineConfig::default();
         Self {
             plugin: std::env::var_os("WAFER_BENCH_PLUGIN")
                 .map(PathBuf::from)
@@ -185,15 +186,15 @@ impl Settings {
             e2e_reps: env_or("WAFER_BENCH_E2E_REPS", 3),
             e2e_timeout: Duration::from_secs(env_or("WAFER_BENCH_E2E_TIMEOUT_S", 240)),
             batch_size: env_or("WAFER_BENCH_BATCH_SIZE", 5000),
-            linger_ms: env_or("WAFER_BENCH_LINGER_MS", 100),
-            in_flight: env_or("WAFER_BENCH_IN_FLIGHT", 1),
+            linger_ms: env_or("WAFER_BENCH_LINGER_MS", shipped.linger_ms),
+            in_flight: env_or("WAFER_BENCH_IN_FLIGHT", shipped.max_in_flight_batches),
             py_events: env_or("WAFER_BENCH_PY_EVENTS", 100_000),
             py_seconds: env_or("WAFER_BENCH_PY_SECONDS", 90.0),
             python,
             lat_rate: env_or("WAFER_BENCH_LAT_RATE", 20_000),
             lat_seconds: env_or("WAFER_BENCH_LAT_SECONDS", 20),
             lat_warmup: env_or("WAFER_BENCH_LAT_WARMUP_S", 5),
-            lat_lingers: env_str("WAFER_BENCH_LAT_LINGERS", "100,20")
+            lat_lingers: env_str("WAFER_BENCH_LAT_LINGERS", "20,100")
                 .split(',')
                 .filter_map(|s| s.trim().parse().ok())
                 .collect(),
@@ -1725,6 +1726,7 @@ async fn run_wafer_until_caught_up(
             "counters": report.counters,
             "state": report.state,
             "cpu": cpu,
+            "writes": report.writes,
         }),
     })
 }

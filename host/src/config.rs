@@ -123,7 +123,8 @@ pub struct PipelineConfig {
     /// Flushed batches whose writes and commit may be in flight at once while
     /// the Kafka source consumes the next batch (0 to 4); a flush past this
     /// waits for the oldest batch. 0: each flush waits for its own writes and
-    /// commit before consumption resumes.
+    /// commit before consumption resumes; from 2, a batch's Redis write may
+    /// also overlap the previous batch's commit.
     pub max_in_flight_batches: usize,
     /// An event whose time is more than this many milliseconds after its Kafka record
     /// timestamp (or the wall clock, for files) is dead-lettered as absurdly far in the future.
@@ -144,8 +145,8 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             batch_size: 5000,
-            linger_ms: 100,
-            max_in_flight_batches: 1,
+            linger_ms: 20,
+            max_in_flight_batches: 2,
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),
             idle_timeout_ms: 60_000,
@@ -642,7 +643,7 @@ mod tests {
     fn max_in_flight_batches_is_at_most_four() {
         let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
         let c = Config::parse(base, "t").unwrap();
-        assert_eq!(c.pipeline.max_in_flight_batches, 1);
+        assert_eq!(c.pipeline.max_in_flight_batches, 2);
         for n in [0, 4] {
             let c = Config::parse(
                 &format!("[pipeline]\nmax_in_flight_batches = {n}\n{base}"),

@@ -131,6 +131,8 @@ pub struct RunReport {
     pub views: Vec<ViewReport>,
     /// Where the admin endpoint listened, if it ran.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// The Kafka source's writes: count and total time of each step.
+    pub writes: metrics::WriteTotals,
 }
 
 /// Runs the pipeline of `config` until its source ends (file) or `shutdown`
@@ -278,6 +280,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunRepor
         versions: reports[0].versions.clone(),
         views: reports,
         admin_addr,
+        writes: status.timings.totals(),
     })
 }
 

@@ -201,6 +201,11 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Sum of the observations.
+    pub fn sum(&self) -> Duration {
+        Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed))
+    }
+
     /// Appends the `_bucket`, `_sum` and `_count` samples of `metric` with
     /// `labels` (already rendered as `k="v",...`, or empty) to `out`.
     pub fn render(&self, out: &mut String, metric: &str, labels: &str) {
@@ -229,6 +234,18 @@ impl Histogram {
     }
 }
 
+/// How many times each step of the Kafka source's writes ran and its total
+/// time in seconds (the sums of [`SinkTimings`]' histograms).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct WriteTotals {
+    /// Redis writes (one per flushed batch), retries included.
+    pub redis_write: (u64, f64),
+    /// Waits for the acknowledgements of a batch's Kafka records.
+    pub kafka_ack: (u64, f64),
+    /// Offset commits.
+    pub commit: (u64, f64),
+}
+
 /// Latencies of the Kafka source's flush, shared with the HTTP server.
 #[derive(Debug, Clone, Default)]
 pub struct SinkTimings(Arc<SinkTimingsInner>);
@@ -254,6 +271,16 @@ impl SinkTimings {
     /// One offset commit.
     pub fn observe_commit(&self, took: Duration) {
         self.0.commit.observe(took);
+    }
+
+    /// Totals of the Kafka source's writes so far.
+    pub fn totals(&self) -> WriteTotals {
+        let total = |h: &Histogram| (h.count(), h.sum().as_secs_f64());
+        WriteTotals {
+            redis_write: total(&self.0.redis_write),
+            kafka_ack: total(&self.0.kafka_ack),
+            commit: total(&self.0.commit),
+        }
     }
 
     /// Every histogram as (metric name, help, histogram).

@@ -26,8 +26,8 @@
 //! one into a batch (plugin calls, feature records queued to the producer, the
 //! commit with the checkpoints and dedup state as of that boundary, the
 //! acknowledgements of every record queued for it, forwards included) and
-//! hands it to the writer ([`super::writer`]), which writes and commits
-//! batches one at a time, in order, while this loop consumes and applies the
+//! hands it to the writer ([`super::writer`]), whose two stages write (Redis)
+//! and then commit batches in order, while this loop consumes and applies the
 //! next records. At most
 //! `max_in_flight_batches` are handed off and not completed; a failed batch
 //! stops the source and nothing after it is committed.
@@ -61,7 +61,7 @@ use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, Plugi
 use crate::repartition::{self, Routing};
 use crate::sinks::kafka::{Acks, KafkaSink, Source};
 use crate::sinks::redis::{RedisSink, ViewWrites};
-use crate::sources::writer::{Complete, InFlight, Writer};
+use crate::sources::writer::{Commit, InFlight, Write, Writer};
 use crate::status::{DeadLetter, Readiness, Replay, Status};
 use crate::view::View;
 use crate::window::Checkpoint;
@@ -214,7 +214,7 @@ struct Member<'a> {
     sink: KafkaSink,
     /// Completes flushed batches (writes, acknowledgements, commit) while
     /// the member goes on consuming.
-    writer: Writer<Outputs>,
+    writer: Writer<RedisStage, CommitStage>,
     /// Next offset to commit, per partition touched since the last flush.
     positions: BTreeMap<PartitionKey, i64>,
     /// The last position handed to the writer, per partition: a position
@@ -277,11 +277,14 @@ pub async fn run(
     let producer: FutureProducer = kafka_client::producer(cfg)
         .create()
         .map_err(|e| RunError::Kafka(format!("cannot create producer: {e}")))?;
-    let outputs = Outputs {
+    let write_stage = RedisStage {
+        redis,
+        status: status.clone(),
+    };
+    let commit_stage = CommitStage {
         consumer: consumer.clone(),
         group: cfg.group.clone(),
         topics: cfg.topics.clone(),
-        redis,
         status: status.clone(),
     };
     let mut member = Member {
@@ -289,7 +292,12 @@ pub async fn run(
         consumer,
         replayer: None,
         sink: KafkaSink::new(producer),
-        writer: Writer::start(outputs, pipeline.max_in_flight_batches, in_flight),
+        writer: Writer::start(
+            write_stage,
+            commit_stage,
+            pipeline.max_in_flight_batches,
+            in_flight,
+        ),
         positions: BTreeMap::new(),
         handed: BTreeMap::new(),
         owned: Default::default(),
@@ -1013,50 +1021,58 @@ struct Done {
     uncommitted: Vec<(PartitionKey, i64)>,
 }
 
-/// The outputs as the writer task holds them.
-struct Outputs {
-    consumer: Arc<Group>,
-    group: String,
-    topics: Vec<String>,
+/// The write stage: the online store (Redis).
+struct RedisStage {
     redis: Option<RedisSink>,
     status: Status,
 }
 
-impl Complete for Outputs {
-    type Batch = Batch;
-    type Done = Done;
+/// The commit stage: acknowledgements, offline logs and offset commits.
+struct CommitStage {
+    consumer: Arc<Group>,
+    group: String,
+    topics: Vec<String>,
+    status: Status,
+}
 
-    fn complete(
+impl Write for RedisStage {
+    type Batch = Batch;
+    type Written = Batch;
+
+    fn write(
         &mut self,
         batch: Batch,
-    ) -> impl std::future::Future<Output = Result<Done, RunError>> + Send {
-        self.write_and_commit(batch)
+    ) -> impl std::future::Future<Output = Result<Batch, RunError>> + Send {
+        self.write_redis(batch)
     }
 }
 
-impl Outputs {
-    /// Writes `batch` to Redis (retrying), waits for the producer's
-    /// acknowledgements, appends to the offline logs (fsync'd), then commits.
-    async fn write_and_commit(&mut self, batch: Batch) -> Result<Done, RunError> {
-        let Batch {
-            redis: updates,
-            counters,
-            offline,
-            acks,
-            commit,
-            largest,
-            give_up,
-        } = batch;
+impl Commit for CommitStage {
+    type Written = Batch;
+    type Done = Done;
+
+    fn commit(
+        &mut self,
+        batch: Batch,
+    ) -> impl std::future::Future<Output = Result<Done, RunError>> + Send {
+        self.complete(batch)
+    }
+}
+
+impl RedisStage {
+    /// Writes `batch` to Redis, retrying until it succeeds (or three more
+    /// attempts once the run gives up), and counts the skipped updates.
+    async fn write_redis(&mut self, batch: Batch) -> Result<Batch, RunError> {
         if let Some(redis) = &mut self.redis {
             let started = Instant::now();
             let mut attempt = 0u32;
             let skipped = loop {
-                match redis.write(&updates).await {
+                match redis.write(&batch.redis).await {
                     Ok(skipped) => break skipped,
                     Err(e) => {
                         attempt += 1;
                         tracing::warn!(error = %e, attempt, "redis write failed; retrying");
-                        if give_up.is_cancelled() && attempt >= 3 {
+                        if batch.give_up.is_cancelled() && attempt >= 3 {
                             return Err(e.into());
                         }
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))))
@@ -1065,10 +1081,27 @@ impl Outputs {
                 }
             };
             self.status.timings.observe_redis_write(started.elapsed());
-            for (c, n) in counters.iter().zip(skipped) {
+            for (c, n) in batch.counters.iter().zip(skipped) {
                 c.add_redis_skipped(n);
             }
         }
+        Ok(batch)
+    }
+}
+
+impl CommitStage {
+    /// Waits for the producer's acknowledgements of a written batch, appends
+    /// to the offline logs (fsync'd), then commits.
+    async fn complete(&mut self, batch: Batch) -> Result<Done, RunError> {
+        let Batch {
+            redis: updates,
+            offline,
+            acks,
+            commit,
+            largest,
+            give_up,
+            ..
+        } = batch;
         let started = Instant::now();
         acks.wait().await?;
         self.status.timings.observe_kafka_ack(started.elapsed());
@@ -1080,10 +1113,14 @@ impl Outputs {
             })
             .collect();
         crate::offline::write_flush(&offline, &give_up).await?;
-        self.commit(commit, largest)
+        self.commit_offsets(commit, largest)
     }
 
-    fn commit(&self, positions: Vec<Position>, largest: Option<Largest>) -> Result<Done, RunError> {
+    fn commit_offsets(
+        &self,
+        positions: Vec<Position>,
+        largest: Option<Largest>,
+    ) -> Result<Done, RunError> {
         if positions.is_empty() {
             return Ok(Done {
                 committed: false,

@@ -1,17 +1,24 @@
 //! The writer of flushed batches: the Kafka source hands each flushed batch
-//! (its derived writes and the offset commit that follows them) to a task
-//! that completes batches one at a time, in the order they were flushed,
-//! while the source goes on consuming and applying the next batch.
+//! (its derived writes and the offset commit that follows them) to two tasks
+//! that complete batches in the order they were flushed, while the source
+//! goes on consuming and applying the next batch.
 //!
-//! **Order and gating.** One task completes every batch, strictly in order:
-//! a batch's writes, then its acknowledgements, then its commit, before the
-//! next batch's writes start. The first batch that fails stops the task: its
-//! commit and every later batch's are never made, and the source stops with
-//! the error at its next hand-off or check.
+//! **Stages, order and gating.** The *write* stage writes each batch to the
+//! online store (Redis), one batch at a time, in order, and passes it on; the
+//! *commit* stage then waits for the batch's acknowledgements and commits its
+//! offsets, one batch at a time, in order. So a batch's commit always follows
+//! its own writes and every earlier batch's commit, while the next batch's
+//! Redis write may already run during it. The first batch that fails stops
+//! both: its commit and every later batch's are never made (later batches'
+//! writes may have been made: they are rewritten from the last commit, as
+//! after any failure), and the source stops with the error at its next
+//! hand-off or check.
 //!
 //! **Bound.** At most `max_in_flight` batches are handed off and not yet
-//! completed; handing off one more waits for the oldest (back-pressure on
-//! consumption). With 0, a hand-off waits for its own batch (no overlap).
+//! committed; handing off one more waits for the oldest (back-pressure on
+//! consumption). With 0, a hand-off waits for its own batch (no overlap);
+//! with 1, consumption overlaps one batch's writes; from 2 on, a batch's
+//! Redis write may also overlap the previous batch's commit.
 //! [`InFlight`] lets a rebalance callback wait until none is.
 
 use std::future::Future;
@@ -22,17 +29,30 @@ use tokio::task::JoinHandle;
 
 use crate::RunError;
 
-/// Completes flushed batches (writes, acknowledgements, commit).
-pub trait Complete: Send + 'static {
+/// The write stage: writes a flushed batch to the online store.
+pub trait Write: Send + 'static {
     /// One flushed batch.
     type Batch: Send + 'static;
-    /// What the source learns of a completed batch.
-    type Done: Send + 'static;
-    /// Writes `batch`, waits for every acknowledgement, then commits its
-    /// offsets. An error means nothing of `batch` was committed.
-    fn complete(
+    /// The batch once written, for the commit stage.
+    type Written: Send + 'static;
+    /// Writes `batch`. An error means it must not be committed.
+    fn write(
         &mut self,
         batch: Self::Batch,
+    ) -> impl Future<Output = Result<Self::Written, RunError>> + Send;
+}
+
+/// The commit stage: waits for a written batch's other writes
+/// (acknowledgements) and commits its offsets.
+pub trait Commit: Send + 'static {
+    /// A batch from the write stage.
+    type Written: Send + 'static;
+    /// What the source learns of a committed batch.
+    type Done: Send + 'static;
+    /// Completes and commits `written`. An error means nothing of it was committed.
+    fn commit(
+        &mut self,
+        written: Self::Written,
     ) -> impl Future<Output = Result<Self::Done, RunError>> + Send;
 }
 
@@ -83,26 +103,47 @@ impl InFlight {
     }
 }
 
-/// The source's side of the writer task.
-pub struct Writer<C: Complete> {
-    batches: Option<mpsc::UnboundedSender<C::Batch>>,
+/// The source's side of the two stages.
+pub struct Writer<W: Write, C: Commit<Written = W::Written>> {
+    batches: Option<mpsc::UnboundedSender<W::Batch>>,
     done: mpsc::UnboundedReceiver<Result<C::Done, RunError>>,
-    task: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
     in_flight: Arc<InFlight>,
     pending: usize,
     max_in_flight: usize,
 }
 
-impl<C: Complete> Writer<C> {
-    /// Starts the writer task; at most `max_in_flight` batches are handed off
-    /// at once (0: a hand-off returns once its batch is completed). `in_flight` is shared with the rebalance callback.
-    pub fn start(mut completer: C, max_in_flight: usize, in_flight: Arc<InFlight>) -> Self {
-        let (batches, mut incoming) = mpsc::unbounded_channel::<C::Batch>();
+impl<W: Write, C: Commit<Written = W::Written>> Writer<W, C> {
+    /// Starts the two stages; at most `max_in_flight` batches are handed off
+    /// at once (0: a hand-off returns once its batch is committed). `in_flight`
+    /// is shared with the rebalance callback.
+    pub fn start(
+        mut writer: W,
+        mut committer: C,
+        max_in_flight: usize,
+        in_flight: Arc<InFlight>,
+    ) -> Self {
+        let (batches, mut incoming) = mpsc::unbounded_channel::<W::Batch>();
+        let (written_tx, mut written) = mpsc::unbounded_channel::<Result<W::Written, RunError>>();
         let (done_tx, done) = mpsc::unbounded_channel();
-        let shared = in_flight.clone();
-        let task = tokio::spawn(async move {
+        let write_stage = tokio::spawn(async move {
             while let Some(batch) = incoming.recv().await {
-                let result = completer.complete(batch).await;
+                let result = writer.write(batch).await;
+                let failed = result.is_err();
+                // A failure goes through the commit stage too, so that it is
+                // reported after the batches before it.
+                if written_tx.send(result).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let shared = in_flight.clone();
+        let commit_stage = tokio::spawn(async move {
+            while let Some(written) = written.recv().await {
+                let result = match written {
+                    Ok(w) => committer.commit(w).await,
+                    Err(e) => Err(e),
+                };
                 let failed = result.is_err();
                 if failed {
                     shared.stopped();
@@ -118,7 +159,7 @@ impl<C: Complete> Writer<C> {
         Self {
             batches: Some(batches),
             done,
-            task: Some(task),
+            tasks: vec![write_stage, commit_stage],
             in_flight,
             pending: 0,
             max_in_flight,
@@ -133,14 +174,17 @@ impl<C: Complete> Writer<C> {
     /// Hands `batch` off, first waiting (and returning the reports of the
     /// batches completed meanwhile) while `max_in_flight` batches are pending.
     /// Fails with the error of a batch that failed.
-    pub async fn hand_off(&mut self, batch: C::Batch) -> Result<Vec<C::Done>, RunError> {
+    pub async fn hand_off(&mut self, batch: W::Batch) -> Result<Vec<C::Done>, RunError> {
         let mut done = Vec::new();
         while self.pending >= self.max_in_flight.max(1) {
             done.push(self.next_done().await?);
         }
         let sender = self.batches.as_ref().ok_or_else(stopped)?;
         self.in_flight.handed();
-        sender.send(batch).map_err(|_| stopped())?;
+        if sender.send(batch).is_err() {
+            // A stage stopped on a failed batch: report that batch's error.
+            return Err(self.failure().await);
+        }
         self.pending += 1;
         if self.max_in_flight == 0 {
             done.extend(self.drain().await?);
@@ -168,6 +212,20 @@ impl<C: Complete> Writer<C> {
         }
     }
 
+    /// The error that stopped the stages (the reports before it are dropped:
+    /// the source stops).
+    async fn failure(&mut self) -> RunError {
+        self.batches = None;
+        self.pending = 0;
+        loop {
+            match self.done.recv().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return e,
+                None => return stopped(),
+            }
+        }
+    }
+
     /// Waits until every handed-off batch is completed; their reports.
     pub async fn drain(&mut self) -> Result<Vec<C::Done>, RunError> {
         let mut done = Vec::new();
@@ -177,12 +235,12 @@ impl<C: Complete> Writer<C> {
         Ok(done)
     }
 
-    /// Stops the task: after [`Writer::drain`], it ends by itself; otherwise
-    /// (an error is being returned) the batch it is completing is abandoned
-    /// uncommitted. Returns once the task has ended.
+    /// Stops the stages: after [`Writer::drain`], they end by themselves;
+    /// otherwise (an error is being returned) the batches they are completing
+    /// are abandoned uncommitted. Returns once both have ended.
     pub async fn stop(&mut self) {
         self.batches = None;
-        if let Some(task) = self.task.take() {
+        for task in std::mem::take(&mut self.tasks) {
             if self.pending > 0 {
                 task.abort();
             }
@@ -192,9 +250,9 @@ impl<C: Complete> Writer<C> {
     }
 }
 
-impl<C: Complete> Drop for Writer<C> {
+impl<W: Write, C: Commit<Written = W::Written>> Drop for Writer<W, C> {
     fn drop(&mut self) {
-        if let Some(task) = &self.task {
+        for task in &self.tasks {
             task.abort();
         }
         self.in_flight.stopped();
@@ -208,114 +266,186 @@ fn stopped() -> RunError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    /// A fake sink: batch `n` "writes" for a moment, then commits `n` to the
-    /// shared log; batch `fail_at` fails instead. Records how many batches it
-    /// saw at once.
-    struct Fake {
-        committed: Arc<Mutex<Vec<u64>>>,
-        fail_at: Option<u64>,
-        busy: Arc<AtomicUsize>,
-        most_busy: Arc<AtomicUsize>,
+    /// What the fake stages did, in order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Step {
+        WriteStart(u64),
+        WriteEnd(u64),
+        CommitStart(u64),
+        CommitEnd(u64),
     }
 
-    impl Complete for Fake {
-        type Batch = u64;
-        type Done = u64;
+    type Log = Arc<Mutex<Vec<Step>>>;
 
-        fn complete(&mut self, n: u64) -> impl Future<Output = Result<u64, RunError>> + Send {
-            let committed = self.committed.clone();
-            let fail = self.fail_at == Some(n);
-            let busy = self.busy.clone();
-            let most = self.most_busy.clone();
+    /// A fake write stage: batch `n` "writes" for a moment (later batches
+    /// faster, so that a writer that did not keep order would finish them
+    /// first); batch `fail_at` fails.
+    struct FakeWrite {
+        log: Log,
+        fail_at: Option<u64>,
+    }
+
+    /// A fake commit stage: each commit takes longer than a write.
+    struct FakeCommit {
+        log: Log,
+        fail_at: Option<u64>,
+    }
+
+    impl Write for FakeWrite {
+        type Batch = u64;
+        type Written = u64;
+
+        fn write(&mut self, n: u64) -> impl Future<Output = Result<u64, RunError>> + Send {
+            let (log, fail) = (self.log.clone(), self.fail_at == Some(n));
             async move {
-                let now = busy.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
-                // Later batches write faster: a writer that did not keep
-                // order would commit them first.
-                tokio::time::sleep(Duration::from_millis(20 - n.min(19))).await;
-                busy.fetch_sub(1, Ordering::SeqCst);
+                log.lock().unwrap().push(Step::WriteStart(n));
+                tokio::time::sleep(Duration::from_millis(10 - n.min(9))).await;
                 if fail {
-                    return Err(RunError::Kafka(format!("batch {n} refused")));
+                    return Err(RunError::Kafka(format!("batch {n} not written")));
                 }
-                committed.lock().unwrap().push(n);
+                log.lock().unwrap().push(Step::WriteEnd(n));
                 Ok(n)
             }
         }
     }
 
-    fn fake(fail_at: Option<u64>) -> (Fake, Arc<Mutex<Vec<u64>>>, Arc<AtomicUsize>) {
-        let committed = Arc::new(Mutex::new(Vec::new()));
-        let most = Arc::new(AtomicUsize::new(0));
-        let f = Fake {
-            committed: committed.clone(),
-            fail_at,
-            busy: Arc::new(AtomicUsize::new(0)),
-            most_busy: most.clone(),
-        };
-        (f, committed, most)
+    impl Commit for FakeCommit {
+        type Written = u64;
+        type Done = u64;
+
+        fn commit(&mut self, n: u64) -> impl Future<Output = Result<u64, RunError>> + Send {
+            let (log, fail) = (self.log.clone(), self.fail_at == Some(n));
+            async move {
+                log.lock().unwrap().push(Step::CommitStart(n));
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                if fail {
+                    return Err(RunError::Kafka(format!("batch {n} not committed")));
+                }
+                log.lock().unwrap().push(Step::CommitEnd(n));
+                Ok(n)
+            }
+        }
+    }
+
+    fn start(
+        bound: usize,
+        fail_write: Option<u64>,
+        fail_commit: Option<u64>,
+    ) -> (Writer<FakeWrite, FakeCommit>, Log, Arc<InFlight>) {
+        let log = Log::default();
+        let in_flight = Arc::new(InFlight::default());
+        let w = Writer::start(
+            FakeWrite {
+                log: log.clone(),
+                fail_at: fail_write,
+            },
+            FakeCommit {
+                log: log.clone(),
+                fail_at: fail_commit,
+            },
+            bound,
+            in_flight.clone(),
+        );
+        (w, log, in_flight)
+    }
+
+    fn position(log: &[Step], step: Step) -> usize {
+        log.iter()
+            .position(|s| *s == step)
+            .unwrap_or_else(|| panic!("{step:?} missing from {log:?}"))
+    }
+
+    fn committed(log: &[Step]) -> Vec<u64> {
+        log.iter()
+            .filter_map(|s| match s {
+                Step::CommitEnd(n) => Some(*n),
+                _ => None,
+            })
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn batches_complete_in_order_within_the_bound() {
-        for bound in [0, 1, 2] {
-            let (f, committed, most) = fake(None);
-            let in_flight = Arc::new(InFlight::default());
-            let mut w = Writer::start(f, bound, in_flight.clone());
+    async fn batches_are_written_then_committed_in_order_within_the_bound() {
+        for bound in [0, 1, 2, 3] {
+            let (mut w, log, in_flight) = start(bound, None, None);
             let mut reported = Vec::new();
             for n in 0..10u64 {
                 reported.extend(w.hand_off(n).await.unwrap());
-                assert!(w.pending() <= bound);
+                assert!(w.pending() <= bound.max(1));
             }
             reported.extend(w.drain().await.unwrap());
             w.stop().await;
-            assert_eq!(*committed.lock().unwrap(), (0..10).collect::<Vec<_>>());
+            let log = log.lock().unwrap().clone();
+            assert_eq!(committed(&log), (0..10).collect::<Vec<_>>(), "{log:?}");
             assert_eq!(reported, (0..10).collect::<Vec<_>>());
-            assert_eq!(
-                most.load(Ordering::SeqCst),
-                1,
-                "one batch completes at a time"
-            );
+            for n in 0..10 {
+                // Each stage takes one batch at a time, in order, and a
+                // batch's commit starts after its own write ended.
+                assert!(position(&log, Step::WriteEnd(n)) < position(&log, Step::CommitStart(n)));
+                if n > 0 {
+                    assert!(
+                        position(&log, Step::WriteEnd(n - 1)) < position(&log, Step::WriteStart(n))
+                    );
+                    assert!(
+                        position(&log, Step::CommitEnd(n - 1))
+                            < position(&log, Step::CommitStart(n))
+                    );
+                }
+            }
+            // From a bound of 2 on, the next batch's write runs during a commit.
+            let overlapped = (1..10).any(|n| {
+                position(&log, Step::WriteStart(n)) < position(&log, Step::CommitEnd(n - 1))
+            });
+            assert_eq!(overlapped, bound >= 2, "bound {bound}: {log:?}");
             assert!(!in_flight.busy());
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_batch_stops_every_later_commit() {
-        let (f, committed, _) = fake(Some(3));
-        let mut w = Writer::start(f, 2, Arc::new(InFlight::default()));
-        let mut error = None;
-        for n in 0..10u64 {
-            if let Err(e) = w.hand_off(n).await {
-                error = Some(e);
-                break;
+    async fn a_failed_write_or_commit_stops_every_later_commit() {
+        for (fail_write, fail_commit) in [(Some(3), None), (None, Some(3))] {
+            let (mut w, log, _) = start(2, fail_write, fail_commit);
+            let mut error = None;
+            let mut reported = Vec::new();
+            for n in 0..10u64 {
+                match w.hand_off(n).await {
+                    Ok(done) => reported.extend(done),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
             }
+            let error = match error {
+                Some(e) => e,
+                None => loop {
+                    match w.next_done().await {
+                        Ok(n) => reported.push(n),
+                        Err(e) => break e,
+                    }
+                },
+            };
+            assert!(error.to_string().contains("batch 3 not"), "{error}");
+            // Batches handed off after the failed one are never committed.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            w.stop().await;
+            assert_eq!(committed(&log.lock().unwrap()), vec![0, 1, 2]);
+            assert!(reported.iter().all(|n| *n < 3), "{reported:?}");
+            assert!(w.hand_off(11).await.is_err(), "no hand-off after a failure");
         }
-        let error = match error {
-            Some(e) => e,
-            None => w.drain().await.expect_err("batch 3 fails"),
-        };
-        assert!(error.to_string().contains("batch 3 refused"), "{error}");
-        // Batches handed off after the failed one are never completed.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        w.stop().await;
-        assert_eq!(*committed.lock().unwrap(), vec![0, 1, 2]);
-        assert!(w.hand_off(11).await.is_err(), "no hand-off after a failure");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn waiting_for_the_batches_in_flight_returns_once_they_are_committed() {
-        let (f, committed, _) = fake(None);
-        let in_flight = Arc::new(InFlight::default());
-        let mut w = Writer::start(f, 2, in_flight.clone());
+        let (mut w, log, in_flight) = start(2, None, None);
         w.hand_off(0).await.unwrap();
         w.hand_off(1).await.unwrap();
         let waiter = in_flight.clone();
         let seen = tokio::task::spawn_blocking(move || {
             waiter.wait_idle();
-            committed.lock().unwrap().clone()
+            committed(&log.lock().unwrap())
         })
         .await
         .unwrap();
