@@ -194,7 +194,7 @@ impl Settings {
             lat_rate: env_or("WAFER_BENCH_LAT_RATE", 20_000),
             lat_seconds: env_or("WAFER_BENCH_LAT_SECONDS", 20),
             lat_warmup: env_or("WAFER_BENCH_LAT_WARMUP_S", 5),
-            lat_lingers: env_str("WAFER_BENCH_LAT_LINGERS", "20,100")
+            lat_lingers: env_str("WAFER_BENCH_LAT_LINGERS", "10,20,100")
                 .split(',')
                 .filter_map(|s| s.trim().parse().ok())
                 .collect(),

@@ -145,7 +145,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             batch_size: 5000,
-            linger_ms: 20,
+            linger_ms: 10,
             max_in_flight_batches: 2,
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),

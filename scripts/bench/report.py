@@ -711,6 +711,14 @@ def render(results, env, profile_dir):
                 f"{num(c.get('tombstones'))} tombstones, {num(c.get('commits'))} commits, "
                 f"{num(c.get('late'))} late, {num(c.get('dead_letters'))} dead letters."
             )
+            wr = reports[0].get("writes")
+            if wr:
+                (nr, tr), (na, ta), (nc, tc) = wr["redis_write"], wr["kafka_ack"], wr["commit"]
+                w(
+                    f"Its writer: {num(nr)} Redis writes taking {num(tr, 1)} s in all ({num(1000 * tr / max(nr, 1), 1)} ms per "
+                    f"batch), {num(na)} waits for acknowledgements {num(ta, 1)} s, {num(nc)} commits {num(tc, 1)} s "
+                    f"({num(1000 * tc / max(nc, 1), 1)} ms each), against {spread(e2e.get('wafer_seconds'), 1, ' s')} of run time."
+                )
             w("")
             w("CPU during the runs, in cores used on average (CPU seconds / wall seconds; 2 cores = 2.0):")
             w("")
@@ -890,16 +898,32 @@ def render(results, env, profile_dir):
                 )
             else:
                 flushes = (
-                    "Flushes no longer stop consumption: each flushed batch (plugin calls done, feature records "
-                    "queued, checkpoints taken at the boundary) goes to a writer task that writes the Redis "
-                    "pipeline, waits for the `ml-features` acknowledgements, appends the offline log and commits, "
-                    "in order, while the consuming task (`tokio-rt-worker`) applies the next batch; "
-                    "`max_in_flight_batches` bounds the batches handed off (see docs/architecture.md)."
+                    "Flushes do not stop consumption: each flushed batch (plugin calls done, feature records "
+                    "queued, checkpoints taken at the boundary) goes to the writer, whose write stage writes the "
+                    "Redis pipeline and whose commit stage then waits for the `ml-features` acknowledgements, "
+                    "appends the offline log and commits, each in order, while the consuming task "
+                    "(`tokio-rt-worker`) applies the next batch; `max_in_flight_batches` bounds the batches "
+                    "handed off (see docs/architecture.md). The Redis writes take most of the writer's time "
+                    "(above), and that is mostly the Redis server's CPU running the guarded script."
                 )
             w(
                 f"- End to end, the Wafer process used {num(avg, 2)} cores on average while catching up, and the "
                 f"whole machine (broker and Redis included) was {num(avg_busy)}% busy, " + bound + flushes
             )
+            cpu0 = reports[0].get("cpu", {})
+            events = e2e.get("events")
+            wall = cpu0.get("wall_s")
+            parts = [cpu0.get(k) for k in ("bench_process_cores", "redis_cores", "kafka_cores")]
+            if events and wall and all(isinstance(x, (int, float)) for x in parts):
+                us = [1e6 * x * wall / events for x in parts]
+                total = sum(us)
+                w(
+                    f"- CPU per event end to end (run 1): Wafer {num(us[0], 1)} µs, Redis {num(us[1], 1)} µs, "
+                    f"the broker {num(us[2], 1)} µs, {num(total, 1)} µs in all. On this 2-core machine, with the "
+                    f"broker and Redis on it, that caps any schedule at about {num(2e6 / total)} events/s; "
+                    "300,000 events/s would leave 6.7 µs per event for all three, less than Wafer's in-process "
+                    "path and Redis's guarded write per event take today."
+                )
     w("")
     w("### Optimized so far")
     w("")
@@ -926,10 +950,30 @@ def render(results, env, profile_dir):
         "commands on this machine) and the Lua calls around them."
     )
     w(
-        "- End to end: flushed batches are written and committed by a writer task while the source "
-        "consumes the next batch (`[pipeline] max_in_flight_batches`, default 1; 0 is the previous "
-        "synchronous flush); commits stay in order and after their batch's writes, a revoke waits for "
-        "the batches in flight."
+        "- End to end: flushed batches are written and committed by a writer while the source consumes "
+        "the next batch (`[pipeline] max_in_flight_batches`; 0 is the previous synchronous flush); commits "
+        "stay in order and after their batch's writes, a revoke waits for the batches in flight. The "
+        "writer has two stages (Redis writes; acknowledgements and commits), so from 2 batches in flight "
+        "a batch's Redis write runs during the previous batch's commit. Measured on one binary per step, "
+        "single e2e runs alternating on a quiet machine (2026-11-26 14:20-14:40 UTC): synchronous (0) vs one "
+        "writer task (1): 62,400 / 68,600 / 63,000 vs 75,400 / 71,000 / 69,200 events/s; one task (1) vs "
+        "two stages (2): 75,800 / 72,900 / 77,700 vs 83,800 / 72,500 / 93,000 events/s. Event-to-Redis "
+        "p99 at 20,000 events/s with `linger_ms` 20, single runs: 94 ms synchronous, 65 ms with one task, "
+        "40 ms with two stages (24.5 ms at `linger_ms` 10); the shipped `linger_ms` went from 100 to 10 "
+        "(a full run at 20 measured p99 53 ms) and `max_in_flight_batches` from 1 to 2."
+    )
+    w(
+        "- `computed_at` for each Redis update is formatted by hand (fixed width, years 0-9999; chrono's "
+        "`format` parsed its pattern on every call, about 5% of the consuming thread end to end)."
+    )
+    w(
+        "- Tried and dropped (no gain or slower, in-process A/B on this machine): mimalloc as the global "
+        "allocator (end to end and in process within noise); a binary heap with lazy deletion for the "
+        "entities' expiry schedule instead of the ordered set (core path about 8% slower: expiry times "
+        "arrive nearly in order, which suits the B-tree's hot rightmost leaf); `GETRANGE` of the record's "
+        "tail instead of `GET` in the Redis guard (slower in Redis). `SET ... GET` would save a Redis call "
+        "per entity (about 15% of the script's time) but cannot keep the stored record's TTL when the "
+        "write is skipped, which the TTL rule promises (docs/config.md), so it was not adopted."
     )
     w(
         "- First measured (commit `0038d89`, 2026-11-26 03:26 UTC, same machine): in-process "
@@ -994,10 +1038,10 @@ def render(results, env, profile_dir):
         "Knobs (environment): `WAFER_BENCH_REPS` (in-process/memory repetitions, default 5), "
         "`WAFER_BENCH_INPROC_EVENTS` (1,000,000), `WAFER_BENCH_USERS` (100,000), `WAFER_BENCH_FLUSH_EVERY` "
         "(5,000), `WAFER_BENCH_SPAN_S` (7,200), `WAFER_BENCH_EVENTS` (end to end, 1,000,000), "
-        "`WAFER_BENCH_E2E_REPS` (3), `WAFER_BENCH_BATCH_SIZE` / `WAFER_BENCH_LINGER_MS` (5,000 / the shipped `linger_ms`, 20), "
+        "`WAFER_BENCH_E2E_REPS` (3), `WAFER_BENCH_BATCH_SIZE` / `WAFER_BENCH_LINGER_MS` (5,000 / the shipped `linger_ms`, 10), "
         "`WAFER_BENCH_IN_FLIGHT` (`max_in_flight_batches` of the e2e and latency runs, the shipped 2), "
         "`WAFER_BENCH_PY_EVENTS` (100,000), `WAFER_BENCH_PY_SECONDS` (90), `WAFER_BENCH_LAT_RATE` (20,000), "
-        "`WAFER_BENCH_LAT_SECONDS` (20), `WAFER_BENCH_LAT_WARMUP_S` (5), `WAFER_BENCH_LAT_LINGERS` (`20,100`), "
+        "`WAFER_BENCH_LAT_SECONDS` (20), `WAFER_BENCH_LAT_WARMUP_S` (5), `WAFER_BENCH_LAT_LINGERS` (`10,20,100`), "
         "`WAFER_BENCH_OPS_REPS` (first-commit runs, 5), `WAFER_BENCH_OPS_FIRST_EVENTS` (20,000), "
         "`WAFER_BENCH_OPS_REBUILD_EVENTS` (500,000), `WAFER_BENCH_OPS_RATE` (10,000), `WAFER_BENCH_OPS_USERS` "
         "(10,000), `WAFER_BENCH_OPS_RELOADS` (10), `WAFER_BENCH_OPS_RELOAD_EVERY_MS` (1,000), "
