@@ -72,6 +72,11 @@ const METADATA_PREFIX: &str = "wafer3";
 /// (sliding windows only), still read so that a running pipeline can be upgraded.
 const METADATA_PREFIX_V2: &str = "wafer2";
 const BLOCKING_TIMEOUT: Duration = Duration::from_secs(30);
+/// A revoke waits for the batches in flight, warning this often while it does...
+const REVOKE_WARN_EVERY: Duration = Duration::from_secs(10);
+/// ...and at most this long: a write or commit that never ends must not hold
+/// the consumer inside its rebalance (and the member in the group) forever.
+const REVOKE_WAIT_LIMIT: Duration = Duration::from_secs(120);
 
 /// Encodes the views' checkpoints as commit metadata:
 /// `wafer3;<view>=<stream time>:<rebuild from>:<rebuild time>[:<offset>@<time>...];...`,
@@ -187,11 +192,23 @@ impl ConsumerContext for GroupContext {
             // (the writer's task runs meanwhile).
             if self.in_flight.busy() {
                 let started = std::time::Instant::now();
-                tokio::task::block_in_place(|| self.in_flight.wait_idle());
-                tracing::info!(
-                    waited_ms = started.elapsed().as_millis() as u64,
-                    "revoke waited for the batches in flight"
-                );
+                let idle = tokio::task::block_in_place(|| {
+                    self.in_flight
+                        .wait_idle(REVOKE_WARN_EVERY, REVOKE_WAIT_LIMIT)
+                });
+                if idle {
+                    tracing::info!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "revoke waited for the batches in flight"
+                    );
+                } else {
+                    tracing::error!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "revoke gave up waiting for the batches in flight; a late commit of them \
+                         may move a revoked partition's committed offset back (its records are \
+                         then processed again)"
+                    );
+                }
             }
         }
     }

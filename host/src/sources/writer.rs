@@ -23,6 +23,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -94,12 +95,30 @@ impl InFlight {
     }
 
     /// Blocks the calling thread until every batch handed off so far is
-    /// completed or the writer has stopped.
-    pub fn wait_idle(&self) {
+    /// completed or the writer has stopped, or until `limit` has passed;
+    /// logs a warning every `every` meanwhile. Returns false on the limit.
+    pub fn wait_idle(&self, every: Duration, limit: Duration) -> bool {
+        let started = Instant::now();
         let mut s = self.state.lock().expect("never poisoned");
         while s.finished < s.handed && !s.stopped {
-            s = self.changed.wait(s).expect("never poisoned");
+            let waited = started.elapsed();
+            if waited >= limit {
+                return false;
+            }
+            let (next, timed_out) = self
+                .changed
+                .wait_timeout(s, every.min(limit - waited))
+                .expect("never poisoned");
+            s = next;
+            if timed_out.timed_out() && s.finished < s.handed && !s.stopped {
+                tracing::warn!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    in_flight = s.handed - s.finished,
+                    "still waiting for flushed batches to be written and committed"
+                );
+            }
         }
+        true
     }
 }
 
@@ -437,6 +456,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn waiting_for_batches_in_flight_gives_up_at_its_limit() {
+        let in_flight = InFlight::default();
+        in_flight.handed();
+        let started = Instant::now();
+        assert!(!in_flight.wait_idle(Duration::from_millis(10), Duration::from_millis(50)));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        in_flight.finished();
+        assert!(in_flight.wait_idle(Duration::from_millis(10), Duration::from_millis(50)));
+        in_flight.handed();
+        in_flight.stopped();
+        assert!(in_flight.wait_idle(Duration::from_millis(10), Duration::from_millis(50)));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn waiting_for_the_batches_in_flight_returns_once_they_are_committed() {
         let (mut w, log, in_flight) = start(2, None, None);
@@ -444,7 +477,7 @@ mod tests {
         w.hand_off(1).await.unwrap();
         let waiter = in_flight.clone();
         let seen = tokio::task::spawn_blocking(move || {
-            waiter.wait_idle();
+            assert!(waiter.wait_idle(Duration::from_secs(1), Duration::from_secs(60)));
             committed(&log.lock().unwrap())
         })
         .await
