@@ -187,7 +187,7 @@ impl Settings {
             e2e_timeout: Duration::from_secs(env_or("WAFER_BENCH_E2E_TIMEOUT_S", 240)),
             batch_size: env_or("WAFER_BENCH_BATCH_SIZE", 5000),
             linger_ms: env_or("WAFER_BENCH_LINGER_MS", shipped.linger_ms),
-            in_flight: env_or("WAFER_BENCH_IN_FLIGHT", shipped.max_in_flight_batches),
+            in_flight: env_or("WAFER_BENCH_IN_FLIGHT", 2),
             py_events: env_or("WAFER_BENCH_PY_EVENTS", 100_000),
             py_seconds: env_or("WAFER_BENCH_PY_SECONDS", 90.0),
             python,

@@ -146,7 +146,7 @@ impl Default for PipelineConfig {
         Self {
             batch_size: 5000,
             linger_ms: 10,
-            max_in_flight_batches: 2,
+            max_in_flight_batches: 1,
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),
             idle_timeout_ms: 60_000,
@@ -643,7 +643,7 @@ mod tests {
     fn max_in_flight_batches_is_at_most_four() {
         let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
         let c = Config::parse(base, "t").unwrap();
-        assert_eq!(c.pipeline.max_in_flight_batches, 2);
+        assert_eq!(c.pipeline.max_in_flight_batches, 1);
         for n in [0, 4] {
             let c = Config::parse(
                 &format!("[pipeline]\nmax_in_flight_batches = {n}\n{base}"),
