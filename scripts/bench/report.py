@@ -667,9 +667,10 @@ def render(results, env, profile_dir):
         )
         w(
             f"- **Wafer**: `wafer::run` in-process with a `[kafka]` + `[redis]` config like the tests' "
-            f"(`Env::config`) but with the shipped batching (`batch_size` = {e2e.get('batch_size')}, "
+            f"(`Env::config`) but with this batching (`batch_size` = {e2e.get('batch_size')}, "
             f"`linger_ms` = {e2e.get('linger_ms')}, `max_in_flight_batches` = {e2e.get('max_in_flight_batches', 'n/a')}), "
-            "its own group, Redis key prefix and output topic per run. "
+            "its own group, Redis key prefix and output topic per run (the shipped defaults are `batch_size` 5000, "
+            "`linger_ms` 10, `max_in_flight_batches` 1). "
             "The bench polls the group's committed offsets every 50 ms; **sustained events/s = events / "
             "(time from calling `run` to all four committed offsets at the end offsets)**, so start-up "
             "(plugin load from the artifact cache, group join) is included. *Steady* excludes it: "
