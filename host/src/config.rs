@@ -126,6 +126,11 @@ pub struct PipelineConfig {
     /// commit before consumption resumes; from 2, a batch's Redis write may
     /// also overlap the previous batch's commit.
     pub max_in_flight_batches: usize,
+    /// Kafka source: offsets are committed with a flushed batch at most this
+    /// often (milliseconds); the batches between carry theirs to the next
+    /// commit. The first commit and the last (at shutdown) are made at once.
+    /// 0 commits every flush.
+    pub commit_interval_ms: u64,
     /// An event whose time is more than this many milliseconds after its Kafka record
     /// timestamp (or the wall clock, for files) is dead-lettered as absurdly far in the future.
     pub max_future_ms: i64,
@@ -147,6 +152,7 @@ impl Default for PipelineConfig {
             batch_size: 5000,
             linger_ms: 10,
             max_in_flight_batches: 1,
+            commit_interval_ms: 250,
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),
             idle_timeout_ms: 60_000,
@@ -495,6 +501,11 @@ impl Config {
         if self.pipeline.batch_size == 0 {
             return invalid("[pipeline] batch_size must be at least 1");
         }
+        if self.pipeline.commit_interval_ms > 60_000 {
+            return invalid(
+                "[pipeline] commit_interval_ms must be at most 60000 (a crash replays up to that much input)",
+            );
+        }
         if self.pipeline.max_in_flight_batches > 4 {
             return invalid("[pipeline] max_in_flight_batches must be between 0 and 4");
         }
@@ -658,6 +669,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("between 0 and 4"), "{err}");
+    }
+
+    #[test]
+    fn commit_interval_defaults_to_250_ms_and_is_at_most_a_minute() {
+        let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert_eq!(c.pipeline.commit_interval_ms, 250);
+        for n in [0, 60_000] {
+            let c = Config::parse(
+                &format!("[pipeline]\ncommit_interval_ms = {n}\n{base}"),
+                "t",
+            )
+            .unwrap();
+            assert_eq!(c.pipeline.commit_interval_ms, n);
+        }
+        let err = Config::parse(
+            &format!("[pipeline]\ncommit_interval_ms = 60001\n{base}"),
+            "t",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("at most 60000"), "{err}");
     }
 
     #[test]

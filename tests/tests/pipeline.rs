@@ -45,6 +45,42 @@ async fn live_stream_then_sigterm_drains_and_commits() {
     assert_outputs(&env, &events, &exp, true, &BTreeSet::new()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_at_most_once_per_commit_interval() {
+    // Small batches flushed often: their offsets wait for the next commit due,
+    // and the last positions are committed once due with no new record and
+    // no shutdown.
+    let env = Env::new("commit-interval", 4).await.unwrap();
+    let events = reference::generate(29, 3000, 150, 4);
+    let exp = reference::expect(&events);
+    let mut config = env.config();
+    config.pipeline.batch_size = 50;
+    config.pipeline.commit_interval_ms = 1500;
+    let started = std::time::Instant::now();
+    let host = Host::start(config);
+    for chunk in events.chunks(300) {
+        env.produce(&reference::records(chunk)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    env.wait_caught_up(CAUGHT_UP).await.unwrap();
+    let report = host.stop().await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let (batches, commits) = (report.writes.redis_write.0, report.writes.commit.0);
+    assert!(
+        batches >= (events.len() / 50) as u64,
+        "{batches} batches for {} events",
+        events.len()
+    );
+    // One commit per interval at most, plus the first and the last (shutdown).
+    let bound = (elapsed / 1.5).ceil() as u64 + 2;
+    assert!(
+        commits <= bound,
+        "{commits} commits in {elapsed:.1} s ({batches} batches), at most {bound} expected"
+    );
+    assert_eq!(report.counters.commits, commits);
+    assert_outputs(&env, &events, &exp, true, &BTreeSet::new()).await;
+}
+
 /// Runs a host while a producer streams `events`, takes the host down once
 /// some offsets are committed (gracefully or by killing it), then starts a new
 /// host and checks the end state against the reference.

@@ -232,8 +232,14 @@ struct Member<'a> {
     /// Completes flushed batches (writes, acknowledgements, commit) while
     /// the member goes on consuming.
     writer: Writer<RedisStage, CommitStage>,
-    /// Next offset to commit, per partition touched since the last flush.
+    /// Next offset to commit, per partition touched since the last batch
+    /// that carried a commit.
     positions: BTreeMap<PartitionKey, i64>,
+    /// When the last batch carrying a commit was handed off (`None`: the
+    /// next one commits, whatever the interval).
+    last_commit: Option<Instant>,
+    /// `[pipeline] commit_interval_ms`.
+    commit_every: Duration,
     /// The last position handed to the writer, per partition: a position
     /// whose commit failed is retried only when no later batch carries one.
     handed: BTreeMap<PartitionKey, i64>,
@@ -316,6 +322,8 @@ pub async fn run(
             in_flight,
         ),
         positions: BTreeMap::new(),
+        last_commit: None,
+        commit_every: Duration::from_millis(pipeline.commit_interval_ms),
         handed: BTreeMap::new(),
         owned: Default::default(),
         paused: false,
@@ -373,6 +381,9 @@ impl Member<'_> {
             }
             let mut wait_until =
                 flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            if let Some(due) = self.commit_due_at() {
+                wait_until = wait_until.min(due);
+            }
             if let Some(idle) = idle_timeout.filter(|_| !self.owned.is_empty()) {
                 wait_until = wait_until.min(Instant::now() + idle / 2);
             }
@@ -438,7 +449,9 @@ impl Member<'_> {
             }
         }
         // The last batch's writes are retried until they succeed, shutdown or
-        // not (a paused source has nothing to flush: its outputs wait for a fix).
+        // not (a paused source has nothing to flush: its outputs wait for a fix);
+        // it commits whatever the interval.
+        self.last_commit = None;
         if !self.paused {
             self.flush(views, &CancellationToken::new()).await?;
         }
@@ -816,6 +829,22 @@ impl Member<'_> {
         Ok(())
     }
 
+    /// True when a batch flushed now carries the positions to commit: none
+    /// was committed yet, or the last commit is `commit_interval_ms` old.
+    fn commit_due(&self) -> bool {
+        self.last_commit
+            .is_none_or(|at| at.elapsed() >= self.commit_every)
+    }
+
+    /// When positions waiting for a commit must be flushed even without new
+    /// records (`None`: none wait, or the next flush commits anyway).
+    fn commit_due_at(&self) -> Option<Instant> {
+        if self.positions.is_empty() {
+            return None;
+        }
+        self.last_commit.map(|at| at + self.commit_every)
+    }
+
     /// The batch of a flush; `None` when a plugin quarantined under the
     /// `pause` policy holds everything back.
     fn prepare(
@@ -879,10 +908,19 @@ impl Member<'_> {
         }
         // The checkpoints (and, on a repartition topic, the dedup state) are
         // taken now, at the batch boundary: consumption goes on while the
-        // batch is written.
-        let mut commit = Vec::with_capacity(self.positions.len());
+        // batch is written. Between commits, positions wait for a later batch,
+        // whose commit follows this one's writes.
+        let positions = if self.commit_due() {
+            if !self.positions.is_empty() {
+                self.last_commit = Some(Instant::now());
+            }
+            std::mem::take(&mut self.positions)
+        } else {
+            BTreeMap::new()
+        };
+        let mut commit = Vec::with_capacity(positions.len());
         let mut largest: Option<Largest> = None;
-        for (key, next) in std::mem::take(&mut self.positions) {
+        for (key, next) in positions {
             let checkpoints: BTreeMap<String, Checkpoint> = views
                 .iter()
                 .map(|v| (v.name.clone(), v.processor.checkpoint(key, next)))
