@@ -47,7 +47,6 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
@@ -59,7 +58,7 @@ use crate::metrics::Counters;
 use crate::offline::OfflineWriter;
 use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure};
 use crate::repartition::{self, Routing};
-use crate::sinks::kafka::{Acks, KafkaSink, Source};
+use crate::sinks::kafka::{AckContext, Acks, KafkaSink, Producer, Source};
 use crate::sinks::redis::{RedisSink, ViewWrites};
 use crate::sources::writer::{Commit, InFlight, Write, Writer};
 use crate::status::{DeadLetter, Readiness, Replay, Status};
@@ -297,8 +296,8 @@ pub async fn run(
     consumer
         .subscribe(&topics)
         .map_err(|e| RunError::Kafka(format!("cannot subscribe to {topics:?}: {e}")))?;
-    let producer: FutureProducer = kafka_client::producer(cfg)
-        .create()
+    let producer: Producer = kafka_client::producer(cfg)
+        .create_with_context(AckContext)
         .map_err(|e| RunError::Kafka(format!("cannot create producer: {e}")))?;
     let write_stage = RedisStage {
         redis,
