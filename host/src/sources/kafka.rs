@@ -340,6 +340,16 @@ pub async fn run(
     Ok(())
 }
 
+/// The output of `future` if it is ready without waiting (a record the
+/// consumer has already fetched); `None` otherwise, the future dropped.
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let future = std::pin::pin!(future);
+    match future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// Swaps in every queued plugin version; true if any was.
 fn swap_pending(views: &mut [View]) -> bool {
     views
@@ -419,26 +429,27 @@ impl Member<'_> {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Wake::Received(Ok(Ok(message))) => {
-                    let Some(topic_index) =
-                        self.cfg.topics.iter().position(|t| t == message.topic())
-                    else {
-                        continue;
-                    };
-                    let key = (topic_index as u32, message.partition());
-                    if !self.owned.contains_key(&key) {
-                        self.rebuild(views, key, Some(message.offset()))?;
+                    let now = Instant::now();
+                    in_batch += self.on_record(views, &message, now)?;
+                    // Records already fetched are applied without going back
+                    // through the select above (its timers and wake-ups cost
+                    // more than applying a record), up to the batch's end.
+                    while in_batch < pipeline.batch_size {
+                        let Some(next) = ready_now(consumer.recv()) else {
+                            break;
+                        };
+                        self.apply_rebalance(views)?;
+                        match next {
+                            Ok(message) => in_batch += self.on_record(views, &message, now)?,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "kafka consumer error");
+                                break;
+                            }
+                        }
                     }
-                    self.process(views, key, &message)?;
-                    self.owned.insert(
-                        key,
-                        Activity {
-                            last_record: Instant::now(),
-                            next_offset: message.offset() + 1,
-                        },
-                    );
-                    self.positions.insert(key, message.offset() + 1);
-                    in_batch += 1;
-                    flush_at.get_or_insert_with(|| Instant::now() + linger);
+                    if in_batch > 0 {
+                        flush_at.get_or_insert_with(|| now + linger);
+                    }
                     if in_batch >= pipeline.batch_size {
                         self.flush(views, shutdown).await?;
                         in_batch = 0;
@@ -527,6 +538,34 @@ impl Member<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Applies one consumed record (received at `now`) and notes its
+    /// partition's position; returns how many records it adds to the batch
+    /// (0 for a topic not subscribed).
+    fn on_record(
+        &mut self,
+        views: &mut [View],
+        message: &BorrowedMessage<'_>,
+        now: Instant,
+    ) -> Result<usize, RunError> {
+        let Some(topic_index) = self.cfg.topics.iter().position(|t| t == message.topic()) else {
+            return Ok(0);
+        };
+        let key = (topic_index as u32, message.partition());
+        if !self.owned.contains_key(&key) {
+            self.rebuild(views, key, Some(message.offset()))?;
+        }
+        self.process(views, key, message)?;
+        self.owned.insert(
+            key,
+            Activity {
+                last_record: now,
+                next_offset: message.offset() + 1,
+            },
+        );
+        self.positions.insert(key, message.offset() + 1);
+        Ok(1)
     }
 
     /// Applies one record to every view; side records go to their topics.
