@@ -151,7 +151,7 @@ impl Default for PipelineConfig {
         Self {
             batch_size: 5000,
             linger_ms: 10,
-            max_in_flight_batches: 1,
+            max_in_flight_batches: 2,
             commit_interval_ms: 250,
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),
@@ -654,7 +654,7 @@ mod tests {
     fn max_in_flight_batches_is_at_most_four() {
         let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
         let c = Config::parse(base, "t").unwrap();
-        assert_eq!(c.pipeline.max_in_flight_batches, 1);
+        assert_eq!(c.pipeline.max_in_flight_batches, 2);
         for n in [0, 4] {
             let c = Config::parse(
                 &format!("[pipeline]\nmax_in_flight_batches = {n}\n{base}"),

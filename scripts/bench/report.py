@@ -671,7 +671,7 @@ def render(results, env, profile_dir):
             f"`linger_ms` = {e2e.get('linger_ms')}, `max_in_flight_batches` = {e2e.get('max_in_flight_batches', 'n/a')}, "
             f"`commit_interval_ms` = {e2e.get('commit_interval_ms', 'n/a')}), "
             "its own group, Redis key prefix and output topic per run (the shipped defaults are `batch_size` 5000, "
-            "`linger_ms` 10, `max_in_flight_batches` 1, `commit_interval_ms` 250). "
+            "`linger_ms` 10, `max_in_flight_batches` 2, `commit_interval_ms` 250). "
             "The bench polls the group's committed offsets every 50 ms; **sustained events/s = events / "
             "(time from calling `run` to all four committed offsets at the end offsets)**, so start-up "
             "(plugin load from the artifact cache, group join) is included. *Steady* excludes it: "
@@ -963,7 +963,7 @@ def render(results, env, profile_dir):
         "two stages (2): 75,800 / 72,900 / 77,700 vs 83,800 / 72,500 / 93,000 events/s. Event-to-Redis "
         "p99 at 20,000 events/s with `linger_ms` 20, single runs: 94 ms synchronous, 65 ms with one task, "
         "40 ms with two stages (24.5 ms at `linger_ms` 10); the shipped `linger_ms` went from 100 to 10 "
-        "(a full run at 20 measured p99 53 ms); these runs use `max_in_flight_batches` 2 (the shipped default stays 1)."
+        "(a full run at 20 measured p99 53 ms); these runs use `max_in_flight_batches` 2 (then not yet the default)."
     )
     w(
         "- Offsets are committed at most every `[pipeline] commit_interval_ms` (250 ms) instead of with "
@@ -971,7 +971,7 @@ def render(results, env, profile_dir):
         "in the path of the next batch with one batch in flight). Old and new binaries alternating, single "
         "runs, 2026-11-26 17:10-17:20 UTC: event-to-Redis p99 at 20,000 events/s (`linger_ms` 10, "
         "`max_in_flight_batches` 2) 283 and 82 ms before, 28 and 27 ms after (p50 about 14 ms both); end to "
-        "end with the shipped `max_in_flight_batches` 1, 56,000 and 62,300 before, 92,900 and 106,300 "
+        "end with `max_in_flight_batches` 1 (then the default), 56,000 and 62,300 before, 92,900 and 106,300 "
         "events/s after."
     )
     w(
@@ -989,7 +989,9 @@ def render(results, env, profile_dir):
         "script, 2.8 µs in a script with the `SET ... EX` alone (no guard) and 1.8 µs as a plain pipelined "
         "`SET ... EX`; end to end it is about 5 µs per update, on a single-threaded server. Two batches "
         "in flight keep Redis busier (paired single runs: 94,700 and 109,700 events/s with 1, 118,400 and "
-        "116,200 with 2). The `json` guard then read `computed_at` at its fixed place from the record's end "
+        "116,200 with 2); 2 became the default once the crash tests emulated a crash by shutting the "
+        "host's whole runtime down (aborting the run's future let a stage finish the offline append it was in "
+        "after the abort, which a crash test caught). The `json` guard then read `computed_at` at its fixed place from the record's end "
         "instead of with a pattern match: Redis CPU per update 5.63 and 5.23 µs before, 5.52 and 4.76 after "
         "(paired e2e runs while a CI build shared the machine)."
     )
@@ -1070,7 +1072,7 @@ def render(results, env, profile_dir):
         "`WAFER_BENCH_INPROC_EVENTS` (1,000,000), `WAFER_BENCH_USERS` (100,000), `WAFER_BENCH_FLUSH_EVERY` "
         "(5,000), `WAFER_BENCH_SPAN_S` (7,200), `WAFER_BENCH_EVENTS` (end to end, 1,000,000), "
         "`WAFER_BENCH_E2E_REPS` (3), `WAFER_BENCH_BATCH_SIZE` / `WAFER_BENCH_LINGER_MS` (5,000 / the shipped `linger_ms`, 10), "
-        "`WAFER_BENCH_IN_FLIGHT` (`max_in_flight_batches` of the e2e and latency runs; the shipped default, 1), "
+        "`WAFER_BENCH_IN_FLIGHT` (`max_in_flight_batches` of the e2e and latency runs; the shipped default, 2), "
         "`WAFER_BENCH_PY_EVENTS` (100,000), `WAFER_BENCH_PY_SECONDS` (90), `WAFER_BENCH_LAT_RATE` (20,000), "
         "`WAFER_BENCH_LAT_SECONDS` (20), `WAFER_BENCH_LAT_WARMUP_S` (5), `WAFER_BENCH_LAT_LINGERS` (`10,20,100`), "
         "`WAFER_BENCH_OPS_REPS` (first-commit runs, 5), `WAFER_BENCH_OPS_FIRST_EVENTS` (20,000), "

@@ -454,32 +454,60 @@ url = "{redis}"
     }
 }
 
-/// One host running in-process.
+/// One host running in-process, on a runtime of its own (two worker threads,
+/// like the tests'), so that killing it stops every task it started at once,
+/// as a crash of its process would.
 pub struct Host {
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<wafer::RunReport, wafer::RunError>>,
+    task: Option<tokio::task::JoinHandle<Result<wafer::RunReport, wafer::RunError>>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Host {
-    /// Starts `wafer::run(config)` on the test's runtime.
+    /// Starts `wafer::run(config)` on a new runtime.
     pub fn start(config: wafer::config::Config) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("wafer-host")
+            .enable_all()
+            .build()
+            .expect("a runtime for the host");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(wafer::run(config, shutdown.clone()));
-        Self { shutdown, task }
+        let task = runtime.spawn(wafer::run(config, shutdown.clone()));
+        Self {
+            shutdown,
+            task: Some(task),
+            runtime: Some(runtime),
+        }
     }
 
-    /// Kills the host as a crash would: no final flush, no commit.
-    pub async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
+    /// Kills the host as a crash would: no final flush, no commit. Returns once
+    /// every task of its runtime has stopped, so that nothing it started (a
+    /// write, an offline append, a commit) happens after.
+    pub async fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            tokio::task::spawn_blocking(move || runtime.shutdown_timeout(Duration::from_secs(30)))
+                .await
+                .expect("the host's runtime shuts down");
+        }
     }
 
     /// Asks the host to stop (as SIGTERM does) and waits for its report.
-    pub async fn stop(self) -> anyhow::Result<wafer::RunReport> {
+    pub async fn stop(mut self) -> anyhow::Result<wafer::RunReport> {
         self.shutdown.cancel();
-        let report = tokio::time::timeout(Duration::from_secs(60), self.task)
+        let task = self.task.take().expect("a host runs until stopped");
+        let report = tokio::time::timeout(Duration::from_secs(60), task)
             .await
             .context("host did not stop within 60 s")??;
         Ok(report?)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async test may not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
