@@ -98,7 +98,7 @@ COMPONENTS = [
     ("core::ptr::drop_in_place<serde_json::value::Value>", "  dropping that tree"),
     ("wafer::event::parse_timestamp", "  timestamp parsing"),
     ("wafer::window::Partition::apply", "windows: `Partition::apply`"),
-    ("wafer::window::entity::EntityWindow::insert", "  per-entity `VecDeque` inserts + aggregates"),
+    ("wafer::window::entity::EntityWindow::insert", "  per-entity held-event inserts + aggregates"),
     ("alloc::collections::btree::map::BTreeMap<K,V,A>::insert", "  `BTreeMap`/`BTreeSet` inserts (expiry index, offset buckets)"),
     ("wafer::pipeline::Processor::flush", "`Processor::flush`: drain, batch, plugin, feature records"),
     ("wafer::window::Partition::drain", "  drain: the aggregation row of each changed entity"),
@@ -861,7 +861,7 @@ def render(results, env, profile_dir):
         w(
             f"- **Time** (perf, `{pf.get('event')}`): the window state's own code is {pct(win)} of the time although "
             f"it is a small share of the instructions: it is memory-bound. Each event touches its entity's "
-            "slot, its per-column `VecDeque`s and distinct-count map and re-keys the entity in the expiry "
+            "slot, its buffer of held events, its aggregates and distinct-count list and re-keys the entity in the expiry "
             "`BTreeSet`, and (window full) does the same for the entity whose event leaves the window; "
             "`aggregate` then reads them again at drain. With ~90k entities this state does not stay in cache. "
             f"The allocator's own code is {pct(alloc)} of the time."
