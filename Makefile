@@ -101,6 +101,6 @@ chromium:
 	scripts/chromium.sh
 
 ## Benchmarks (issue 6): in-process, WASM cost, memory, end to end vs the Python loop;
-## writes docs/benchmarks.md. Starts Kafka and Redis itself; 5-10 minutes.
+## writes docs/benchmarks.md. Starts Kafka and Redis itself; about 25 minutes.
 bench: plugins
 	scripts/bench/run.sh

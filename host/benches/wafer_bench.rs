@@ -173,6 +173,7 @@ impl Settings {
                 p.exists().then_some(p)
             });
         let shipped = wafer::config::PipelineConfig::default();
+        let e2e_events = env_or("WAFER_BENCH_EVENTS", 1_000_000);
         Self {
             plugin: std::env::var_os("WAFER_BENCH_PLUGIN")
                 .map(PathBuf::from)
@@ -182,14 +183,16 @@ impl Settings {
             inproc_events: env_or("WAFER_BENCH_INPROC_EVENTS", 1_000_000),
             flush_every: env_or("WAFER_BENCH_FLUSH_EVERY", 5000),
             span_ms: env_or("WAFER_BENCH_SPAN_S", 7200i64) * 1000,
-            e2e_events: env_or("WAFER_BENCH_EVENTS", 1_000_000),
+            e2e_events,
             e2e_reps: env_or("WAFER_BENCH_E2E_REPS", 3),
             e2e_timeout: Duration::from_secs(env_or("WAFER_BENCH_E2E_TIMEOUT_S", 240)),
             batch_size: env_or("WAFER_BENCH_BATCH_SIZE", 5000),
             linger_ms: env_or("WAFER_BENCH_LINGER_MS", shipped.linger_ms),
             in_flight: env_or("WAFER_BENCH_IN_FLIGHT", shipped.max_in_flight_batches),
-            py_events: env_or("WAFER_BENCH_PY_EVENTS", 100_000),
-            py_seconds: env_or("WAFER_BENCH_PY_SECONDS", 90.0),
+            // Issue 6 compares throughputs over the same number of events: the
+            // loop slows down as its in-memory histories grow.
+            py_events: env_or("WAFER_BENCH_PY_EVENTS", e2e_events),
+            py_seconds: env_or("WAFER_BENCH_PY_SECONDS", 900.0),
             python,
             lat_rate: env_or("WAFER_BENCH_LAT_RATE", 20_000),
             lat_seconds: env_or("WAFER_BENCH_LAT_SECONDS", 20),

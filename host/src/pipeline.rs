@@ -592,7 +592,7 @@ impl Processor {
                     .extend(emission.rows[range].iter().map(|r| r.key.clone()));
                 continue;
             }
-            let rows = &emission.rows[range.clone()];
+            let rows = &mut emission.rows[range.clone()];
             let batch = self.batch(rows);
             let started = std::time::Instant::now();
             let computed = self.plugin.compute(&batch);
@@ -608,7 +608,7 @@ impl Processor {
                         plugin: self.plugin_tag.clone(),
                         columns,
                     });
-                    for (i, row) in rows.iter().enumerate() {
+                    for (i, row) in rows.iter_mut().enumerate() {
                         let features = FeatureRow {
                             columns: columns.clone(),
                             row: i,
@@ -616,7 +616,8 @@ impl Processor {
                         let value = self.feature_json(&row.key, &features, &computed_at);
                         flush.updates.push(FeatureUpdate {
                             key: self.key(&row.key),
-                            entity: row.key.to_string(),
+                            // Each row is computed once: its key moves into the update.
+                            entity: std::mem::take(&mut row.key).into_string(),
                             ttl_secs: self.layout.ttl_secs,
                             as_of_ms,
                             value: Some(value),

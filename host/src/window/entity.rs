@@ -222,6 +222,24 @@ impl EntityWindow {
         }
     }
 
+    /// Asks the CPU to start loading what advancing and emission read first
+    /// (the oldest and newest held events, the sliding aggregates, the
+    /// distinct counts), so that several entities' cache misses overlap (see
+    /// [`super::prefetch`]).
+    pub fn prefetch(&self) {
+        super::prefetch(self.held.front());
+        super::prefetch(self.held.back());
+        super::prefetch(self.slides.first());
+        super::prefetch(self.distinct.first());
+    }
+
+    /// Asks the CPU to start loading the distinct-count lists (read when an
+    /// event leaves a window); the state [`EntityWindow::prefetch`] loads
+    /// holds their addresses.
+    pub fn prefetch_lists(&self) {
+        self.distinct.iter().for_each(SlidingDistinct::prefetch);
+    }
+
     /// Events in sliding window `w`.
     fn slide_count(&self, plan: &Plan, w: usize) -> usize {
         self.slides[plan.slide_words[w]] as usize

@@ -50,6 +50,33 @@ use entity::Verdict;
 /// Idle advances kept in a checkpoint at most (commit metadata is small).
 pub const MAX_JUMPS: usize = 16;
 
+/// How many entities ahead [`Partition::drain`] and [`Partition::advance`]
+/// prefetch: their slots this far ahead, the heap state a slot points to
+/// half as far, and (advance) the distinct-count lists that state points to
+/// a quarter as far (each level's address is read from the one before).
+const PREFETCH_AHEAD: usize = 8;
+
+/// Hints the CPU to load the cache lines of `x` (no effect off x86-64).
+/// With tens of thousands of entities their state is not in cache: handling
+/// them one after the other waits for each miss in turn; prefetched, the
+/// misses of the next few entities overlap.
+#[inline(always)]
+fn prefetch<T>(x: Option<&T>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = x {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = (x as *const T).cast::<i8>();
+        for line in (0..std::mem::size_of::<T>().max(1)).step_by(64) {
+            // SAFETY: SSE is part of x86-64, and a prefetch is a hint: it
+            // reads nothing into the program and cannot fault, whatever the
+            // address (here within a live reference's bytes).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// Where a partition stands, stored with its committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -526,6 +553,17 @@ impl Partition {
     fn advance(&mut self, plan: &Plan, now: i64) {
         self.stream_time = Some(now);
         let wm = Self::watermark(plan, now);
+        // Entities are advanced in expiry order, mostly a few per event: the
+        // next ones in the index are due within a few events. Start loading them.
+        let mut soon = self.expiries.iter().skip(PREFETCH_AHEAD / 4);
+        let slot = |at: Option<&(i64, u32)>| at.and_then(|&(_, id)| self.slots.get(id as usize));
+        if let Some(Some(next)) = slot(soon.next()) {
+            next.window.prefetch_lists();
+        }
+        if let Some(Some(near)) = slot(soon.nth(PREFETCH_AHEAD / 4 - 1)) {
+            near.window.prefetch();
+        }
+        prefetch(slot(soon.nth(PREFETCH_AHEAD / 2 - 1)));
         let mut emptied = false;
         let mut untiled = Vec::new();
         while let Some(&(at, id)) = self.expiries.first() {
@@ -621,7 +659,17 @@ impl Partition {
             return out;
         };
         let wm = Self::watermark(plan, now);
-        for id in std::mem::take(&mut self.dirty) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for (k, &id) in dirty.iter().enumerate() {
+            if let Some(&ahead) = dirty.get(k + PREFETCH_AHEAD) {
+                prefetch(self.slots.get(ahead as usize));
+            }
+            if let Some(Some(near)) = dirty
+                .get(k + PREFETCH_AHEAD / 2)
+                .and_then(|&near| self.slots.get(near as usize))
+            {
+                near.window.prefetch();
+            }
             self.unmark(id);
             let slot = self.slots[id as usize]
                 .as_mut()

@@ -168,6 +168,13 @@ impl SlidingDistinct {
         }
     }
 
+    /// Asks the CPU to start loading the list of values, if the counts are one.
+    pub fn prefetch(&self) {
+        if let ValueCounts::List(list) = &self.exact {
+            super::prefetch(list.first());
+        }
+    }
+
     /// Removes one occurrence of `value`, added before.
     pub fn remove(&mut self, value: u64) {
         self.exact.decrement(value);
