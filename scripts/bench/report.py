@@ -685,13 +685,8 @@ def render(results, env, profile_dir):
                 f" of the {num(e2e.get('events'))} (fewer, to keep the run within minutes: it is the per-event "
                 "loop; its per-event cost grows with each user's history, so a shorter run flatters it)"
                 if (e2e.get("python_events") or 0) < (e2e.get("events") or 0)
-                else ""
-            )
-            + (
-                " (the same events as Wafer, as issue 6 asks: the loop's per-event cost grows with each "
+                else " (the same events as Wafer, as issue 6 asks: the loop's per-event cost grows with each "
                 "user's history, so its rate depends on how many events it has seen)"
-                if (e2e.get("python_events") or 0) >= (e2e.get("events") or 0)
-                else ""
             )
             + (
                 "; **some runs hit the time cap** and covered fewer events (see the raw results)"
