@@ -147,6 +147,7 @@ struct Settings {
     batch_size: usize,
     linger_ms: u64,
     in_flight: usize,
+    max_batch: usize,
     py_events: usize,
     py_seconds: f64,
     python: Option<PathBuf>,
@@ -189,6 +190,7 @@ impl Settings {
             batch_size: env_or("WAFER_BENCH_BATCH_SIZE", 5000),
             linger_ms: env_or("WAFER_BENCH_LINGER_MS", shipped.linger_ms),
             in_flight: env_or("WAFER_BENCH_IN_FLIGHT", shipped.max_in_flight_batches),
+            max_batch: env_or("WAFER_BENCH_MAX_BATCH", shipped.max_batch_size),
             // Issue 6 compares throughputs over the same number of events: the
             // loop slows down as its in-memory histories grow.
             py_events: env_or("WAFER_BENCH_PY_EVENTS", e2e_events),
@@ -1638,6 +1640,7 @@ fn wafer_config(
 batch_size = {batch}
 linger_ms = {linger_ms}
 max_in_flight_batches = {in_flight}
+max_batch_size = {max_batch}
 
 [kafka]
 brokers = "{brokers}"
@@ -1657,6 +1660,7 @@ ttl_secs = 3600
 "#,
         batch = s.batch_size,
         in_flight = s.in_flight,
+        max_batch = s.max_batch,
         brokers = brokers(),
         redis = redis_url(),
         plugin = s.plugin.display(),
@@ -1931,6 +1935,7 @@ async fn e2e_runs(
         "batch_size": s.batch_size,
         "linger_ms": s.linger_ms,
         "max_in_flight_batches": s.in_flight,
+        "max_batch_size": s.max_batch,
         "commit_interval_ms": wafer::config::PipelineConfig::default().commit_interval_ms,
         "produce_seconds": produce_time.as_secs_f64(),
         "python_events": py_events,
@@ -2206,6 +2211,7 @@ async fn latency_run(s: &Settings, linger_ms: u64) -> anyhow::Result<Json> {
         "linger_ms": linger_ms,
         "batch_size": s.batch_size,
         "max_in_flight_batches": s.in_flight,
+        "max_batch_size": s.max_batch,
         "commit_interval_ms": wafer::config::PipelineConfig::default().commit_interval_ms,
         "offered_rate": s.lat_rate,
         "achieved_rate": rate,

@@ -126,6 +126,12 @@ pub struct PipelineConfig {
     /// commit before consumption resumes; from 2, a batch's Redis write may
     /// also overlap the previous batch's commit.
     pub max_in_flight_batches: usize,
+    /// Kafka source: while every in-flight slot is taken (the writes fall
+    /// behind), the batch being consumed keeps growing past `batch_size` up
+    /// to this many records instead of waiting, and is flushed as soon as a
+    /// slot frees; its entities' updates are coalesced, so a backlog costs
+    /// fewer writes per event. A value at or below `batch_size` disables it.
+    pub max_batch_size: usize,
     /// Kafka source: offsets are committed with a flushed batch at most this
     /// often (milliseconds); the batches between carry theirs to the next
     /// commit. The first commit and the last (at shutdown) are made at once.
@@ -152,6 +158,7 @@ impl Default for PipelineConfig {
             batch_size: 5000,
             linger_ms: 10,
             max_in_flight_batches: 2,
+            max_batch_size: 100_000,
             commit_interval_ms: 250,
             max_future_ms: 86_400_000,
             timestamp_field: "timestamp".to_owned(),
@@ -669,6 +676,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("between 0 and 4"), "{err}");
+    }
+
+    #[test]
+    fn max_batch_size_defaults_to_100_000() {
+        let base = "[file]\npath = 'x'\n[plugin]\npath = 'p.wasm'\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert_eq!(c.pipeline.max_batch_size, 100_000);
+        let c = Config::parse(&format!("[pipeline]\nmax_batch_size = 0\n{base}"), "t").unwrap();
+        assert_eq!(c.pipeline.max_batch_size, 0);
     }
 
     #[test]

@@ -24,6 +24,12 @@ def num(x, digits=0):
     return f"{x:,.{digits}f}"
 
 
+def batch_cap(section):
+    """The run's `max_batch_size`, or a note that the run predates the option."""
+    cap = section.get("max_batch_size")
+    return num(cap) if cap is not None else "none (the run predates the option: no growth)"
+
+
 def med(s):
     return s.get("median") if isinstance(s, dict) else None
 
@@ -669,9 +675,10 @@ def render(results, env, profile_dir):
             f"- **Wafer**: `wafer::run` in-process with a `[kafka]` + `[redis]` config like the tests' "
             f"(`Env::config`) but with this batching (`batch_size` = {e2e.get('batch_size')}, "
             f"`linger_ms` = {e2e.get('linger_ms')}, `max_in_flight_batches` = {e2e.get('max_in_flight_batches', 'n/a')}, "
+            f"`max_batch_size` = {batch_cap(e2e)}, "
             f"`commit_interval_ms` = {e2e.get('commit_interval_ms', 'n/a')}), "
             "its own group, Redis key prefix and output topic per run (the shipped defaults are `batch_size` 5000, "
-            "`linger_ms` 10, `max_in_flight_batches` 2, `commit_interval_ms` 250). "
+            "`linger_ms` 10, `max_in_flight_batches` 2, `max_batch_size` 100,000, `commit_interval_ms` 250). "
             "The bench polls the group's committed offsets every 50 ms; **sustained events/s = events / "
             "(time from calling `run` to all four committed offsets at the end offsets)**, so start-up "
             "(plugin load from the artifact cache, group join) is included. *Steady* excludes it: "
@@ -781,6 +788,7 @@ def render(results, env, profile_dir):
             "time − send time, for probe events sent after the warm-up. The read-back adds a loopback round "
             "trip, so the figures are slightly pessimistic. Wafer runs with `batch_size` = "
             f"{r0.get('batch_size')}, `max_in_flight_batches` = {r0.get('max_in_flight_batches', 'n/a')}, "
+            f"`max_batch_size` = {batch_cap(r0)}, "
             f"`commit_interval_ms` = {r0.get('commit_interval_ms', 'n/a')} and the "
             "`linger_ms` shown; the producer, the listener and Wafer share the process."
         )
@@ -981,6 +989,24 @@ def render(results, env, profile_dir):
         "events/s after."
     )
     w(
+        "- Batches grow while the writer is behind (`[pipeline] max_batch_size`, default 100,000): when "
+        "every in-flight slot is taken, the source keeps applying records to the batch instead of waiting, "
+        "and flushes it once the oldest batch completes. An entity's updates within a batch are coalesced, "
+        "so under a backlog each event costs fewer Redis writes, feature records and plugin rows. A "
+        "flush's Redis calls now go out in pipelines of 32 script calls (about 4,000 entities), one after "
+        "the other: one pipeline for a whole large batch took longer than the Redis client's 500 ms "
+        "response timeout, and the write was retried forever (a 200,000-record cap stalled that way "
+        "before the split). Paired single e2e runs, old binary (`07a5831`) and new ones alternating, "
+        "2026-11-27 02:40-03:50 UTC, with the Python loop's runs (first two rounds) or a short one between: "
+        "without growth 58,500 / 66,300 / 62,700 / 69,400 events/s and 1.12-1.13 updates per event "
+        "(202 batches per 1M events); a 50,000 cap 77,200 / 88,900 / 80,800 / 82,600 events/s, 0.66-0.69 "
+        "updates per event (38 batches); a 200,000 cap 92,600 / 87,000 events/s, 0.44 updates per event "
+        "(15 batches); the shipped 100,000 cap 81,700 / 48,100 against 47,700 / 34,900 events/s without "
+        "growth in the same minutes (a busier machine), 0.60-0.62 updates per event (22-25 batches). "
+        "Batches do not grow at rates the writer keeps up with, so the latency runs at 20,000 events/s "
+        "are unaffected."
+    )
+    w(
         "- The Kafka outputs count acknowledgements per batch (one counter the producer's delivery "
         "callback increments, waking the commit stage once all are in) instead of a future per record "
         "(a channel allocated per record, completed from the producer's thread and awaited one by one). "
@@ -1092,6 +1118,7 @@ def render(results, env, profile_dir):
         "(5,000), `WAFER_BENCH_SPAN_S` (7,200), `WAFER_BENCH_EVENTS` (end to end, 1,000,000), "
         "`WAFER_BENCH_E2E_REPS` (3), `WAFER_BENCH_BATCH_SIZE` / `WAFER_BENCH_LINGER_MS` (5,000 / the shipped `linger_ms`, 10), "
         "`WAFER_BENCH_IN_FLIGHT` (`max_in_flight_batches` of the e2e and latency runs; the shipped default, 2), "
+        "`WAFER_BENCH_MAX_BATCH` (their `max_batch_size`; the shipped default, 100,000), "
         "`WAFER_BENCH_PY_EVENTS` (`WAFER_BENCH_EVENTS`), `WAFER_BENCH_PY_SECONDS` (900), `WAFER_BENCH_LAT_RATE` (20,000), "
         "`WAFER_BENCH_LAT_SECONDS` (20), `WAFER_BENCH_LAT_WARMUP_S` (5), `WAFER_BENCH_LAT_LINGERS` (`10,20,100`), "
         "`WAFER_BENCH_OPS_REPS` (first-commit runs, 5), `WAFER_BENCH_OPS_FIRST_EVENTS` (20,000), "

@@ -13,7 +13,7 @@ use wafer::entity::EntityKey;
 use wafer::event::format_time;
 use wafer::pipeline::{record_json, FeatureColumns, FeatureRow, FeatureUpdate};
 use wafer::plugin::{Column, ColumnData, FeatureSpec, TextColumn, ValueType};
-use wafer::sinks::redis::{OnlineLayout, RedisSink, ENTITIES_PER_CALL};
+use wafer::sinks::redis::{OnlineLayout, RedisSink, CALLS_PER_PIPELINE, ENTITIES_PER_CALL};
 use wafer_tests::reference::{self, GenEvent};
 use wafer_tests::{Env, Host};
 
@@ -418,6 +418,64 @@ async fn a_batch_of_several_script_calls_guards_each_entity() {
                 .unwrap();
         }
     }
+}
+
+/// A flush larger than one pipeline carries goes out in several pipelines,
+/// one after the other: every entity is written or skipped by its guard and
+/// the skipped updates are counted across the pipelines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_several_pipelines_writes_every_entity() {
+    let prefix = format!(
+        "pipelines-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    let mut sink = RedisSink::connect(&wafer_tests::redis_url()).await.unwrap();
+    let layout = layout(
+        LayoutKind::Json,
+        EntityKey::single("user_id"),
+        format!("{prefix}:{{user_id}}"),
+        None,
+    );
+    let entities = 2 * CALLS_PER_PIPELINE * ENTITIES_PER_CALL + 300;
+    let id = |i: usize| format!("u{i}");
+    // Every third entity holds a record as of T2: the flush as of T1 skips it.
+    let seed = (0..entities)
+        .step_by(3)
+        .map(|i| update(&layout, &id(i), T2, Some(row(1, None, true, "old"))))
+        .collect();
+    assert_eq!(write(&mut sink, &layout, seed).await, 0, "seed");
+    let batch = (0..entities)
+        .map(|i| update(&layout, &id(i), T1, Some(row(i as i64, None, true, "new"))))
+        .collect();
+    assert_eq!(
+        write(&mut sink, &layout, batch).await,
+        entities.div_ceil(3) as u64,
+        "skipped: the seeded ones"
+    );
+    let mut conn = redis().await;
+    let keys: Vec<Vec<u8>> = (0..entities).map(|i| layout.key(&id(i)).unwrap()).collect();
+    let stored: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for (i, value) in stored.iter().enumerate() {
+        let value = value
+            .as_deref()
+            .unwrap_or_else(|| panic!("entity {i} missing"));
+        let want = if i % 3 == 0 {
+            r#""count":1,"#.to_owned()
+        } else {
+            format!(r#""count":{i},"#)
+        };
+        assert!(value.contains(&want), "entity {i}: {value}");
+    }
+    redis::cmd("DEL")
+        .arg(&keys)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -284,6 +284,8 @@ async fn backfill_from_jsonl_and_parquet_gives_the_streaming_rows() {
     let dir = temp_dir(&env);
     let mut config = env.config();
     config.pipeline.batch_size = 1;
+    // No batch grows past one record while the writer is behind.
+    config.pipeline.max_batch_size = 1;
     config.offline = offline(&dir.join("stream"), 600);
     let host = Host::start(config);
     env.wait_caught_up(CAUGHT_UP).await.unwrap();
@@ -420,6 +422,8 @@ async fn backfill_from_a_kafka_time_range_gives_the_streaming_rows() {
     let dir = temp_dir(&env);
     let mut config = env.config();
     config.pipeline.batch_size = 1;
+    // No batch grows past one record while the writer is behind.
+    config.pipeline.max_batch_size = 1;
     config.offline = offline(&dir.join("stream"), 600);
     let host = Host::start(config);
     env.wait_caught_up(CAUGHT_UP).await.unwrap();

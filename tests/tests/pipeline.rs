@@ -55,6 +55,7 @@ async fn commits_at_most_once_per_commit_interval() {
     let exp = reference::expect(&events);
     let mut config = env.config();
     config.pipeline.batch_size = 50;
+    config.pipeline.max_batch_size = 50;
     config.pipeline.commit_interval_ms = 1500;
     let started = std::time::Instant::now();
     let host = Host::start(config);
@@ -79,6 +80,45 @@ async fn commits_at_most_once_per_commit_interval() {
     );
     assert_eq!(report.counters.commits, commits);
     assert_outputs(&env, &events, &exp, true, &BTreeSet::new()).await;
+}
+
+/// Runs `config` over `events` produced beforehand; the number of batches
+/// it wrote once caught up (the outputs checked against the reference).
+async fn batches_written(env: &Env, events: &[GenEvent], config: wafer::config::Config) -> u64 {
+    let exp = reference::expect(events);
+    env.produce(&reference::records(events)).await.unwrap();
+    let host = Host::start(config);
+    env.wait_caught_up(CAUGHT_UP).await.unwrap();
+    let report = host.stop().await.unwrap();
+    assert_outputs(env, events, &exp, true, &BTreeSet::new()).await;
+    report.writes.redis_write.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_grow_while_the_writer_is_behind() {
+    // Batches of 20 records against one in-flight slot: each batch's writes
+    // (Redis, the producer's acknowledgements) take longer than consuming 20
+    // records. Without growth that is at least one batch per 20 records;
+    // with it, the batch consumed while the slot is taken grows (up to
+    // max_batch_size) and is flushed once the slot frees, so far fewer
+    // batches carry the same events, and the outputs stay exact.
+    let events = reference::generate(61, 6000, 300, 4);
+    let least = (events.len() / 20) as u64;
+    let mut found = Vec::new();
+    for grow_to in [0, 3000] {
+        let env = Env::new(&format!("grow-{grow_to}"), 4).await.unwrap();
+        let mut config = env.config();
+        config.pipeline.batch_size = 20;
+        config.pipeline.max_in_flight_batches = 1;
+        config.pipeline.max_batch_size = grow_to;
+        found.push(batches_written(&env, &events, config).await);
+    }
+    assert!(found[0] >= least, "no growth: {} batches", found[0]);
+    assert!(
+        found[1] * 3 <= least,
+        "growth: {} batches, at least {least} without",
+        found[1]
+    );
 }
 
 /// Runs a host while a producer streams `events`, takes the host down once

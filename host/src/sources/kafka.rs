@@ -359,8 +359,10 @@ fn swap_pending(views: &mut [View]) -> bool {
 
 impl Member<'_> {
     /// The consumption loop: applies records, flushes every `batch_size`
-    /// records or `linger_ms`, hands each flushed batch to the writer and
-    /// handles what it reports; at `shutdown`, flushes and drains the writer.
+    /// records or `linger_ms` (while the writer is behind, up to
+    /// `max_batch_size` records, once a batch completes), hands each flushed
+    /// batch to the writer and handles what it reports; at `shutdown`,
+    /// flushes and drains the writer.
     async fn consume(
         &mut self,
         views: &mut [View],
@@ -388,9 +390,13 @@ impl Member<'_> {
                 }
                 continue;
             }
-            let mut wait_until =
-                flush_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            if let Some(due) = self.commit_due_at() {
+            // While every in-flight slot is taken, a flush would only wait:
+            // the batch grows instead, and is flushed once a batch completes.
+            let backlog = self.writer.full();
+            let mut wait_until = flush_at
+                .filter(|_| !backlog)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            if let Some(due) = self.commit_due_at().filter(|_| !backlog) {
                 wait_until = wait_until.min(due);
             }
             if let Some(idle) = idle_timeout.filter(|_| !self.owned.is_empty()) {
@@ -415,7 +421,15 @@ impl Member<'_> {
                     swap_pending(views);
                 }
                 Wake::Rebalance => {}
-                Wake::Completed(done) => self.completed(views, done),
+                Wake::Completed(done) => {
+                    self.completed(views, done);
+                    if in_batch >= pipeline.batch_size {
+                        // A batch grown while the writer was behind.
+                        self.flush(views, shutdown).await?;
+                        in_batch = 0;
+                        flush_at = None;
+                    }
+                }
                 Wake::Received(Err(_linger_or_idle_check)) => {
                     if let Some(idle) = idle_timeout {
                         self.advance_idle_partitions(views, idle);
@@ -434,7 +448,17 @@ impl Member<'_> {
                     // Records already fetched are applied without going back
                     // through the select above (its timers and wake-ups cost
                     // more than applying a record), up to the batch's end.
-                    while in_batch < pipeline.batch_size {
+                    loop {
+                        if in_batch >= pipeline.batch_size && self.writer.full() {
+                            // Growing: a completed batch frees a slot, and
+                            // this one is then flushed at once.
+                            if let Some(done) = self.writer.try_next_done()? {
+                                self.completed(views, done);
+                            }
+                        }
+                        if in_batch >= self.batch_limit(pipeline) {
+                            break;
+                        }
                         let Some(next) = ready_now(consumer.recv()) else {
                             break;
                         };
@@ -450,7 +474,7 @@ impl Member<'_> {
                     if in_batch > 0 {
                         flush_at.get_or_insert_with(|| now + linger);
                     }
-                    if in_batch >= pipeline.batch_size {
+                    if in_batch >= self.batch_limit(pipeline) {
                         self.flush(views, shutdown).await?;
                         in_batch = 0;
                         flush_at = None;
@@ -470,6 +494,16 @@ impl Member<'_> {
         }
         Ok(())
     }
+    /// The records at which the batch being consumed is flushed:
+    /// `batch_size`, or `max_batch_size` while every in-flight slot is taken.
+    fn batch_limit(&self, pipeline: &PipelineConfig) -> usize {
+        if self.writer.full() {
+            pipeline.max_batch_size.max(pipeline.batch_size)
+        } else {
+            pipeline.batch_size
+        }
+    }
+
     /// Idle partitions (no record for `idle`) take the highest stream time of
     /// the host's other partitions of the same topic, per view, so that their
     /// windows decay; the new stream time is committed with the same offset.

@@ -190,6 +190,13 @@ impl<W: Write, C: Commit<Written = W::Written>> Writer<W, C> {
         self.pending
     }
 
+    /// True when a hand-off now would wait for the oldest batch: every
+    /// in-flight slot is taken (never with a bound of 0, whose hand-off
+    /// waits for its own batch).
+    pub fn full(&self) -> bool {
+        self.max_in_flight > 0 && self.pending >= self.max_in_flight
+    }
+
     /// Hands `batch` off, first waiting (and returning the reports of the
     /// batches completed meanwhile) while `max_in_flight` batches are pending.
     /// Fails with the error of a batch that failed.
@@ -217,7 +224,26 @@ impl<W: Write, C: Commit<Written = W::Written>> Writer<W, C> {
         if self.pending == 0 {
             return std::future::pending().await;
         }
-        match self.done.recv().await {
+        let report = self.done.recv().await;
+        self.take(report)
+    }
+
+    /// The report of the oldest pending batch if it is completed already.
+    /// Fails with the error of a batch that failed.
+    pub fn try_next_done(&mut self) -> Result<Option<C::Done>, RunError> {
+        if self.pending == 0 {
+            return Ok(None);
+        }
+        match self.done.try_recv() {
+            Ok(report) => self.take(Some(report)).map(Some),
+            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::error::TryRecvError::Disconnected) => self.take(None).map(Some),
+        }
+    }
+
+    /// Accounts for one report of the stages (`None`: they ended).
+    fn take(&mut self, report: Option<Result<C::Done, RunError>>) -> Result<C::Done, RunError> {
+        match report {
             Some(Ok(done)) => {
                 self.pending -= 1;
                 Ok(done)
@@ -420,6 +446,34 @@ mod tests {
             assert_eq!(overlapped, bound >= 2, "bound {bound}: {log:?}");
             assert!(!in_flight.busy());
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_while_every_slot_is_taken_and_reports_are_taken_without_waiting() {
+        let (mut w, _, _) = start(2, None, None);
+        assert!(!w.full());
+        assert_eq!(w.try_next_done().unwrap(), None, "nothing handed off");
+        w.hand_off(0).await.unwrap();
+        assert!(!w.full(), "one of two slots taken");
+        w.hand_off(1).await.unwrap();
+        assert!(w.full());
+        // Batch 0 is written and committed in about 25 ms.
+        let first = loop {
+            if let Some(n) = w.try_next_done().unwrap() {
+                break n;
+            }
+            assert!(w.full(), "full until a batch is reported");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        assert_eq!(first, 0);
+        assert!(!w.full());
+        assert_eq!(w.drain().await.unwrap(), vec![1]);
+        w.stop().await;
+        // With a bound of 0 a hand-off waits for its own batch: never full.
+        let (mut w, _, _) = start(0, None, None);
+        assert_eq!(w.hand_off(0).await.unwrap(), vec![0]);
+        assert!(!w.full());
+        w.stop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

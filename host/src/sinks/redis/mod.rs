@@ -11,8 +11,10 @@
 //! entity back in event time. One script call carries up to
 //! [`ENTITIES_PER_CALL`] entities of one view (all their keys in `KEYS`), each
 //! guarded on its own: Redis spends a fixed cost on every call, which one call
-//! per entity paid for each update. Each flush is one pipeline of such calls
-//! (one round trip); the scripts are loaded at connect and again on `NOSCRIPT`.
+//! per entity paid for each update. A flush's calls go out in pipelines of
+//! [`CALLS_PER_PIPELINE`] (one round trip each, so that no reply takes longer
+//! than the client's response timeout); the scripts are loaded at connect and
+//! again on `NOSCRIPT`.
 //! The keys of one call may hash to different Redis Cluster slots: Redis
 //! Cluster is not supported (one server, or a primary with replicas).
 //! Feature lookups ([`RedisSink::read`]) read any layout back into the JSON record.
@@ -37,6 +39,13 @@ pub const AS_OF_FIELD: &str = "_as_of_ms";
 const JSON_SCRIPT: &str = include_str!("json.lua");
 const HASH_SCRIPT: &str = include_str!("hash.lua");
 const FEAST_SCRIPT: &str = include_str!("feast.lua");
+
+/// The most script calls one pipeline carries (about 4,000 entities, tens of
+/// milliseconds of Redis time). A flush's calls go out in pipelines of this
+/// many, one after the other: the reply to a whole large flush in one
+/// pipeline could take longer than the client's response timeout (500 ms),
+/// and the write would then fail and be retried forever.
+pub const CALLS_PER_PIPELINE: usize = 32;
 
 /// The most entities one script call writes. Redis spends a fixed cost on each
 /// call (argument tables, the script's entry and return) besides the commands
@@ -168,14 +177,14 @@ impl OnlineLayout {
         }
     }
 
-    /// Adds the script calls writing `updates` to `pipe`: one call per
+    /// Adds the script calls writing `updates` to `calls`: one call per
     /// [`ENTITIES_PER_CALL`] updates. An update whose entity has no valid key in
     /// this layout is logged and left out. Returns the number of entities each
     /// added call carries, in order (each call replies how many it wrote).
     fn push_calls(
         &self,
         scripts: &Scripts,
-        pipe: &mut redis::Pipeline,
+        calls: &mut Vec<redis::Cmd>,
         updates: &[FeatureUpdate],
     ) -> Vec<usize> {
         let mut carried = Vec::with_capacity(updates.len().div_ceil(ENTITIES_PER_CALL));
@@ -204,7 +213,8 @@ impl OnlineLayout {
                 LayoutKind::Hash => &scripts.hash,
                 LayoutKind::Feast => &scripts.feast,
             };
-            let cmd = pipe.cmd("EVALSHA").arg(sha).arg(entries.len());
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(sha).arg(entries.len());
             for (key, _) in &entries {
                 cmd.arg(&key[..]);
             }
@@ -266,6 +276,7 @@ impl OnlineLayout {
                     }
                 }
             }
+            calls.push(cmd);
             carried.push(entries.len());
         }
         carried
@@ -339,31 +350,30 @@ impl RedisSink {
         Ok(())
     }
 
-    /// Writes every view's updates in one pipeline and waits for every reply.
-    /// An update older than what is stored for its entity is skipped by the
+    /// Writes every view's updates in pipelines of [`CALLS_PER_PIPELINE`]
+    /// script calls, one after the other, and waits for every reply. An update older than what is stored for its entity is skipped by the
     /// guard; returns, for each entry of `writes`, how many of its updates were
     /// skipped so. An update of an equal event time is written (so a retried
     /// write is not counted as skipped), and an update left out for having no
     /// key is not counted.
     pub async fn write(&mut self, writes: &[ViewWrites]) -> Result<Vec<u64>, SinkError> {
-        let mut pipe = redis::pipe();
+        let mut calls = Vec::new();
         let carried: Vec<Vec<usize>> = writes
             .iter()
-            .map(|(layout, updates)| layout.push_calls(&self.scripts, &mut pipe, updates))
+            .map(|(layout, updates)| layout.push_calls(&self.scripts, &mut calls, updates))
             .collect();
-        if pipe.is_empty() {
-            return Ok(vec![0; writes.len()]);
-        }
-        let written: Vec<u64> = match pipe.query_async(&mut self.conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // The server lost its scripts (restart, SCRIPT FLUSH). Every
-                // call is idempotent, so the whole pipeline is sent again.
-                tracing::info!("redis lost the write scripts; loading them again");
-                self.load_scripts().await?;
-                pipe.query_async(&mut self.conn).await?
+        let mut written: Vec<u64> = Vec::with_capacity(calls.len());
+        let mut calls = calls.into_iter();
+        loop {
+            let mut pipe = redis::pipe();
+            for cmd in calls.by_ref().take(CALLS_PER_PIPELINE) {
+                pipe.add_command(cmd);
             }
-            other => other?,
-        };
+            if pipe.is_empty() {
+                break;
+            }
+            written.extend(self.query(&pipe).await?);
+        }
         let mut replies = written.into_iter();
         Ok(carried
             .iter()
@@ -375,6 +385,20 @@ impl RedisSink {
                     .sum()
             })
             .collect())
+    }
+
+    /// Sends one pipeline of script calls; their replies (entities written).
+    async fn query(&mut self, pipe: &redis::Pipeline) -> Result<Vec<u64>, SinkError> {
+        match pipe.query_async(&mut self.conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // The server lost its scripts (restart, SCRIPT FLUSH). Every
+                // call is idempotent, so the whole pipeline is sent again.
+                tracing::info!("redis lost the write scripts; loading them again");
+                self.load_scripts().await?;
+                Ok(pipe.query_async(&mut self.conn).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// The feature record of entity `id` in `layout` (the JSON of `ml-features`,
