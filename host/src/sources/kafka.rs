@@ -494,6 +494,7 @@ impl Member<'_> {
         }
         Ok(())
     }
+
     /// The records at which the batch being consumed is flushed:
     /// `batch_size`, or `max_batch_size` while every in-flight slot is taken.
     fn batch_limit(&self, pipeline: &PipelineConfig) -> usize {
