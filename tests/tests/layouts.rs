@@ -22,6 +22,16 @@ const T1: i64 = 1_772_323_201_000; // 2026-03-01T00:00:01Z
 const T2: i64 = 1_772_323_202_000;
 const T3: i64 = 1_772_323_203_000;
 
+/// `tag` followed by this process's id and the time (letters, digits and
+/// `tag`'s own characters only): a key prefix or Feast project no other run shares.
+fn unique(tag: &str) -> String {
+    format!(
+        "{tag}{}x{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    )
+}
+
 async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(wafer_tests::redis_url())
         .unwrap()
@@ -125,11 +135,7 @@ fn feast(project: &str, view: &str) -> Option<FeastConfig> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_keep_the_newer_event_time_in_every_layout() {
-    let prefix = format!(
-        "layouts-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
+    let prefix = unique("layouts-");
     let mut conn = redis().await;
     let mut sink = RedisSink::connect(&wafer_tests::redis_url()).await.unwrap();
     let pair = EntityKey::new(vec!["user_id".into(), "device".into()]);
@@ -306,11 +312,7 @@ async fn writes_keep_the_newer_event_time_in_every_layout() {
 /// updates are counted per view, also when one pipeline carries several views.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_several_script_calls_guards_each_entity() {
-    let prefix = format!(
-        "batch-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
+    let prefix = unique("batch-");
     let mut sink = RedisSink::connect(&wafer_tests::redis_url()).await.unwrap();
     let user = || EntityKey::single("user_id");
     let layouts = [
@@ -425,11 +427,7 @@ async fn a_batch_of_several_script_calls_guards_each_entity() {
 /// the skipped updates are counted across the pipelines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_several_pipelines_writes_every_entity() {
-    let prefix = format!(
-        "pipelines-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
+    let prefix = unique("pipelines-");
     let mut sink = RedisSink::connect(&wafer_tests::redis_url()).await.unwrap();
     let layout = layout(
         LayoutKind::Json,
@@ -480,11 +478,7 @@ async fn a_batch_of_several_pipelines_writes_every_entity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feast_views_share_an_entity_hash() {
-    let project = format!(
-        "shared{}{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    );
+    let project = unique("shared");
     let mut conn = redis().await;
     let mut sink = RedisSink::connect(&wafer_tests::redis_url()).await.unwrap();
     let one = layout(

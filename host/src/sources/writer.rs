@@ -202,7 +202,7 @@ impl<W: Write, C: Commit<Written = W::Written>> Writer<W, C> {
     /// Fails with the error of a batch that failed.
     pub async fn hand_off(&mut self, batch: W::Batch) -> Result<Vec<C::Done>, RunError> {
         let mut done = Vec::new();
-        while self.pending >= self.max_in_flight.max(1) {
+        while self.full() {
             done.push(self.next_done().await?);
         }
         let sender = self.batches.as_ref().ok_or_else(stopped)?;

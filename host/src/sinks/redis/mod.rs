@@ -351,7 +351,8 @@ impl RedisSink {
     }
 
     /// Writes every view's updates in pipelines of [`CALLS_PER_PIPELINE`]
-    /// script calls, one after the other, and waits for every reply. An update older than what is stored for its entity is skipped by the
+    /// script calls, one after the other, and waits for every reply. An
+    /// update older than what is stored for its entity is skipped by the
     /// guard; returns, for each entry of `writes`, how many of its updates were
     /// skipped so. An update of an equal event time is written (so a retried
     /// write is not counted as skipped), and an update left out for having no
