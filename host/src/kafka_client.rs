@@ -50,6 +50,12 @@ pub fn replay_consumer(cfg: &KafkaConfig) -> ClientConfig {
     with_user_properties(c, cfg)
 }
 
+/// Records the producer may hold unacknowledged: more than a backlog's
+/// in-flight batches hold at the default `max_in_flight_batches` and
+/// `max_batch_size` (librdkafka's default of 100,000 would make a grown batch
+/// wait for the local queue to drain).
+pub const PRODUCER_QUEUE_MESSAGES: usize = 1_000_000;
+
 /// The producer for features, dead letters and late events: idempotent, every
 /// write acknowledged by all in-sync replicas.
 pub fn producer(cfg: &KafkaConfig) -> ClientConfig {
@@ -57,7 +63,11 @@ pub fn producer(cfg: &KafkaConfig) -> ClientConfig {
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set("compression.type", "lz4");
+        .set("compression.type", "lz4")
+        .set(
+            "queue.buffering.max.messages",
+            PRODUCER_QUEUE_MESSAGES.to_string(),
+        );
     with_user_properties(c, cfg)
 }
 

@@ -228,7 +228,8 @@ impl KafkaSink {
                     ),
                     r,
                 )) => {
-                    // The local queue is full: give librdkafka a moment to drain it.
+                    // The local queue is full (`PRODUCER_QUEUE_MESSAGES`, or a lower
+                    // limit in the user's properties): let librdkafka drain it.
                     std::thread::sleep(Duration::from_millis(10));
                     record = r;
                 }
