@@ -105,7 +105,7 @@ COMPONENTS = [
     ("wafer::event::parse_timestamp", "  timestamp parsing"),
     ("wafer::window::Partition::apply", "windows: `Partition::apply`"),
     ("wafer::window::entity::EntityWindow::insert", "  per-entity held-event inserts + aggregates"),
-    ("alloc::collections::btree::map::BTreeMap<K,V,A>::insert", "  `BTreeMap`/`BTreeSet` inserts (expiry index, offset buckets)"),
+    ("alloc::collections::btree::map::BTreeMap<K,V,A>::insert", "  `BTreeMap` inserts (offset buckets; the expiry index until `expiry.rs`)"),
     ("wafer::pipeline::Processor::flush", "`Processor::flush`: drain, batch, plugin, feature records"),
     ("wafer::window::Partition::drain", "  drain: the aggregation row of each changed entity"),
     ("wafer::plugin::engine::Plugin::compute", "  plugin call (wasm: lowering, guest code, lifting, output check)"),
@@ -806,6 +806,20 @@ def render(results, env, profile_dir):
                 f"{num(100 * c.get('machine_busy_fraction', float('nan')))}% |"
             )
         w("")
+        warm = latency.get("broker_warmup")
+        if isinstance(warm, dict) and "p99_ms" in warm:
+            wc = warm.get("cpu", {})
+            w(
+                f"Before these runs, one run like them (`linger_ms` = {warm.get('linger_ms')}) warmed the broker "
+                "and was not measured: a broker's first seconds of a steady stream of small requests "
+                "(after its start, or after only the bulk traffic of the end-to-end section) are much slower "
+                f"while it compiles its code. Its figures: p50 {num(warm.get('p50_ms'), 1)} ms, "
+                f"p99 {num(warm.get('p99_ms'), 1)} ms, Kafka {num(wc.get('kafka_cores'), 2)} cores."
+            )
+            w("")
+        elif isinstance(warm, dict) and "error" in warm:
+            w(f"The broker warm-up run failed: `{warm['error']}`")
+            w("")
         threads_table(runs[-1].get("cpu", {}), f"the latency run with `linger_ms` = {runs[-1].get('linger_ms')} (producer and listener threads included)")
         out.extend(THREADS_OUT)
         THREADS_OUT.clear()
@@ -876,7 +890,7 @@ def render(results, env, profile_dir):
             f"- **Time** (perf, `{pf.get('event')}`): the window state's own code is {pct(win)} of the time although "
             f"it is a small share of the instructions: it is memory-bound. Each event touches its entity's "
             "slot, its buffer of held events, its aggregates and distinct-count list and re-keys the entity in the expiry "
-            "`BTreeSet`, and (window full) does the same for the entity whose event leaves the window; "
+            "index, and (window full) does the same for the entity whose event leaves the window; "
             "`aggregate` then reads them again at drain. With ~90k entities this state does not stay in cache. "
             f"The allocator's own code is {pct(alloc)} of the time."
         )
@@ -1007,6 +1021,17 @@ def render(results, env, profile_dir):
         "are unaffected."
     )
     w(
+        "- The latency section first makes one unmeasured run at the offered rate, to warm the broker "
+        "(`WAFER_BENCH_LAT_BROKER_WARMUP`). The p99 of seconds in the run of 2026-11-27 05:02 UTC came "
+        "from the broker, not from batch growth: one binary with `max_batch_size` 100,000 and 0 "
+        "alternating at `linger_ms` 10 (2026-11-27 07:10-07:30 UTC) gave p99 5,858 / 164 / 47 ms with "
+        "growth and 123 / 85 / 34 ms without, the first run right after the broker started; after a "
+        "restart with the end-to-end section first, 7,368 / 82 ms without growth and 49 ms with it; "
+        "after another restart, three runs with growth gave 5,292 / 293 / 61 ms. Whichever binary ran "
+        "first after the broker's start, its p99 was seconds and the broker used 1.2-1.3 cores instead "
+        "of about 0.6; the runs after it were in the tens of milliseconds."
+    )
+    w(
         "- The Kafka outputs count acknowledgements per batch (one counter the producer's delivery "
         "callback increments, waking the commit stage once all are in) instead of a future per record "
         "(a channel allocated per record, completed from the producer's thread and awaited one by one). "
@@ -1045,8 +1070,21 @@ def render(results, env, profile_dir):
         "moves its key into its update instead of copying it."
     )
     w(
+        "- The entities' expiry index is a calendar queue (`window/expiry.rs`) instead of an ordered set "
+        "of (time, slot): one vector per 1/256 of the plan's reach (about 14 s for 1 h), the bucket due "
+        "next sorted once when reached and popped in order, so re-keying an entity is a push; a re-keyed "
+        "entity's old entry stays until reached and is skipped there (swept once such entries outnumber "
+        "live ones by 4,096); times past 1,024 buckets wait in an ordered set. A proptest checks it "
+        "against an ordered set. Old and new binaries alternating, in-process section with 3 repetitions "
+        "each, three pairs (2026-11-27 07:45-07:55 UTC): core path 267,500 / 235,200 / 267,700 before, "
+        "301,500 / 285,500 / 309,600 events/s after (×1.13-1.21); full path with the plugin 187,700 / "
+        "201,200 / 197,600 before, 180,600 / 220,600 / 219,000 after (×0.96-1.11). Memory section, one "
+        "run: 233 B per entity (RSS fit; 250 before), 43.6 B per event in window (43.1)."
+    )
+    w(
         "- Tried and dropped (no gain or slower, in-process A/B on this machine): mimalloc as the global "
-        "allocator (end to end and in process within noise); a binary heap with lazy deletion for the "
+        "allocator (end to end and in process within noise; tried again on 2026-11-27 with the same "
+        "result); a binary heap with lazy deletion for the "
         "entities' expiry schedule instead of the ordered set (core path about 8% slower: expiry times "
         "arrive nearly in order, which suits the B-tree's hot rightmost leaf); `GETRANGE` of the record's "
         "tail instead of `GET` in the Redis guard (slower in Redis). `SET ... GET` would save a Redis call "
@@ -1120,7 +1158,7 @@ def render(results, env, profile_dir):
         "`WAFER_BENCH_IN_FLIGHT` (`max_in_flight_batches` of the e2e and latency runs; the shipped default, 2), "
         "`WAFER_BENCH_MAX_BATCH` (their `max_batch_size`; the shipped default, 100,000), "
         "`WAFER_BENCH_PY_EVENTS` (`WAFER_BENCH_EVENTS`), `WAFER_BENCH_PY_SECONDS` (900), `WAFER_BENCH_LAT_RATE` (20,000), "
-        "`WAFER_BENCH_LAT_SECONDS` (20), `WAFER_BENCH_LAT_WARMUP_S` (5), `WAFER_BENCH_LAT_LINGERS` (`10,20,100`), "
+        "`WAFER_BENCH_LAT_SECONDS` (20), `WAFER_BENCH_LAT_WARMUP_S` (5), `WAFER_BENCH_LAT_LINGERS` (`10,20,100`), `WAFER_BENCH_LAT_BROKER_WARMUP` (1: one unmeasured latency run first; 0: none), "
         "`WAFER_BENCH_OPS_REPS` (first-commit runs, 5), `WAFER_BENCH_OPS_FIRST_EVENTS` (20,000), "
         "`WAFER_BENCH_OPS_REBUILD_EVENTS` (500,000), `WAFER_BENCH_OPS_RATE` (10,000), `WAFER_BENCH_OPS_USERS` "
         "(10,000), `WAFER_BENCH_OPS_RELOADS` (10), `WAFER_BENCH_OPS_RELOAD_EVERY_MS` (1,000), "

@@ -28,12 +28,13 @@
 //! earliest of those offsets, at or before that of every held event.
 
 pub mod entity;
+mod expiry;
 pub mod plan;
 pub mod sketch;
 pub mod sum;
 pub mod tiles;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use std::hash::BuildHasher;
 
@@ -46,6 +47,7 @@ pub use tiles::Tiling;
 
 use crate::event::format_time;
 use entity::Verdict;
+use expiry::Expiries;
 
 /// Idle advances kept in a checkpoint at most (commit metadata is small).
 pub const MAX_JUMPS: usize = 16;
@@ -165,6 +167,18 @@ struct Slot {
 /// stream time, so never this.
 const NOT_INDEXED: i64 = i64::MIN;
 
+/// The expiry index's buckets per plan reach (a bucket of a 1 h reach spans
+/// about 14 s).
+const EXPIRY_BUCKETS_PER_REACH: i64 = 256;
+
+/// Whether the expiry entry (`at`, `id`) is live: the slot is indexed at `at`.
+fn indexed_at(slots: &[Option<Slot>], at: i64, id: u32) -> bool {
+    slots
+        .get(id as usize)
+        .and_then(Option::as_ref)
+        .is_some_and(|s| s.indexed == at)
+}
+
 impl Slot {
     fn indexed(&self) -> Option<i64> {
         (self.indexed != NOT_INDEXED).then_some(self.indexed)
@@ -196,8 +210,9 @@ pub struct Partition {
     free: Vec<u32>,
     /// Slot ids by their key's hash (keys are kept once, in the slots).
     ids: HashTable<u32>,
-    /// (next change time, slot): entities in order of their next change.
-    expiries: BTreeSet<(i64, u32)>,
+    /// (next change time, slot): entities in order of their next change
+    /// (an entry is live while its time is the slot's `indexed`).
+    expiries: Expiries,
     /// Slots marked for emission at the next flush, and the same as one bit
     /// per slot id (a flag in the slot would cost 8 bytes per entity).
     dirty: Vec<u32>,
@@ -229,7 +244,7 @@ impl Partition {
             slots: Vec::new(),
             free: Vec::new(),
             ids: HashTable::new(),
-            expiries: BTreeSet::new(),
+            expiries: Expiries::new(plan.reach_ms() / EXPIRY_BUCKETS_PER_REACH),
             dirty: Vec::new(),
             marked: Vec::new(),
             buckets: BTreeMap::new(),
@@ -485,13 +500,17 @@ impl Partition {
         let slot = self.slots[id as usize].as_mut().expect("live id");
         let next = slot.window.next_change(plan, now, wm);
         if slot.indexed() != next {
-            if let Some(old) = slot.indexed() {
-                self.expiries.remove(&(old, id));
+            if slot.indexed().is_some() {
+                self.expiries.forget();
             }
             if let Some(new) = next {
-                self.expiries.insert((new, id));
+                self.expiries.push(new, id);
             }
             slot.indexed = next.unwrap_or(NOT_INDEXED);
+            if self.expiries.needs_sweep() {
+                let slots = &self.slots;
+                self.expiries.sweep(|at, id| indexed_at(slots, at, id));
+            }
         }
     }
 
@@ -555,22 +574,32 @@ impl Partition {
         let wm = Self::watermark(plan, now);
         // Entities are advanced in expiry order, mostly a few per event: the
         // next ones in the index are due within a few events. Start loading them.
-        let mut soon = self.expiries.iter().skip(PREFETCH_AHEAD / 4);
-        let slot = |at: Option<&(i64, u32)>| at.and_then(|&(_, id)| self.slots.get(id as usize));
-        if let Some(Some(next)) = slot(soon.next()) {
+        let (next, near, far) = {
+            let mut soon = self.expiries.soon().skip(PREFETCH_AHEAD / 4);
+            (
+                soon.next(),
+                soon.nth(PREFETCH_AHEAD / 4 - 1),
+                soon.nth(PREFETCH_AHEAD / 2 - 1),
+            )
+        };
+        let slot = |id: Option<u32>| id.and_then(|id| self.slots.get(id as usize));
+        if let Some(Some(next)) = slot(next) {
             next.window.prefetch_lists();
         }
-        if let Some(Some(near)) = slot(soon.nth(PREFETCH_AHEAD / 4 - 1)) {
+        if let Some(Some(near)) = slot(near) {
             near.window.prefetch();
         }
-        prefetch(slot(soon.nth(PREFETCH_AHEAD / 2 - 1)));
+        prefetch(slot(far));
         let mut emptied = false;
         let mut untiled = Vec::new();
-        while let Some(&(at, id)) = self.expiries.first() {
-            if at > now {
+        loop {
+            let slots = &self.slots;
+            let Some((_, id)) = self
+                .expiries
+                .pop_due(now, |at, id| indexed_at(slots, at, id))
+            else {
                 break;
-            }
-            self.expiries.pop_first();
+            };
             let slot = self.slots[id as usize]
                 .as_mut()
                 .expect("indexed ids are live");
@@ -688,8 +717,8 @@ impl Partition {
             out.tombstones.push(slot.key.as_str().into());
             if slot.window.is_empty() {
                 let slot = self.slots[id as usize].take().expect("live");
-                if let Some(at) = slot.indexed() {
-                    self.expiries.remove(&(at, id));
+                if slot.indexed().is_some() {
+                    self.expiries.forget();
                 }
                 if let Ok(entry) = self
                     .ids
