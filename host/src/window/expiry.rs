@@ -54,7 +54,7 @@ impl Expiries {
             self.head_sorted = false;
         }
         if bucket < self.base {
-            if self.base - bucket > SPAN_BUCKETS {
+            if self.base.saturating_sub(bucket) > SPAN_BUCKETS {
                 self.far.insert((at, id));
                 return;
             }
@@ -64,7 +64,7 @@ impl Expiries {
             self.base = bucket;
             self.head_sorted = false;
         }
-        let i = bucket - self.base;
+        let i = bucket.saturating_sub(self.base);
         if i > SPAN_BUCKETS {
             self.far.insert((at, id));
             return;

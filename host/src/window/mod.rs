@@ -15,6 +15,7 @@
 //!
 //! - [`plan`]: window shapes and what to store and aggregate, from the descriptor;
 //! - [`entity`]: one entity's events, sliding aggregates and sessions;
+//! - `expiry`: the entities in order of their next change (a calendar queue);
 //! - [`sum`]: compensated running sums and moments;
 //! - [`tiles`]: tiled windows (partial aggregates per time bucket, or per
 //!   instance) for long windows.
