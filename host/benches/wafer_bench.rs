@@ -2237,10 +2237,11 @@ async fn section_latency(s: &Settings) -> anyhow::Result<Json> {
     let old = enable_keyspace_events(&mut con)?;
     let mut runs = Vec::new();
     let mut errors = Vec::new();
-    // A broker that has just started, or has served only bulk traffic, spends
-    // the first tens of seconds of a steady stream of small requests compiling
-    // its code (measured: over a core, and a p99 of seconds, in the first run
-    // only): one run at the offered rate first, reported apart, not measured.
+    // A broker that has just started, or has served only bulk traffic, is slow
+    // for the first tens of seconds of a steady stream of small requests
+    // (measured: over a core, and a p99 of seconds, in the first run only;
+    // presumably its JIT compiling): one run at the offered rate first,
+    // reported apart, not measured.
     let warmup = match s.lat_lingers.first() {
         Some(linger) if s.lat_broker_warmup => {
             say(format!(

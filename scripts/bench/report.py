@@ -812,8 +812,9 @@ def render(results, env, profile_dir):
             w(
                 f"Before these runs, one run like them (`linger_ms` = {warm.get('linger_ms')}) warmed the broker "
                 "and was not measured: a broker's first seconds of a steady stream of small requests "
-                "(after its start, or after only the bulk traffic of the end-to-end section) are much slower "
-                f"while it compiles its code. Its figures: p50 {num(warm.get('p50_ms'), 1)} ms, "
+                "(after its start, or after only the bulk traffic of the end-to-end section) can be much slower "
+                "(in paired runs, a p99 of seconds with the broker using over a core; presumably its JIT "
+                f"compiling). Its figures: p50 {num(warm.get('p50_ms'), 1)} ms, "
                 f"p99 {num(warm.get('p99_ms'), 1)} ms, Kafka {num(wc.get('kafka_cores'), 2)} cores."
             )
             w("")

@@ -164,9 +164,9 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        /// Re-key entity `id % 64` to `now + delta`.
+        /// Re-key entity `id` (0 to 63) to `now + delta`.
         Rekey(u32, i64),
-        /// Drop entity `id % 64`.
+        /// Drop entity `id` (0 to 63).
         Drop(u32),
         /// Advance `now` by this much and pop what is due.
         Advance(i64),
