@@ -577,7 +577,10 @@ impl Processor {
         }
         let mut emission = state.drain(&self.plan);
         emission.tombstones.extend(carried_tombstones);
-        let mut flush = Flush::default();
+        let mut flush = Flush {
+            updates: Vec::with_capacity(emission.rows.len() + emission.tombstones.len()),
+            ..Flush::default()
+        };
         let mut pending = Vec::with_capacity(8);
         pending.push(0..emission.rows.len());
         while let Some(range) = pending.pop() {
@@ -815,7 +818,10 @@ pub fn record_json<'a>(
     values: impl Iterator<Item = (&'a str, FeatureValue<'a>)>,
     computed_at: &str,
 ) -> String {
-    let mut out = String::with_capacity(128);
+    // Room for the usual record at once (names and numbers run to about 40
+    // bytes a feature): growing it would copy it, often twice.
+    let mut out =
+        String::with_capacity(48 + entity.len() + computed_at.len() + 40 * values.size_hint().0);
     out.push('{');
     if let [field] = key.fields() {
         push_json_str(&mut out, field);

@@ -684,12 +684,15 @@ impl Partition {
     /// and tombstones for entities that show nothing (their state is dropped
     /// once they hold nothing either).
     pub fn drain(&mut self, plan: &Plan) -> Emission {
-        let mut out = Emission::default();
         let Some(now) = self.stream_time else {
-            return out;
+            return Emission::default();
         };
         let wm = Self::watermark(plan, now);
         let dirty = std::mem::take(&mut self.dirty);
+        let mut out = Emission {
+            rows: Vec::with_capacity(dirty.len()),
+            tombstones: Vec::new(),
+        };
         for (k, &id) in dirty.iter().enumerate() {
             if let Some(&ahead) = dirty.get(k + PREFETCH_AHEAD) {
                 prefetch(self.slots.get(ahead as usize));
