@@ -244,6 +244,12 @@ pub struct WriteTotals {
     pub kafka_ack: (u64, f64),
     /// Offset commits.
     pub commit: (u64, f64),
+    /// Flushed batches prepared by the consuming task (drain, plugin call,
+    /// feature records, Kafka records queued).
+    pub flush: (u64, f64),
+    /// Hand-offs of flushed batches to the writer, with the time each waited
+    /// for a free in-flight slot (consumption held back meanwhile).
+    pub writer_wait: (u64, f64),
 }
 
 /// Latencies of the Kafka source's flush, shared with the HTTP server.
@@ -255,6 +261,8 @@ struct SinkTimingsInner {
     redis_write: Histogram,
     kafka_ack: Histogram,
     commit: Histogram,
+    flush: Histogram,
+    writer_wait: Histogram,
 }
 
 impl SinkTimings {
@@ -273,6 +281,16 @@ impl SinkTimings {
         self.0.commit.observe(took);
     }
 
+    /// The consuming task's preparation of one flushed batch.
+    pub fn observe_flush(&self, took: Duration) {
+        self.0.flush.observe(took);
+    }
+
+    /// One hand-off's wait for a free in-flight slot (zero when one was free).
+    pub fn observe_writer_wait(&self, took: Duration) {
+        self.0.writer_wait.observe(took);
+    }
+
     /// Totals of the Kafka source's writes so far.
     pub fn totals(&self) -> WriteTotals {
         let total = |h: &Histogram| (h.count(), h.sum().as_secs_f64());
@@ -280,11 +298,13 @@ impl SinkTimings {
             redis_write: total(&self.0.redis_write),
             kafka_ack: total(&self.0.kafka_ack),
             commit: total(&self.0.commit),
+            flush: total(&self.0.flush),
+            writer_wait: total(&self.0.writer_wait),
         }
     }
 
     /// Every histogram as (metric name, help, histogram).
-    pub fn histograms(&self) -> [(&'static str, &'static str, &Histogram); 3] {
+    pub fn histograms(&self) -> [(&'static str, &'static str, &Histogram); 5] {
         [
             (
                 "wafer_redis_write_duration_seconds",
@@ -300,6 +320,16 @@ impl SinkTimings {
                 "wafer_kafka_commit_duration_seconds",
                 "Time of one synchronous offset commit.",
                 &self.0.commit,
+            ),
+            (
+                "wafer_flush_duration_seconds",
+                "Time the consuming task takes to prepare one flushed batch (windows drained, plugin called, feature records built, Kafka records queued); consumption waits meanwhile.",
+                &self.0.flush,
+            ),
+            (
+                "wafer_writer_wait_duration_seconds",
+                "Time a flushed batch waits to be handed to the writer while max_in_flight_batches batches are in flight (zero when a slot was free); consumption waits meanwhile.",
+                &self.0.writer_wait,
             ),
         ]
     }

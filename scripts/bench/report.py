@@ -734,6 +734,13 @@ def render(results, env, profile_dir):
                     f"batch), {num(na)} waits for acknowledgements {num(ta, 1)} s, {num(nc)} commits {num(tc, 1)} s "
                     f"({num(1000 * tc / max(nc, 1), 1)} ms each), against {spread(e2e.get('wafer_seconds'), 1, ' s')} of run time."
                 )
+                if "flush" in wr and "writer_wait" in wr:
+                    (nf, tf), (_, tw) = wr["flush"], wr["writer_wait"]
+                    w(
+                        f"Its consuming task: {num(tf, 1)} s preparing {num(nf)} flushed batches (drain, plugin, feature "
+                        f"records, Kafka records queued) and {num(tw, 1)} s waiting for a free in-flight slot (the writer "
+                        "behind); the rest of the run it applied events or waited for records."
+                    )
             w("")
             w("CPU during the runs, in cores used on average (CPU seconds / wall seconds; 2 cores = 2.0):")
             w("")
@@ -938,9 +945,23 @@ def render(results, env, profile_dir):
                     "handed off (see docs/architecture.md). The Redis writes take most of the writer's time "
                     "(above), and that is mostly the Redis server's CPU running the guarded script."
                 )
+            split = ""
+            wr = reports[0].get("writes") or {}
+            runs = (e2e.get("wafer_seconds") or {}).get("values") or []
+            if "flush" in wr and "writer_wait" in wr and runs and e2e.get("events"):
+                tf, tw = wr["flush"][1], wr["writer_wait"][1]
+                rest = runs[0] - tf - tw
+                split = (
+                    f" In run 1 ({num(runs[0], 1)} s), the consuming task spent {num(tf, 1)} s preparing flushed "
+                    f"batches and {num(tw, 1)} s waiting for a free in-flight slot; the other {num(rest, 1)} s, "
+                    f"{num(1e6 * rest / e2e['events'], 1)} µs per event, it applied events or waited for records "
+                    f"(in process, decode, windows and drain cost {num(core_ns / 1000, 1)} µs per event on one core)."
+                    if core_ns
+                    else ""
+                )
             w(
                 f"- End to end, the Wafer process used {num(avg, 2)} cores on average while catching up, and the "
-                f"whole machine (broker and Redis included) was {num(avg_busy)}% busy, " + bound + flushes
+                f"whole machine (broker and Redis included) was {num(avg_busy)}% busy, " + bound + flushes + split
             )
             cpu0 = reports[0].get("cpu", {})
             events = e2e.get("events")

@@ -254,6 +254,12 @@ async fn features_metrics_and_probes_match_the_run() {
         redis_writes
     );
     assert!(count("wafer_kafka_commit_duration_seconds", &[]) >= metric("wafer_commits_total"));
+    // Every batch written was flushed and handed off once.
+    assert_eq!(count("wafer_flush_duration_seconds", &[]), redis_writes);
+    assert_eq!(
+        count("wafer_writer_wait_duration_seconds", &[]),
+        redis_writes
+    );
     assert_eq!(metric("wafer_plugin_quarantined"), 0.0);
     // Window state: the entities with a non-empty window and their events,
     // as the reference model counts them.

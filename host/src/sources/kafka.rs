@@ -893,10 +893,15 @@ impl Member<'_> {
         views: &mut [View],
         give_up: &CancellationToken,
     ) -> Result<(), RunError> {
+        let started = Instant::now();
         let Some(batch) = self.prepare(views, give_up)? else {
             return Ok(());
         };
-        for done in self.writer.hand_off(batch).await? {
+        self.status.timings.observe_flush(started.elapsed());
+        let started = Instant::now();
+        let done = self.writer.hand_off(batch).await?;
+        self.status.timings.observe_writer_wait(started.elapsed());
+        for done in done {
             self.completed(views, done);
         }
         Ok(())
