@@ -5,8 +5,8 @@
 # (default ~/.cache/wafer-services):
 #   * a real single-node Apache Kafka broker (KRaft, combined broker + controller) run on the JDK from
 #     Maven Central jars. The jars are fetched once with mvn (scripts/kafka/pom.xml) into
-#     $WAFER_SERVICES_DIR/kafka-<version>/libs. Data dir, generated server.properties, log and pid file
-#     live in $WAFER_SERVICES_DIR/run/. The data dir is wiped on every fresh start, so each start is clean.
+#     $WAFER_SERVICES_DIR/kafka-<version>/libs. Data dir, generated server.properties, log, GC and
+#     safepoint log (kafka-gc.log, two files of 10 MB at most) and pid file live in $WAFER_SERVICES_DIR/run/. The data dir is wiped on every fresh start, so each start is clean.
 #   * a Redis server (Debian package redis-server), daemonized, no persistence, pid/log in the run dir.
 # Missing tools (java 17+, mvn, redis-server) are installed with apt-get. No Docker, no systemd.
 #
@@ -285,6 +285,7 @@ start_kafka() {
   # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags
   nohup "$JAVA" $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    "-Xlog:gc,safepoint:file=${KAFKA_LOG%.log}-gc.log:time,uptime:filecount=2,filesize=10m" \
     -Dlog4j2.configurationFile="$KAFKA_LOG4J" -cp "$(kafka_classpath)" \
     kafka.Kafka "$KAFKA_PROPS" >>"$KAFKA_LOG" 2>&1 </dev/null 9>&- &
   echo "$!" >"$KAFKA_PID"

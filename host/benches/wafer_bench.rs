@@ -155,7 +155,7 @@ struct Settings {
     lat_seconds: u64,
     lat_warmup: u64,
     lat_lingers: Vec<u64>,
-    lat_broker_warmup: bool,
+    lat_broker_warmup: u32,
     ops_reps: usize,
     ops_first_events: usize,
     ops_rebuild_events: usize,
@@ -200,7 +200,7 @@ impl Settings {
             lat_rate: env_or("WAFER_BENCH_LAT_RATE", 20_000),
             lat_seconds: env_or("WAFER_BENCH_LAT_SECONDS", 20),
             lat_warmup: env_or("WAFER_BENCH_LAT_WARMUP_S", 5),
-            lat_broker_warmup: env_or("WAFER_BENCH_LAT_BROKER_WARMUP", 1u8) != 0,
+            lat_broker_warmup: env_or("WAFER_BENCH_LAT_BROKER_WARMUP", 4u32),
             lat_lingers: env_str("WAFER_BENCH_LAT_LINGERS", "10,20,100")
                 .split(',')
                 .filter_map(|s| s.trim().parse().ok())
@@ -2239,22 +2239,37 @@ async fn section_latency(s: &Settings) -> anyhow::Result<Json> {
     let mut errors = Vec::new();
     // A broker that has just started, or has served only bulk traffic, is slow
     // for the first tens of seconds of a steady stream of small requests
-    // (measured: over a core, and a p99 of seconds, in the first run only;
-    // presumably its JIT compiling): one run at the offered rate first,
-    // reported apart, not measured.
-    let warmup = match s.lat_lingers.first() {
-        Some(linger) if s.lat_broker_warmup => {
+    // (measured: over a core and a p99 of seconds, then settling over one to
+    // three runs; presumably its JIT compiling). Runs at the offered rate come
+    // first, reported apart and not measured, until the broker's CPU in a run
+    // falls by less than a tenth from the run before (settled), at most
+    // `lat_broker_warmup` runs. The rule reads the broker's CPU, not latency.
+    let mut warmup = Vec::new();
+    if let Some(linger) = s.lat_lingers.first() {
+        let mut previous: Option<f64> = None;
+        for k in 1..=s.lat_broker_warmup {
             say(format!(
-                "latency: broker warm-up run ({} events/s, linger_ms = {linger}), not measured",
+                "latency: broker warm-up run {k} ({} events/s, linger_ms = {linger}), not measured",
                 s.lat_rate
             ));
-            match latency_run(s, *linger).await {
+            let run = match latency_run(s, *linger).await {
                 Ok(r) => r,
                 Err(e) => json!({ "error": format!("{e:#}") }),
+            };
+            let kafka = run["cpu"]["kafka_cores"].as_f64();
+            say(format!(
+                "latency: warm-up p99 {:.1} ms, broker {:.2} cores",
+                run["p99_ms"].as_f64().unwrap_or(f64::NAN),
+                kafka.unwrap_or(f64::NAN)
+            ));
+            warmup.push(run);
+            match (previous, kafka) {
+                (Some(before), Some(now)) if now >= 0.9 * before => break,
+                (_, None) => break,
+                _ => previous = kafka,
             }
         }
-        _ => Json::Null,
-    };
+    }
     for linger in &s.lat_lingers {
         say(format!(
             "latency: {} events/s for {} s (+{} s warm-up), linger_ms = {linger}",
