@@ -6,7 +6,8 @@
 #   * a real single-node Apache Kafka broker (KRaft, combined broker + controller) run on the JDK from
 #     Maven Central jars. The jars are fetched once with mvn (scripts/kafka/pom.xml) into
 #     $WAFER_SERVICES_DIR/kafka-<version>/libs. Data dir, generated server.properties, log, GC and
-#     safepoint log (kafka-gc.log, two files of 10 MB at most) and pid file live in $WAFER_SERVICES_DIR/run/. The data dir is wiped on every fresh start, so each start is clean.
+#     safepoint log (kafka-gc.log, two files of 10 MB at most) and pid file live in
+#     $WAFER_SERVICES_DIR/run/. The data dir is wiped on every fresh start, so each start is clean.
 #   * a Redis server (Debian package redis-server), daemonized, no persistence, pid/log in the run dir.
 # Missing tools (java 17+, mvn, redis-server) are installed with apt-get. No Docker, no systemd.
 #

@@ -734,13 +734,6 @@ def render(results, env, profile_dir):
                     f"batch), {num(na)} waits for acknowledgements {num(ta, 1)} s, {num(nc)} commits {num(tc, 1)} s "
                     f"({num(1000 * tc / max(nc, 1), 1)} ms each), against {spread(e2e.get('wafer_seconds'), 1, ' s')} of run time."
                 )
-                if "flush" in wr and "writer_wait" in wr:
-                    (nf, tf), (_, tw) = wr["flush"], wr["writer_wait"]
-                    w(
-                        f"Its consuming task: {num(tf, 1)} s preparing {num(nf)} flushed batches (drain, plugin, feature "
-                        f"records, Kafka records queued) and {num(tw, 1)} s waiting for a free in-flight slot (the writer "
-                        "behind); the rest of the run it applied events or waited for records."
-                    )
             w("")
             w("CPU during the runs, in cores used on average (CPU seconds / wall seconds; 2 cores = 2.0):")
             w("")
@@ -971,11 +964,14 @@ def render(results, env, profile_dir):
                 rest = runs[0] - tf - tw
                 split = (
                     f" In run 1 ({num(runs[0], 1)} s), the consuming task spent {num(tf, 1)} s preparing flushed "
-                    f"batches and {num(tw, 1)} s waiting for a free in-flight slot; the other {num(rest, 1)} s, "
-                    f"{num(1e6 * rest / e2e['events'], 1)} µs per event, it applied events or waited for records "
-                    f"(in process, decode, windows and drain cost {num(core_ns / 1000, 1)} µs per event on one core)."
-                    if core_ns
-                    else ""
+                    f"batches (drain, plugin, feature records, Kafka records queued) and {num(tw, 1)} s waiting for "
+                    f"a free in-flight slot; the other {num(rest, 1)} s, {num(1e6 * rest / e2e['events'], 1)} µs per "
+                    "event, it applied events or waited for records"
+                    + (
+                        f" (in process, decode, windows and drain cost {num(core_ns / 1000, 1)} µs per event on one core)."
+                        if core_ns
+                        else "."
+                    )
                 )
             w(
                 f"- End to end, the Wafer process used {num(avg, 2)} cores on average while catching up, and the "
