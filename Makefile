@@ -102,5 +102,5 @@ chromium:
 
 ## Benchmarks (issue 6): in-process, WASM cost, memory, end to end vs the Python loop;
 ## writes docs/benchmarks.md. Starts Kafka and Redis itself; about 25 minutes.
-bench: plugins
+bench: plugins plugins-py plugins-js
 	scripts/bench/run.sh

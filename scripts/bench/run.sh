@@ -34,8 +34,8 @@ rm -f "$OUT_DIR/results.json"
 
 # ------------------------------------------------------------------------------ build
 if [[ "${WAFER_BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    log "building plugins and the test fixtures (the ops section hot-loads user_activity_v2.wasm)"
-    make --no-print-directory plugins fixtures >&2
+    log "building plugins (Rust, and the Python and JavaScript ones item 5 compares) and the test fixtures (the ops section hot-loads user_activity_v2.wasm)"
+    make --no-print-directory plugins plugins-py plugins-js fixtures >&2
     log "building the bench binary (cargo bench --no-run, release profile)"
     cargo bench -p wafer --bench wafer_bench --no-run >&2
 fi
