@@ -810,8 +810,9 @@ impl Core {
 //
 // `native_sdk` is the plugin's own logic as the Rust SDK runs it inside the component
 // (guest-sdk/rust/src/glue.rs + plugins/user-activity): per row, one `Value` per cell
-// (text cloned into a `String`), `compute` returning a `Vec<Value>`, typed column builders
-// with a per-batch dictionary. Only the WIT lowering/lifting, the sandbox and the host's
+// (a text cell lent from one `Value` per dictionary entry, built once per batch),
+// `compute` returning a `Vec<Value>`, typed column builders with a per-batch dictionary
+// (scanned up to 16 entries, hashed beyond). Only the WIT lowering/lifting, the sandbox and the host's
 // output check are missing: that is what the WASM boundary costs.
 //
 // `native_columnar` is what a hand-written columnar implementation over the same
@@ -910,10 +911,24 @@ impl SdkColumnBuilder {
             (ColumnData::Boolean(v), Value::Bool(x)) => v.push(x),
             (ColumnData::Boolean(v), Value::Null) => v.push(false),
             (ColumnData::Text(t), Value::Text(s)) => {
-                let next = t.dictionary.len() as u32;
-                let code = *self.dictionary_index.entry(s).or_insert_with_key(|k| {
-                    t.dictionary.push(k.clone());
-                    next
+                let dictionary = &mut t.dictionary;
+                let index = &mut self.dictionary_index;
+                let found = if dictionary.len() <= 16 {
+                    dictionary.iter().position(|d| *d == s).map(|c| c as u32)
+                } else {
+                    index.get(&s).copied()
+                };
+                let code = found.unwrap_or_else(|| {
+                    let code = dictionary.len() as u32;
+                    dictionary.push(s);
+                    if dictionary.len() > 16 {
+                        if index.is_empty() {
+                            index.extend(dictionary.iter().cloned().zip(0..));
+                        } else {
+                            index.insert(dictionary[code as usize].clone(), code);
+                        }
+                    }
+                    code
                 });
                 t.codes.push(code);
             }
@@ -954,11 +969,43 @@ fn native_sdk(input: &Batch) -> Result<Vec<Column>, String> {
         .iter()
         .map(|(_, kind)| SdkColumnBuilder::new(*kind, rows))
         .collect();
-    let mut cells = Vec::with_capacity(input.columns.len());
+    let mut texts: Vec<Vec<Value>> = input
+        .columns
+        .iter()
+        .map(|c| match &c.data {
+            ColumnData::Text(t) => t
+                .dictionary
+                .iter()
+                .map(|s| Value::Text(s.clone()))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut lent: Vec<Option<usize>> = vec![None; input.columns.len()];
+    let mut cells: Vec<Value> = vec![Value::Null; input.columns.len()];
     for r in 0..rows {
-        cells.clear();
-        cells.extend(input.columns.iter().map(|c| sdk_cell(c, r)));
-        let out = user_activity_row(&cells).map_err(|e| format!("row {r}: {e}"))?;
+        for (c, column) in input.columns.iter().enumerate() {
+            let valid = column.valid.is_empty() || column.valid.get(r).copied().unwrap_or(false);
+            lent[c] = match &column.data {
+                ColumnData::Text(t) if valid => t
+                    .codes
+                    .get(r)
+                    .map(|code| *code as usize)
+                    .filter(|code| *code < texts[c].len()),
+                _ => None,
+            };
+            cells[c] = match lent[c] {
+                Some(code) => std::mem::replace(&mut texts[c][code], Value::Null),
+                None => sdk_cell(column, r),
+            };
+        }
+        let out = user_activity_row(&cells);
+        for (c, code) in lent.iter().enumerate() {
+            if let Some(code) = code {
+                texts[c][*code] = std::mem::replace(&mut cells[c], Value::Null);
+            }
+        }
+        let out = out.map_err(|e| format!("row {r}: {e}"))?;
         if out.len() != features.len() {
             return Err(format!("row {r}: wrong number of values"));
         }

@@ -1149,6 +1149,16 @@ def render(results, env, profile_dir):
         "run: 233 B per entity (RSS fit; 250 before), 43.6 B per event in window (43.1)."
     )
     w(
+        "- The Rust SDK's row loop inside the plugin lends each text cell to the rows that have it (one "
+        "`Value` per dictionary entry per batch, moved into the row's cell and back) instead of copying "
+        "the string per row, and finds a returned text's dictionary code by scanning a dictionary of up "
+        "to 16 entries (a hash map beyond) instead of hashing it with SipHash. The same bench binary with "
+        "the old and new component alternating (in-process section, 2 repetitions each, five pairs, "
+        "2026-11-27 14:00-14:15 UTC): the wasm call per row 477 / 381 ns before (medians of the first three "
+        "and last two pairs), 367 / 317 ns after (about -20%); full path 164-217k events/s before, "
+        "179-247k after (pair medians ×1.06-1.33)."
+    )
+    w(
         "- Tried and dropped (no gain or slower, in-process A/B on this machine): mimalloc as the global "
         "allocator (end to end and in process within noise; tried again on 2026-11-27 with the same "
         "result); a binary heap with lazy deletion for the "
@@ -1156,7 +1166,13 @@ def render(results, env, profile_dir):
         "arrive nearly in order, which suits the B-tree's hot rightmost leaf); `GETRANGE` of the record's "
         "tail instead of `GET` in the Redis guard (slower in Redis). `SET ... GET` would save a Redis call "
         "per entity (about 15% of the script's time) but cannot keep the stored record's TTL when the "
-        "write is skipped, which the TTL rule promises (docs/config.md), so it was not adopted."
+        "write is skipped, which the TTL rule promises (docs/config.md), so it was not adopted. "
+        "Transparent huge pages for the heap (glibc's `glibc.malloc.hugetlb=1`, the process "
+        "re-executing itself with it set; 2026-11-27 13:30-14:05 UTC): the profiling child's "
+        "steady state (window full, 500,000 events) gained in 17 of 20 alternating pairs, median about "
+        "×1.1, but the in-process section (three pairs: full path 158-260k events/s with, 172-216k "
+        "without) and end to end (three pairs: 90,800 / 97,400 / 83,300 with, 89,300 / 89,500 / "
+        "86,100 events/s without) did not move beyond noise, so the re-execution was not kept."
     )
     w(
         "- First measured (commit `0038d89`, 2026-11-26 03:26 UTC, same machine): in-process "

@@ -19,11 +19,38 @@ pub fn compute<P: FeaturePlugin>(input: wit::Batch) -> Result<Vec<wit::Column>, 
         .iter()
         .map(|f| ColumnBuilder::new(f.kind, rows))
         .collect();
-    let mut cells = Vec::with_capacity(input.columns.len());
+    // A text column's values are built once per batch, one per dictionary
+    // entry, and lent to each row that has them (moved into its cell, then
+    // back): no string is copied per row.
+    let mut texts: Vec<Vec<Value>> = input
+        .columns
+        .iter()
+        .map(|c| match &c.data {
+            wit::ColumnData::Text(t) => t
+                .dictionary
+                .iter()
+                .map(|s| Value::Text(s.clone()))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut lent: Vec<Option<usize>> = vec![None; input.columns.len()];
+    let mut cells: Vec<Value> = vec![Value::Null; input.columns.len()];
     for r in 0..rows {
-        cells.clear();
-        cells.extend(input.columns.iter().map(|c| cell(c, r)));
-        let out = P::compute(&Row::new(&cells)).map_err(|e| format!("row {r}: {e}"))?;
+        for (c, column) in input.columns.iter().enumerate() {
+            lent[c] = text_code(column, r).filter(|code| *code < texts[c].len());
+            cells[c] = match lent[c] {
+                Some(code) => std::mem::replace(&mut texts[c][code], Value::Null),
+                None => cell(column, r),
+            };
+        }
+        let out = P::compute(&Row::new(&cells));
+        for (c, code) in lent.iter().enumerate() {
+            if let Some(code) = code {
+                texts[c][*code] = std::mem::replace(&mut cells[c], Value::Null);
+            }
+        }
+        let out = out.map_err(|e| format!("row {r}: {e}"))?;
         if out.len() != features.len() {
             return Err(format!(
                 "row {r}: compute returned {} values, the descriptor declares {} features",
@@ -38,6 +65,17 @@ pub fn compute<P: FeaturePlugin>(input: wit::Batch) -> Result<Vec<wit::Column>, 
         }
     }
     Ok(builders.into_iter().map(ColumnBuilder::finish).collect())
+}
+
+/// The dictionary code of row `row` of a text column, unless it is not text or null.
+fn text_code(column: &wit::Column, row: usize) -> Option<usize> {
+    let wit::ColumnData::Text(t) = &column.data else {
+        return None;
+    };
+    if !column.valid.is_empty() && !column.valid.get(row).copied().unwrap_or(false) {
+        return None;
+    }
+    t.codes.get(row).map(|c| *c as usize)
 }
 
 fn cell(column: &wit::Column, row: usize) -> Value {
@@ -78,11 +116,15 @@ fn events(l: &wit::EventListColumn, row: usize) -> Option<Value> {
         .map(Value::Events)
 }
 
+/// Dictionaries up to this size are searched in order; larger ones through a hash map.
+const SCANNED_DICTIONARY: usize = 16;
+
 /// Accumulates one feature column, checking each value against the declared type.
 struct ColumnBuilder {
     data: wit::ColumnData,
     valid: Vec<bool>,
     any_null: bool,
+    /// Codes of a text column's dictionary, once it outgrows [`SCANNED_DICTIONARY`].
     dictionary_index: std::collections::HashMap<String, u32>,
 }
 
@@ -116,11 +158,7 @@ impl ColumnBuilder {
             (wit::ColumnData::Boolean(v), Value::Bool(x)) => v.push(x),
             (wit::ColumnData::Boolean(v), Value::Null) => v.push(false),
             (wit::ColumnData::Text(t), Value::Text(s)) => {
-                let next = t.dictionary.len() as u32;
-                let code = *self.dictionary_index.entry(s).or_insert_with_key(|k| {
-                    t.dictionary.push(k.clone());
-                    next
-                });
+                let code = code_of(&mut t.dictionary, &mut self.dictionary_index, s);
                 t.codes.push(code);
             }
             (wit::ColumnData::Text(t), Value::Null) => t.codes.push(0),
@@ -146,6 +184,32 @@ impl ColumnBuilder {
             },
         }
     }
+}
+
+/// The code of `s` in `dictionary`, adding it if new. Small dictionaries are
+/// scanned; `index` takes over (filled with every entry) once one outgrows that.
+fn code_of(
+    dictionary: &mut Vec<String>,
+    index: &mut std::collections::HashMap<String, u32>,
+    s: String,
+) -> u32 {
+    if dictionary.len() <= SCANNED_DICTIONARY {
+        if let Some(code) = dictionary.iter().position(|d| *d == s) {
+            return code as u32;
+        }
+    } else if let Some(code) = index.get(&s) {
+        return *code;
+    }
+    let code = dictionary.len() as u32;
+    dictionary.push(s);
+    if dictionary.len() > SCANNED_DICTIONARY {
+        if index.is_empty() {
+            index.extend(dictionary.iter().cloned().zip(0..));
+        } else {
+            index.insert(dictionary[code as usize].clone(), code);
+        }
+    }
+    code
 }
 
 fn type_name(data: &wit::ColumnData) -> &'static str {
@@ -245,6 +309,83 @@ fn to_wit_descriptor(d: Descriptor) -> wit::Descriptor {
 mod tests {
     use super::*;
     use crate::describe::Window;
+
+    /// Appends "!" to its text input and returns its length: text in and out.
+    struct Echo;
+
+    impl FeaturePlugin for Echo {
+        fn describe() -> Descriptor {
+            Descriptor::new("echo", "1", "k")
+                .input("a", ValueType::Text)
+                .sliding_window("w", 1_000)
+                .aggregate("w", AggregationKind::Last, Some("a"))
+                .feature("shout", ValueType::Text)
+                .feature("len", ValueType::Int64)
+        }
+
+        fn compute(row: &Row<'_>) -> Result<Vec<Value>, String> {
+            let a = row.text(0);
+            Ok(vec![
+                a.map_or(Value::Null, |s| Value::Text(format!("{s}!"))),
+                Value::Int(a.map_or(-1, |s| s.len() as i64)),
+            ])
+        }
+    }
+
+    /// Rows of a text column as plain options (the reference reading).
+    fn texts(column: &wit::Column) -> Vec<Option<String>> {
+        let wit::ColumnData::Text(t) = &column.data else {
+            panic!("not text");
+        };
+        (0..t.codes.len())
+            .map(|r| {
+                let valid = column.valid.is_empty() || column.valid[r];
+                valid.then(|| t.dictionary[t.codes[r] as usize].clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_cells_are_lent_to_every_row_and_dictionaries_of_any_size_come_back() {
+        // 40 distinct values (past the scanned size), repeated, every 7th row null.
+        let dictionary: Vec<String> = (0..40).map(|i| format!("v{}", i * 37 % 101)).collect();
+        let rows = 300;
+        let codes: Vec<u32> = (0..rows).map(|r| (r * r % 40) as u32).collect();
+        let valid: Vec<bool> = (0..rows).map(|r| r % 7 != 3).collect();
+        let input = wit::Column {
+            data: wit::ColumnData::Text(wit::TextColumn {
+                dictionary: dictionary.clone(),
+                codes: codes.clone(),
+            }),
+            valid: valid.clone(),
+        };
+        let batch = wit::Batch {
+            rows: rows as u32,
+            columns: vec![input],
+        };
+        let out = compute::<Echo>(batch).unwrap();
+        let expected: Vec<Option<String>> = (0..rows)
+            .map(|r| valid[r].then(|| format!("{}!", dictionary[codes[r] as usize])))
+            .collect();
+        assert_eq!(texts(&out[0]), expected);
+        let wit::ColumnData::Text(t) = &out[0].data else {
+            panic!("not text");
+        };
+        let mut distinct = t.dictionary.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), t.dictionary.len(), "one entry per value");
+        let wit::ColumnData::Int64(lens) = &out[1].data else {
+            panic!("not int64");
+        };
+        let expected: Vec<i64> = (0..rows)
+            .map(|r| match valid[r] {
+                true => dictionary[codes[r] as usize].len() as i64,
+                false => -1,
+            })
+            .collect();
+        assert_eq!(lens, &expected);
+    }
 
     #[test]
     fn event_lists_decode_per_row() {
