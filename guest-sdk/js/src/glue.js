@@ -7,12 +7,12 @@
 // `list<u32>` a Uint32Array, `u64` a bigint and `option<T>` a value or null.
 
 import { ValueType } from './describe.js';
-import { Row } from './value.js';
+import { rowOver } from './value.js';
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
-const SAFE_MIN = BigInt(Number.MIN_SAFE_INTEGER);
-const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+const TWO_32 = 4294967296;
+const HI_SAFE = 0x200000; // |high word| < 2^21: within ±2^53
 
 /** An error that fails the whole batch; the host reports its message. */
 export class PluginError extends Error {
@@ -53,9 +53,14 @@ export function toWitDescriptor(d) {
 export function rowsOf(batch) {
   const n = batch.rows;
   const columns = batch.columns.map((c) => cells(c, n));
+  const k = columns.length;
   const rows = new Array(n);
   for (let r = 0; r < n; r++) {
-    rows[r] = new Row(columns.map((col) => col[r]));
+    const row = new Array(k);
+    for (let c = 0; c < k; c++) {
+      row[c] = columns[c][r];
+    }
+    rows[r] = rowOver(row);
   }
   return rows;
 }
@@ -92,9 +97,34 @@ export function computeColumns(plugin, descriptor, batch) {
   return builders.map((b) => b.finish());
 }
 
-function scalar(x) {
-  const b = BigInt(x);
-  return b >= SAFE_MIN && b <= SAFE_MAX ? Number(b) : b;
+// The cells of a BigInt64Array: a number where the value is a safe integer
+// (read from its two 32-bit words, without a BigInt per cell), else the bigint.
+function int64Cells(a) {
+  const words = new Uint32Array(a.buffer, a.byteOffset, a.length * 2);
+  const out = new Array(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const hi = words[2 * i + 1] | 0;
+    const n = hi * TWO_32 + words[2 * i];
+    out[i] = hi >= -HI_SAFE && hi < HI_SAFE && Number.isSafeInteger(n) ? n : a[i];
+  }
+  return out;
+}
+
+// A BigInt64Array of int64 values given as safe-integer numbers (written as
+// two 32-bit words, without a BigInt each) or bigints.
+function toInt64Array(values) {
+  const out = new BigInt64Array(values.length);
+  const words = new Uint32Array(out.buffer);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (typeof v === 'number') {
+      words[2 * i] = v >>> 0;
+      words[2 * i + 1] = Math.floor(v / TWO_32) | 0;
+    } else {
+      out[i] = v;
+    }
+  }
+  return out;
 }
 
 // Rows of an event-list column: arrays of [timeMs, value], oldest first.
@@ -105,15 +135,16 @@ function eventLists(val, n) {
     const { dictionary, codes } = values.val;
     flat = Array.from(codes, (c) => (c < dictionary.length ? dictionary[c] : null));
   } else if (values.tag === 'int64') {
-    flat = Array.from(values.val, scalar);
+    flat = int64Cells(values.val);
   } else {
     flat = Array.from(values.val);
   }
+  const at = int64Cells(times);
   const rows = [];
   for (let r = 0; r < n && r + 1 < offsets.length; r++) {
     const row = [];
     for (let i = offsets[r]; i < offsets[r + 1]; i++) {
-      row.push([scalar(times[i]), flat[i]]);
+      row.push([at[i], flat[i]]);
     }
     rows.push(row);
   }
@@ -129,7 +160,7 @@ function cells(column, n) {
     const { dictionary, codes } = val;
     values = Array.from(codes, (c) => (c < dictionary.length ? dictionary[c] : null));
   } else if (tag === 'int64') {
-    values = Array.from(val, scalar);
+    values = int64Cells(val);
   } else if (tag === 'float64' || tag === 'boolean') {
     values = Array.from(val);
   } else {
@@ -167,11 +198,15 @@ class ColumnBuilder {
     if (value === null || value === undefined) {
       this.anyNull = true;
       this.valid.push(false);
-      this.values.push(kind === ValueType.INT64 ? 0n : kind === ValueType.BOOLEAN ? false : 0);
+      this.values.push(kind === ValueType.BOOLEAN ? false : 0);
       return null;
     }
     switch (kind) {
       case ValueType.INT64: {
+        if (Number.isSafeInteger(value)) {
+          this.values.push(value);
+          break;
+        }
         let b;
         if (typeof value === 'bigint') {
           b = value;
@@ -222,7 +257,7 @@ class ColumnBuilder {
     let data;
     switch (this.kind) {
       case ValueType.INT64:
-        data = { tag: 'int64', val: BigInt64Array.from(this.values) };
+        data = { tag: 'int64', val: toInt64Array(this.values) };
         break;
       case ValueType.FLOAT64:
         data = { tag: 'float64', val: Float64Array.from(this.values) };

@@ -59,6 +59,24 @@ test('rows decode dictionaries, null masks and int64', () => {
   assert.deepEqual(rows[2].cells, [1, 2.5, 2.5, 2.5, 2.5, 2n ** 60n, false, 'view']);
 });
 
+test('int64 cells and features are exact at the safe-integer edges and beyond', () => {
+  const big = [0n, -1n, 1n, 2n ** 32n, -(2n ** 32n), 2n ** 32n - 1n, -(2n ** 32n) + 1n, 123456789012n,
+    2n ** 53n - 1n, -(2n ** 53n) + 1n, 2n ** 53n, -(2n ** 53n), -(2n ** 53n) + 2n ** 32n,
+    2n ** 63n - 1n, -(2n ** 63n), 2n ** 60n + 7n];
+  const column = { data: { tag: 'int64', val: BigInt64Array.from(big) }, valid: [] };
+  const input = { rows: big.length, columns: [column] };
+  // The reference reading: a number exactly when the value is a safe integer.
+  const safe = (b) => b >= -(2n ** 53n) + 1n && b <= 2n ** 53n - 1n;
+  assert.deepEqual(
+    rowsOf(input).map((r) => r.cells[0]),
+    big.map((b) => (safe(b) ? Number(b) : b)),
+  );
+  // Returned as read (numbers and bigints), they come back as the same int64s.
+  const raw = { describe: everyTypeDescriptor, compute: (row) => [row.get(0), 0, null, null] };
+  const [i] = computeColumns(raw, raw.describe(), input);
+  assert.deepEqual(i.data.val, BigInt64Array.from(big));
+});
+
 test('columns are typed, dictionary-encoded and masked', () => {
   const [i, f, t, b] = run(echo);
   assert.deepEqual(i, { data: { tag: 'int64', val: BigInt64Array.from([3n, 0n, 1n]) }, valid: [] });
