@@ -276,7 +276,12 @@ start_kafka() {
   rm -rf "$KAFKA_DATA"
   write_kafka_properties
   # 16 random bytes, base64url without padding: what `kafka-storage.sh random-uuid` prints.
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  # Like Kafka's own Uuid.randomUuid, never one starting with '-': the storage
+  # tool would read it as an option and fail (one start in 64, at random).
+  cluster_id="-"
+  while [[ "$cluster_id" == -* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
   : >"$KAFKA_LOG"
   if ! run_kafka_class kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" >>"$KAFKA_LOG" 2>&1; then
     kafka_fail "formatting the data dir failed"
