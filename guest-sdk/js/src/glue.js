@@ -12,7 +12,6 @@ import { rowOver } from './value.js';
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const TWO_32 = 4294967296;
-const HI_SAFE = 0x200000; // |high word| < 2^21: within ±2^53
 
 /** An error that fails the whole batch; the host reports its message. */
 export class PluginError extends Error {
@@ -105,7 +104,8 @@ function int64Cells(a) {
   for (let i = 0; i < a.length; i++) {
     const hi = words[2 * i + 1] | 0;
     const n = hi * TWO_32 + words[2 * i];
-    out[i] = hi >= -HI_SAFE && hi < HI_SAFE && Number.isSafeInteger(n) ? n : a[i];
+    // Beyond ±2^53 n may be rounded, but it is then never a safe integer.
+    out[i] = Number.isSafeInteger(n) ? n : a[i];
   }
   return out;
 }
