@@ -11,6 +11,8 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use crate::entity::EntityKey;
 use crate::plugin::ValueType;
 
+mod fast;
+
 /// A value of an input field, as the window state stores it. Text borrows
 /// from the payload when it holds no escapes.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,48 +87,71 @@ impl Schema {
     ///
     /// One pass over the JSON: only the fields the schema names are read (the
     /// last occurrence of a repeated key wins), everything else is skipped
-    /// without being built, and strings without escapes are borrowed.
+    /// without being built, and strings without escapes are borrowed. A flat
+    /// object without escapes or unusual numbers is read by a hand-written
+    /// scanner; anything else, errors included, by serde_json.
     pub fn decode<'a>(
         &self,
         payload: Option<&'a [u8]>,
         reference_ms: i64,
     ) -> Result<Event<'a>, DecodeError> {
         let payload = payload.ok_or(DecodeError::Empty)?;
+        let n = self.entity.fields().len() + 1 + self.inputs.len();
+        if n <= fast::MAX_SLOTS {
+            let mut names = [""; fast::MAX_SLOTS];
+            for (name, slot_name) in names.iter_mut().zip(self.slot_names()) {
+                *name = slot_name;
+            }
+            let mut slots: [Option<Raw<'a>>; fast::MAX_SLOTS] = Default::default();
+            let slots = &mut slots[..n];
+            let scanned = fast::scan(payload, |key, value| {
+                for (slot, name) in slots.iter_mut().zip(&names) {
+                    if *name == key {
+                        *slot = Some(value.clone());
+                    }
+                }
+            });
+            if scanned.is_some() {
+                return self.event_of(slots, reference_ms);
+            }
+        }
+        self.decode_with_serde(payload, reference_ms)
+    }
+
+    /// [`Schema::decode`] without the fast path: any JSON, and serde_json's
+    /// wording of every syntax error.
+    fn decode_with_serde<'a>(
+        &self,
+        payload: &'a [u8],
+        reference_ms: i64,
+    ) -> Result<Event<'a>, DecodeError> {
         let mut de = serde_json::Deserializer::from_slice(payload);
         let slots = de
             .deserialize_any(TopLevel { schema: self })
             .and_then(|top| de.end().map(|()| top))
             .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-        let mut slots = match slots {
-            Ok(slots) => slots,
-            Err(found) => {
-                return Err(DecodeError::InvalidJson(format!(
-                    "expected an object, found {found}"
-                )))
-            }
-        };
-        let key_fields = self.entity.fields();
-        let mut parts: Vec<Cow<'a, str>> = Vec::with_capacity(key_fields.len());
-        for (i, field) in key_fields.iter().enumerate() {
-            let part = match slots[i].take() {
-                None | Some(Raw::Null) => return Err(DecodeError::MissingField(field.clone())),
-                Some(Raw::Str(s)) => s,
-                Some(Raw::Int(n)) => Cow::Owned(n.to_string()),
-                Some(Raw::UInt(n)) => Cow::Owned(n.to_string()),
-                Some(other) => return Err(wrong_type(field, "a string", &other)),
-            };
-            if self.entity.is_integer(i) && part.parse::<i64>().is_err() {
-                return Err(DecodeError::WrongType {
-                    field: field.clone(),
-                    expected: "an integer (it is an integer Feast join key)",
-                    found: format!("`{part}`"),
-                });
-            }
-            parts.push(part);
+        match slots {
+            Ok(mut slots) => self.event_of(&mut slots, reference_ms),
+            Err(found) => Err(DecodeError::InvalidJson(format!(
+                "expected an object, found {found}"
+            ))),
         }
-        let entity = if parts.len() == 1 {
-            parts.pop().expect("one part")
+    }
+
+    /// The event of the values found for each slot (see [`Schema::slot_names`]).
+    fn event_of<'a>(
+        &self,
+        slots: &mut [Option<Raw<'a>>],
+        reference_ms: i64,
+    ) -> Result<Event<'a>, DecodeError> {
+        let key_fields = self.entity.fields();
+        let entity = if key_fields.len() == 1 {
+            self.key_part(0, slots[0].take())?
         } else {
+            let mut parts: Vec<Cow<'a, str>> = Vec::with_capacity(key_fields.len());
+            for (i, slot) in slots[..key_fields.len()].iter_mut().enumerate() {
+                parts.push(self.key_part(i, slot.take())?);
+            }
             Cow::Owned(self.entity.id(&parts))
         };
         let time_slot = key_fields.len();
@@ -169,15 +194,40 @@ impl Schema {
         })
     }
 
-    /// The slots a top-level key fills: each entity field, the timestamp, then
-    /// each input.
-    fn slots_of<'s>(&'s self, key: &'s str) -> impl Iterator<Item = usize> + 's {
+    /// The value of entity field `i` as a part of the entity id.
+    fn key_part<'a>(&self, i: usize, raw: Option<Raw<'a>>) -> Result<Cow<'a, str>, DecodeError> {
+        let field = &self.entity.fields()[i];
+        let part = match raw {
+            None | Some(Raw::Null) => return Err(DecodeError::MissingField(field.clone())),
+            Some(Raw::Str(s)) => s,
+            Some(Raw::Int(n)) => Cow::Owned(n.to_string()),
+            Some(Raw::UInt(n)) => Cow::Owned(n.to_string()),
+            Some(other) => return Err(wrong_type(field, "a string", &other)),
+        };
+        if self.entity.is_integer(i) && part.parse::<i64>().is_err() {
+            return Err(DecodeError::WrongType {
+                field: field.clone(),
+                expected: "an integer (it is an integer Feast join key)",
+                found: format!("`{part}`"),
+            });
+        }
+        Ok(part)
+    }
+
+    /// The top-level keys read, one per slot: each entity field, the
+    /// timestamp, then each input.
+    fn slot_names(&self) -> impl Iterator<Item = &str> {
         self.entity
             .fields()
             .iter()
             .map(String::as_str)
             .chain(std::iter::once(self.timestamp_field.as_str()))
             .chain(self.inputs.iter().map(|(name, _)| name.as_str()))
+    }
+
+    /// The slots a top-level key fills.
+    fn slots_of<'s>(&'s self, key: &'s str) -> impl Iterator<Item = usize> + 's {
+        self.slot_names()
             .enumerate()
             .filter(move |(_, name)| *name == key)
             .map(|(slot, _)| slot)
@@ -377,6 +427,9 @@ pub fn parse_timestamp(s: &str) -> Result<i64, DecodeError> {
         return t
             .parse()
             .map_err(|_| DecodeError::BadTimestamp(s.to_owned()));
+    }
+    if let Some(ms) = fast::utc_timestamp(t.as_bytes()) {
+        return Ok(ms);
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.timestamp_millis());
@@ -731,6 +784,242 @@ mod tests {
         })
     }
 
+    /// A small deterministic generator (xorshift) for the random tests.
+    struct Rng(u64, bool);
+
+    impl Rng {
+        /// Whether the values drawn next stay within the fast path's shapes.
+        fn plain(&mut self, plain: bool) {
+            self.1 = plain;
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn pick<'x>(&mut self, from: &[&'x str]) -> &'x str {
+            from[self.below(from.len())]
+        }
+
+        fn digits(&mut self, n: usize) -> String {
+            (0..n)
+                .map(|_| char::from(b'0' + self.below(10) as u8))
+                .collect()
+        }
+
+        /// A JSON number, or now and then something almost like one.
+        fn number(&mut self) -> String {
+            let mut n = String::new();
+            if self.below(3) == 0 {
+                n.push('-');
+            }
+            match if self.1 {
+                3 * self.below(2)
+            } else {
+                self.below(8)
+            } {
+                0 => n.push('0'),
+                1 => n += &format!("0{}", self.digits(1)),
+                2 => {
+                    let len = 15 + self.below(8);
+                    n += &format!("{}{}", 1 + self.below(9), self.digits(len));
+                }
+                _ => {
+                    let len = self.below(6);
+                    n += &format!("{}{}", 1 + self.below(9), self.digits(len));
+                }
+            }
+            if self.below(2) == 0 {
+                n.push('.');
+                let len = [1, 2, 3, 6, 0, 12, 17, 25][self.below(if self.1 { 4 } else { 8 })];
+                n += &self.digits(len);
+            }
+            if self.below(4) == 0 {
+                n += self.pick(&["e", "E"]);
+                n += self.pick(&["", "+", "-"]);
+                let len = [1, 2, 0, 3, 4][self.below(if self.1 { 2 } else { 5 })];
+                n += &self.digits(len);
+            }
+            n
+        }
+
+        /// A date-time near the fast path's form, often valid, sometimes not.
+        fn timestamp(&mut self) -> String {
+            let year = if self.below(2) == 0 {
+                1960 + self.below(120)
+            } else {
+                self.below(10_000)
+            };
+            let mut t = if self.1 {
+                format!(
+                    "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                    1 + self.below(12),
+                    1 + self.below(28),
+                    self.below(24),
+                    self.below(60),
+                    self.below(60)
+                )
+            } else {
+                format!(
+                    "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                    self.below(14),
+                    self.below(33),
+                    self.below(25),
+                    self.below(61),
+                    self.below(61)
+                )
+            };
+            if self.below(2) == 0 {
+                t.push('.');
+                let len = self.below(11);
+                t += &self.digits(len);
+            }
+            t += if self.1 {
+                "Z"
+            } else {
+                self.pick(&["Z", "Z", "Z", "z", "+00:00", "+02:00", ""])
+            };
+            t
+        }
+
+        fn string(&mut self) -> String {
+            // Escapes and control characters (the last three) now and then.
+            let pieces = [
+                "a", "b", "Z", "0", " ", "é", "😀", "a", "b", "Z", "0", " ", "é", "😀", "\\u00e9",
+                "\\n", "\u{1}",
+            ];
+            let len = self.below(6);
+            let kinds = if self.1 { 14 } else { pieces.len() };
+            (0..len).map(|_| pieces[self.below(kinds)]).collect()
+        }
+    }
+
+    /// Payloads of the shapes the fast path reads and of shapes close to them
+    /// (whitespace, numbers of every form, unicode, escapes, control
+    /// characters, nesting, trailing commas or text, truncation), decoded
+    /// with the fast path and by serde_json alone: results (floats to the
+    /// bit) and errors, wording included, must be the same.
+    #[test]
+    fn the_fast_path_agrees_with_serde_json() {
+        let mut composite = EntityKey::new(vec!["user_id".into(), "n".into()]);
+        composite.require_integer("n");
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15, false);
+        let (mut fast, mut fast_ok) = (0, 0);
+        for entity in [EntityKey::single("user_id"), composite] {
+            let s = random_test_schema(entity, i64::MAX);
+            let ws = ["", "", " ", "\n", "\t ", "\r\n"];
+            for i in 0..40_000 {
+                rng.plain(i % 2 == 0);
+                let mut entries = vec![
+                    ("user_id", format!("\"{}\"", rng.string())),
+                    ("ts", format!("\"{}\"", rng.timestamp())),
+                    ("action", format!("\"{}\"", rng.string())),
+                    ("value", rng.number()),
+                    ("n", rng.number()),
+                    ("flag", rng.pick(&["true", "false"]).to_owned()),
+                ];
+                for _ in 0..rng.below(3) {
+                    let key = rng.pick(&["other", "é", "ts", "value", "user_id", "n"]);
+                    let value = match rng.below(8) {
+                        0 => rng
+                            .pick(&["null", "true", "false", "nul", "tru", "[1]", "{\"a\":1}"])
+                            .to_owned(),
+                        1 => format!("\"{}\"", rng.string()),
+                        2 => rng.timestamp(),
+                        3 => format!("{}", rng.below(2_000_000_000_000)),
+                        _ => rng.number(),
+                    };
+                    entries.insert(rng.below(entries.len() + 1), (key, value));
+                }
+                if rng.below(6) == 0 {
+                    entries.remove(rng.below(entries.len()));
+                }
+                let mut doc = String::from(rng.pick(&ws));
+                doc.push('{');
+                for (i, (key, value)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        doc.push(',');
+                    }
+                    doc += &format!(
+                        "{}\"{key}\"{}:{}{value}{}",
+                        rng.pick(&ws),
+                        rng.pick(&ws),
+                        rng.pick(&ws),
+                        rng.pick(&ws)
+                    );
+                }
+                doc.push('}');
+                doc += rng.pick(&ws);
+                match rng.below(30) {
+                    1 => doc = doc.replacen('}', ",}", 1),
+                    2 => doc += " x",
+                    _ => {}
+                }
+                let mut payload = doc.into_bytes();
+                if rng.below(30) == 0 {
+                    // Possibly inside a character: invalid UTF-8.
+                    payload.truncate(rng.below(payload.len()));
+                }
+                let payload = &payload[..];
+                let got = s.decode(Some(payload), NOON);
+                let want = s.decode_with_serde(payload, NOON);
+                assert_eq!(
+                    format!("{got:?}"),
+                    format!("{want:?}"),
+                    "payload {}",
+                    String::from_utf8_lossy(payload)
+                );
+                if fast::scan(payload, |_, _| {}).is_some() {
+                    fast += 1;
+                    fast_ok += usize::from(got.is_ok());
+                }
+            }
+        }
+        assert!(
+            fast > 15_000 && fast_ok > 4_000,
+            "only {fast} payloads took the fast path, {fast_ok} of them valid events"
+        );
+    }
+
+    /// The fast timestamp parser answers only where chrono agrees, and for
+    /// most valid UTC date-times of its form.
+    #[test]
+    fn fast_timestamps_agree_with_chrono() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d, false);
+        let (mut answered, mut valid_utc) = (0, 0_usize);
+        for _ in 0..200_000 {
+            let t = rng.timestamp();
+            let chrono = DateTime::parse_from_rfc3339(&t).map(|d| d.timestamp_millis());
+            match fast::utc_timestamp(t.as_bytes()) {
+                Some(ms) => {
+                    assert_eq!(Ok(ms), chrono.map_err(|_| ()), "{t}");
+                    answered += 1;
+                }
+                None => assert!(
+                    chrono.is_err() || !t.ends_with('Z') || t.contains(":60") || t.len() > 30,
+                    "{t} declined though chrono reads it"
+                ),
+            }
+            valid_utc += usize::from(chrono.is_ok() && t.ends_with('Z'));
+        }
+        assert!(answered > 20_000, "{answered} of {valid_utc}");
+        // Worked by hand: NOON is 2026-03-01T12:00:00Z; 2024-02-29 is 19,782
+        // days after 1970-01-01 (54 years of 365 days plus 13 leap days, plus
+        // 31 + 28 days).
+        assert_eq!(
+            fast::utc_timestamp(b"2026-03-01T12:00:00.1239Z"),
+            Some(NOON + 123)
+        );
+        assert_eq!(
+            fast::utc_timestamp(b"2024-02-29T00:00:01Z"),
+            Some(19_782 * 86_400_000 + 1000)
+        );
+        assert_eq!(fast::utc_timestamp(b"2023-02-29T00:00:00Z"), None);
+    }
+
     /// Deterministic pseudo-random payloads: fields in any order, repeated,
     /// missing, null, of every JSON type, keys and strings with escapes,
     /// nesting, unknown fields, and truncated (invalid) documents.
@@ -743,8 +1032,10 @@ mod tests {
         }
     }
 
-    fn agrees_on_random_payloads(entity: EntityKey) {
-        let s = Schema {
+    /// The schema of the random-payload tests: the entity key is also an
+    /// input, so one key fills two slots.
+    fn random_test_schema(entity: EntityKey, max_future_ms: i64) -> Schema {
+        Schema {
             entity,
             timestamp_field: "ts".into(),
             inputs: vec![
@@ -754,8 +1045,12 @@ mod tests {
                 ("flag".into(), ValueType::Boolean),
                 ("user_id".into(), ValueType::Text),
             ],
-            max_future_ms: 86_400_000,
-        };
+            max_future_ms,
+        }
+    }
+
+    fn agrees_on_random_payloads(entity: EntityKey) {
+        let s = random_test_schema(entity, 86_400_000);
         let keys = [
             "\"user_id\"",
             "\"user\\u005fid\"",
