@@ -242,6 +242,8 @@ pub struct Processor {
     /// The plugin's feature specs and `name@version`, shared by its outputs.
     feature_specs: Arc<[FeatureSpec]>,
     plugin_tag: Arc<str>,
+    /// The fixed text of the feature records, for the entity key and specs.
+    records: RecordTemplate,
     plan: Plan,
     schema: Schema,
     layout: Layout,
@@ -281,7 +283,9 @@ impl Processor {
         let key_template = key_template
             .map(str::to_owned)
             .unwrap_or_else(|| format!("features:{{{}}}", d.entity_key));
+        let records = RecordTemplate::new(&schema.entity, &d.features);
         Self {
+            records,
             plan,
             schema,
             layout: Layout {
@@ -314,6 +318,7 @@ impl Processor {
             [single] => Some(KeyTemplate::new(&self.layout.key_template, single)),
             _ => None,
         };
+        self.records = RecordTemplate::new(&entity, &self.feature_specs);
         self.schema.entity = entity;
         self
     }
@@ -352,6 +357,7 @@ impl Processor {
         self.quarantined = false;
         self.counters.set_quarantined(false);
         self.feature_specs = plugin.descriptor().features.clone().into();
+        self.records = RecordTemplate::new(&self.schema.entity, &self.feature_specs);
         self.plugin_tag = plugin_tag(&plugin);
         std::mem::replace(&mut self.plugin, plugin)
     }
@@ -565,7 +571,11 @@ impl Processor {
             return Flush::default();
         };
         let as_of_ms = state.stream_time().unwrap_or_default();
-        let computed_at = state.stream_time().map(format_time).unwrap_or_default();
+        let mut computed_at = String::new();
+        push_json_str(
+            &mut computed_at,
+            &state.stream_time().map(format_time).unwrap_or_default(),
+        );
         let mut carried_tombstones = Vec::new();
         if !self.quarantined {
             if let Some(deferred) = self.deferred.remove(&partition) {
@@ -616,7 +626,12 @@ impl Processor {
                             columns: columns.clone(),
                             row: i,
                         };
-                        let value = self.feature_json(&row.key, &features, &computed_at);
+                        let value = self.records.render(
+                            &self.schema.entity,
+                            &row.key,
+                            &features,
+                            &computed_at,
+                        );
                         flush.updates.push(FeatureUpdate {
                             key: self.key(&row.key),
                             // Each row is computed once: its key moves into the update.
@@ -803,10 +818,6 @@ impl Processor {
             .collect();
         TextColumn { dictionary, codes }
     }
-
-    fn feature_json(&self, entity: &str, features: &FeatureRow, computed_at: &str) -> String {
-        record_json(&self.schema.entity, entity, features.values(), computed_at)
-    }
 }
 
 /// The feature record of `entity` (an id of `key`): its entity fields, the
@@ -823,43 +834,121 @@ pub fn record_json<'a>(
     let mut out =
         String::with_capacity(48 + entity.len() + computed_at.len() + 40 * values.size_hint().0);
     out.push('{');
-    if let [field] = key.fields() {
-        push_json_str(&mut out, field);
-        out.push(':');
-        push_json_str(&mut out, entity);
-    } else {
-        let parts = key
-            .split(entity)
-            .expect("entity ids come from the same key");
-        for (i, (field, part)) in key.fields().iter().zip(&parts).enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_json_str(&mut out, field);
-            out.push(':');
-            push_json_str(&mut out, part);
-        }
-    }
+    push_entity_fields(&mut out, key, entity);
     for (name, value) in values {
         out.push(',');
         push_json_str(&mut out, name);
         out.push(':');
-        match value {
-            FeatureValue::Null => out.push_str("null"),
-            FeatureValue::Int64(v) => out.push_str(itoa::Buffer::new().format(v)),
-            // As serde_json prints a float; JSON has no NaN or infinity.
-            FeatureValue::Float64(v) if v.is_finite() => {
-                out.push_str(zmij::Buffer::new().format_finite(v))
-            }
-            FeatureValue::Float64(_) => out.push_str("null"),
-            FeatureValue::Boolean(v) => out.push_str(if v { "true" } else { "false" }),
-            FeatureValue::Text(t) => push_json_str(&mut out, t),
-        }
+        push_feature_value(&mut out, value);
     }
     out.push_str(",\"computed_at\":");
     push_json_str(&mut out, computed_at);
     out.push('}');
     out
+}
+
+/// The text of [`record_json`] that is the same for every record of a view,
+/// escaped once: the opening up to the entity id (a single-field key), and
+/// each feature's `,"name":`.
+#[derive(Debug, Clone)]
+struct RecordTemplate {
+    /// `{"field":` of a single-field key; `None`: the key fields are written
+    /// per record.
+    head: Option<String>,
+    names: Vec<String>,
+}
+
+impl RecordTemplate {
+    fn new(key: &EntityKey, specs: &[FeatureSpec]) -> Self {
+        let head = match key.fields() {
+            [field] => {
+                let mut head = String::from("{");
+                push_json_str(&mut head, field);
+                head.push(':');
+                Some(head)
+            }
+            _ => None,
+        };
+        let names = specs
+            .iter()
+            .map(|spec| {
+                let mut name = String::from(",");
+                push_json_str(&mut name, &spec.name);
+                name.push(':');
+                name
+            })
+            .collect();
+        Self { head, names }
+    }
+
+    /// The record of [`record_json`] for `entity`'s `features`;
+    /// `computed_at_json` is the `computed_at` time as a JSON string.
+    fn render(
+        &self,
+        key: &EntityKey,
+        entity: &str,
+        features: &FeatureRow,
+        computed_at_json: &str,
+    ) -> String {
+        let mut out = String::with_capacity(
+            48 + entity.len() + computed_at_json.len() + 40 * self.names.len(),
+        );
+        match &self.head {
+            Some(head) => {
+                out.push_str(head);
+                push_json_str(&mut out, entity);
+            }
+            None => {
+                out.push('{');
+                push_entity_fields(&mut out, key, entity);
+            }
+        }
+        for (f, name) in self.names.iter().enumerate() {
+            out.push_str(name);
+            push_feature_value(&mut out, features.get(f));
+        }
+        out.push_str(",\"computed_at\":");
+        out.push_str(computed_at_json);
+        out.push('}');
+        out
+    }
+}
+
+/// Appends the entity fields of `entity` (an id of `key`) as JSON members,
+/// comma-separated.
+fn push_entity_fields(out: &mut String, key: &EntityKey, entity: &str) {
+    if let [field] = key.fields() {
+        push_json_str(out, field);
+        out.push(':');
+        push_json_str(out, entity);
+        return;
+    }
+    let parts = key
+        .split(entity)
+        .expect("entity ids come from the same key");
+    for (i, (field, part)) in key.fields().iter().zip(&parts).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, field);
+        out.push(':');
+        push_json_str(out, part);
+    }
+}
+
+/// Appends a feature value as JSON.
+fn push_feature_value(out: &mut String, value: FeatureValue<'_>) {
+    match value {
+        FeatureValue::Null => out.push_str("null"),
+        FeatureValue::Int64(v) => out.push_str(itoa::Buffer::new().format(v)),
+        // As serde_json prints a float; JSON has no NaN or infinity.
+        FeatureValue::Float64(v) if v.is_finite() => {
+            out.push_str(zmij::Buffer::new().format_finite(v))
+        }
+        FeatureValue::Float64(_) => out.push_str("null"),
+        FeatureValue::Boolean(v) => out.push_str(if v { "true" } else { "false" }),
+        FeatureValue::Text(t) => push_json_str(out, t),
+    }
 }
 
 /// `name@version#sha256` of `plugin`, the tag of its outputs.
@@ -900,6 +989,71 @@ mod tests {
             KeyTemplate::new("k:{entity}", "user_id").render("{user_id}"),
             "k:{user_id}"
         );
+    }
+
+    /// A view's record template writes exactly what `record_json` writes: a
+    /// single and a composite key, names and values that need escaping,
+    /// nulls and a non-finite float.
+    #[test]
+    fn record_templates_write_what_record_json_writes() {
+        let specs: Arc<[FeatureSpec]> = [
+            ("count", ValueType::Int64),
+            ("avg \"x\"", ValueType::Float64),
+            ("flag", ValueType::Boolean),
+            ("label\n", ValueType::Text),
+        ]
+        .map(|(name, kind)| FeatureSpec {
+            name: name.into(),
+            kind,
+        })
+        .into();
+        let columns = Arc::new(FeatureColumns {
+            specs: specs.clone(),
+            plugin: "t@1#00".into(),
+            columns: vec![
+                Column {
+                    data: ColumnData::Int64(vec![0, -5, i64::MAX]),
+                    valid: Vec::new(),
+                },
+                Column {
+                    data: ColumnData::Float64(vec![1.5, f64::NAN, 0.1]),
+                    valid: vec![true, true, false],
+                },
+                Column {
+                    data: ColumnData::Boolean(vec![true, false, true]),
+                    valid: Vec::new(),
+                },
+                Column {
+                    data: ColumnData::Text(TextColumn {
+                        dictionary: vec!["a\"b".into(), "é".into()],
+                        codes: vec![0, 1, 0],
+                    }),
+                    valid: vec![true, true, false],
+                },
+            ],
+        });
+        let composite = EntityKey::new(vec!["user_id".into(), "n".into()]);
+        let composite_id = composite.id(&["u\\1", "7"]);
+        let computed_at = format_time(1_772_323_201_000);
+        let mut computed_at_json = String::new();
+        push_json_str(&mut computed_at_json, &computed_at);
+        for (key, entity) in [
+            (EntityKey::single("user \"id"), "u\"1".to_owned()),
+            (composite, composite_id),
+        ] {
+            let template = RecordTemplate::new(&key, &specs);
+            for row in 0..3 {
+                let features = FeatureRow {
+                    columns: columns.clone(),
+                    row,
+                };
+                let got = template.render(&key, &entity, &features, &computed_at_json);
+                let want = record_json(&key, &entity, features.values(), &computed_at);
+                assert_eq!(got, want);
+                let parsed: serde_json::Value = serde_json::from_str(&got).unwrap();
+                assert_eq!(parsed["computed_at"], computed_at.as_str());
+            }
+        }
     }
 
     #[test]
