@@ -1168,7 +1168,7 @@ def render(results, env, profile_dir):
         "edges and beyond against BigInt arithmetic."
     )
     w(
-        "- Made after the run whose figures this page shows (2026-11-27 17:00-18:10 UTC): (i) decoding "
+        "- Decoding and feature records (2026-11-27 17:00-18:10 UTC, commit `a621ad8`): (i) decoding "
         "reads a flat object whose keys and strings hold no escapes with a hand-written scanner (numbers "
         "that serde_json reads exactly in one step, ISO-8601 UTC timestamps without chrono) and leaves "
         "anything else, errors included, to the serde_json pass, so results and error texts are "
