@@ -38,8 +38,6 @@ pub struct FeatureUpdate {
     pub entity: String,
     /// Online-store key.
     pub key: String,
-    /// Time to live of the online-store key, in seconds (0 = none).
-    pub ttl_secs: u64,
     /// Event time the values are as of: the partition's stream time at the
     /// flush, in ms since the epoch (`computed_at` of the JSON record).
     pub as_of_ms: i64,
@@ -167,8 +165,6 @@ struct Layout {
     key_template: String,
     /// The same, split once, for a single-field entity key (the common case).
     key: Option<KeyTemplate>,
-    /// Time to live of online-store keys, in seconds (0 = none).
-    ttl_secs: u64,
 }
 
 /// An online-store key template, split once: `{entity}` and `{<entity key>}`
@@ -269,7 +265,6 @@ impl Processor {
         timestamp_field: &str,
         max_future_ms: i64,
         key_template: Option<&str>,
-        ttl_secs: u64,
         counters: Counters,
     ) -> Self {
         let d = plugin.descriptor();
@@ -291,7 +286,6 @@ impl Processor {
             layout: Layout {
                 key: Some(KeyTemplate::new(&key_template, &d.entity_key)),
                 key_template,
-                ttl_secs,
             },
             interner: Interner::default(),
             partitions: FxHashMap::default(),
@@ -636,7 +630,6 @@ impl Processor {
                             key: self.key(&row.key),
                             // Each row is computed once: its key moves into the update.
                             entity: std::mem::take(&mut row.key).into_string(),
-                            ttl_secs: self.layout.ttl_secs,
                             as_of_ms,
                             value: Some(value),
                             features: Some(features),
@@ -671,7 +664,6 @@ impl Processor {
             flush.updates.push(FeatureUpdate {
                 key: self.key(&entity),
                 entity: entity.into(),
-                ttl_secs: self.layout.ttl_secs,
                 as_of_ms,
                 value: None,
                 features: None,

@@ -110,7 +110,6 @@ impl View {
             &pipeline.timestamp_field,
             pipeline.max_future_ms,
             p.key_template.as_deref(),
-            p.ttl_secs,
             Counters::default(),
         )
         .with_max_consecutive_failures(p.max_consecutive_failures)

@@ -96,7 +96,6 @@ fn update(
     FeatureUpdate {
         entity: id.to_owned(),
         key,
-        ttl_secs: 100,
         as_of_ms,
         value: features
             .as_ref()

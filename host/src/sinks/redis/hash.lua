@@ -2,17 +2,17 @@
 -- unless its stored hash is as of a later event time. Atomic: Redis runs a
 -- script alone (so each entity's compare-and-write is too).
 -- KEYS[i] entity i's key
--- ARGV, entity after entity, starting at ARGV[1]:
+-- ARGV[1] the TTL in seconds of every key written ("0": none)
+-- then, entity after entity, from ARGV[2]:
 --   as-of time of the update, epoch milliseconds (the `_as_of_ms` field)
---   TTL in seconds ("0": none)
 --   n: the number of feature field/value pairs that follow (nulls left out),
 --      or -1 for a tombstone (delete; nothing follows)
 --   field, value, ... (n pairs)
 -- Returns how many entities were written (the others were skipped as older).
-local a, written = 1, 0
+local ttl, a, written = ARGV[1], 2, 0
 for i = 1, #KEYS do
-  local key, as_of, ttl, n = KEYS[i], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  local first = a + 3
+  local key, as_of, n = KEYS[i], ARGV[a], tonumber(ARGV[a + 1])
+  local first = a + 2
   a = first + 2 * math.max(n, 0)
   local stored = redis.call('HGET', key, '_as_of_ms')
   if not (stored and tonumber(stored) > tonumber(as_of)) then

@@ -220,16 +220,17 @@ impl OnlineLayout {
             }
             match self.kind {
                 LayoutKind::Json => {
+                    cmd.arg(self.ttl_secs);
                     for (_, u) in &entries {
                         // The feature JSON is never empty: "" is a tombstone.
                         cmd.arg(format_time(u.as_of_ms))
-                            .arg(u.ttl_secs)
                             .arg(u.value.as_deref().unwrap_or(""));
                     }
                 }
                 LayoutKind::Hash => {
+                    cmd.arg(self.ttl_secs);
                     for (_, u) in &entries {
-                        cmd.arg(u.as_of_ms).arg(u.ttl_secs);
+                        cmd.arg(u.as_of_ms);
                         match &u.features {
                             None => {
                                 cmd.arg(-1);
