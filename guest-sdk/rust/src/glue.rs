@@ -1,8 +1,10 @@
 //! Conversion between the WIT columns and the rows a plugin's logic sees.
-//! Used by [`crate::export_plugin!`]; plugin authors do not call it.
+//! Used by [`crate::export_plugin!`] and [`crate::FeaturePlugin::compute_batch`]'s
+//! default; plugin authors do not call it.
 
 use crate::bindings::wafer::plugin::types as wit;
-use crate::describe::{AggregationKind, Descriptor, ValueType, WindowKind};
+use crate::columns::{len, type_name};
+use crate::describe::{AggregationKind, Descriptor, Feature, ValueType, WindowKind};
 use crate::value::{Row, Value};
 use crate::FeaturePlugin;
 
@@ -11,8 +13,52 @@ pub fn describe<P: FeaturePlugin>() -> wit::Descriptor {
     to_wit_descriptor(P::describe())
 }
 
-/// Runs `P::compute` on every row of `input` and returns the feature columns.
+/// The export's `compute`: runs `P::compute_batch` and checks that it returned
+/// one column per declared feature, of the declared type, with one entry per row.
 pub fn compute<P: FeaturePlugin>(input: wit::Batch) -> Result<Vec<wit::Column>, String> {
+    let rows = input.rows as usize;
+    let out = P::compute_batch(input)?;
+    check_columns(&P::describe().features, rows, &out)?;
+    Ok(out)
+}
+
+fn check_columns(features: &[Feature], rows: usize, out: &[wit::Column]) -> Result<(), String> {
+    if out.len() != features.len() {
+        return Err(format!(
+            "compute_batch returned {} columns, the descriptor declares {} features",
+            out.len(),
+            features.len()
+        ));
+    }
+    for (column, feature) in out.iter().zip(features) {
+        let declared = match feature.kind {
+            ValueType::Int64 => "int64",
+            ValueType::Float64 => "float64",
+            ValueType::Text => "text",
+            ValueType::Boolean => "boolean",
+        };
+        let got = type_name(&column.data);
+        if got != declared {
+            return Err(format!(
+                "feature {}: compute_batch returned a column of type {got}, the descriptor declares {declared}",
+                feature.name
+            ));
+        }
+        let n = len(&column.data);
+        if n != rows || !(column.valid.is_empty() || column.valid.len() == rows) {
+            return Err(format!(
+                "feature {}: compute_batch returned {n} values ({} validity flags) for {rows} rows",
+                feature.name,
+                column.valid.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `P::compute` on every row of `input` and returns the feature columns:
+/// the default [`FeaturePlugin::compute_batch`].
+pub fn compute_rows<P: FeaturePlugin>(input: wit::Batch) -> Result<Vec<wit::Column>, String> {
     let features = P::describe().features;
     let rows = input.rows as usize;
     let mut builders: Vec<ColumnBuilder> = features
@@ -41,7 +87,7 @@ pub fn compute<P: FeaturePlugin>(input: wit::Batch) -> Result<Vec<wit::Column>, 
             lent[c] = text_code(column, r).filter(|code| *code < texts[c].len());
             cells[c] = match lent[c] {
                 Some(code) => std::mem::replace(&mut texts[c][code], Value::Null),
-                None => cell(column, r),
+                None => column.value(r),
             };
         }
         let out = P::compute(&Row::new(&cells));
@@ -72,48 +118,10 @@ fn text_code(column: &wit::Column, row: usize) -> Option<usize> {
     let wit::ColumnData::Text(t) = &column.data else {
         return None;
     };
-    if !column.valid.is_empty() && !column.valid.get(row).copied().unwrap_or(false) {
+    if !column.is_valid(row) {
         return None;
     }
     t.codes.get(row).map(|c| *c as usize)
-}
-
-fn cell(column: &wit::Column, row: usize) -> Value {
-    if !column.valid.is_empty() && !column.valid.get(row).copied().unwrap_or(false) {
-        return Value::Null;
-    }
-    let value = match &column.data {
-        wit::ColumnData::Int64(v) => v.get(row).map(|x| Value::Int(*x)),
-        wit::ColumnData::Float64(v) => v.get(row).map(|x| Value::Float(*x)),
-        wit::ColumnData::Boolean(v) => v.get(row).map(|x| Value::Bool(*x)),
-        wit::ColumnData::Text(t) => t
-            .codes
-            .get(row)
-            .and_then(|c| t.dictionary.get(*c as usize))
-            .map(|s| Value::Text(s.clone())),
-        wit::ColumnData::EventList(l) => events(l, row),
-    };
-    value.unwrap_or(Value::Null)
-}
-
-/// Row `row` of an event-list column: (event time, value) pairs, oldest first.
-fn events(l: &wit::EventListColumn, row: usize) -> Option<Value> {
-    let from = *l.offsets.get(row)? as usize;
-    let to = *l.offsets.get(row + 1)? as usize;
-    let value = |i: usize| match &l.values {
-        wit::EventValues::Int64(v) => v.get(i).map(|x| Value::Int(*x)),
-        wit::EventValues::Float64(v) => v.get(i).map(|x| Value::Float(*x)),
-        wit::EventValues::Boolean(v) => v.get(i).map(|x| Value::Bool(*x)),
-        wit::EventValues::Text(t) => t
-            .codes
-            .get(i)
-            .and_then(|c| t.dictionary.get(*c as usize))
-            .map(|s| Value::Text(s.clone())),
-    };
-    (from..to)
-        .map(|i| Some((*l.times.get(i)?, value(i)?)))
-        .collect::<Option<Vec<_>>>()
-        .map(Value::Events)
 }
 
 /// Dictionaries up to this size are searched in order; larger ones through a hash map.
@@ -210,16 +218,6 @@ fn code_of(
         }
     }
     code
-}
-
-fn type_name(data: &wit::ColumnData) -> &'static str {
-    match data {
-        wit::ColumnData::Int64(_) => "int64",
-        wit::ColumnData::Float64(_) => "float64",
-        wit::ColumnData::Text(_) => "text",
-        wit::ColumnData::Boolean(_) => "boolean",
-        wit::ColumnData::EventList(_) => "event-list",
-    }
 }
 
 fn to_wit_type(kind: ValueType) -> wit::ValueType {
@@ -388,29 +386,6 @@ mod tests {
     }
 
     #[test]
-    fn event_lists_decode_per_row() {
-        let column = wit::Column {
-            data: wit::ColumnData::EventList(wit::EventListColumn {
-                offsets: vec![0, 2, 2, 3],
-                times: vec![10, 11, 20],
-                values: wit::EventValues::Text(wit::TextColumn {
-                    dictionary: vec!["a".into(), "b".into()],
-                    codes: vec![1, 0, 1],
-                }),
-            }),
-            valid: Vec::new(),
-        };
-        let text = |s: &str| Value::Text(s.into());
-        assert_eq!(
-            cell(&column, 0),
-            Value::Events(vec![(10, text("b")), (11, text("a"))])
-        );
-        assert_eq!(cell(&column, 1), Value::Events(Vec::new()));
-        assert_eq!(cell(&column, 2), Value::Events(vec![(20, text("b"))]));
-        assert_eq!(cell(&column, 3), Value::Null);
-    }
-
-    #[test]
     fn quantiles_reach_the_wit_descriptor_and_read_as_floats() {
         let d = Descriptor::new("p", "1", "k")
             .sliding_window("1h", 3_600_000)
@@ -429,8 +404,65 @@ mod tests {
             data: wit::ColumnData::Float64(vec![12.5, 0.0]),
             valid: vec![true, false],
         };
-        assert_eq!(cell(&column, 0), Value::Float(12.5));
-        assert_eq!(cell(&column, 1), Value::Null);
+        assert_eq!(column.value(0), Value::Float(12.5));
+        assert_eq!(column.value(1), Value::Null);
+    }
+
+    /// Echo's features computed as columns, right or (per `MODE`) wrong.
+    struct Columnar;
+
+    thread_local! {
+        static MODE: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+    }
+
+    impl FeaturePlugin for Columnar {
+        fn describe() -> Descriptor {
+            Echo::describe()
+        }
+
+        fn compute(row: &Row<'_>) -> Result<Vec<Value>, String> {
+            Echo::compute(row)
+        }
+
+        fn compute_batch(input: wit::Batch) -> Result<Vec<wit::Column>, String> {
+            let rows = input.rows as usize;
+            let shout = wit::Column::text(vec!["x".into()], vec![0; rows]);
+            let len = wit::Column::int64(vec![1; rows]);
+            Ok(match MODE.with(|m| m.get()) {
+                0 => vec![shout, len],
+                1 => vec![shout],
+                2 => vec![len.clone(), len],
+                _ => vec![shout, wit::Column::int64(vec![1; rows + 1])],
+            })
+        }
+    }
+
+    #[test]
+    fn columns_from_compute_batch_are_checked_against_the_descriptor() {
+        let batch = |rows: u32| wit::Batch {
+            rows,
+            columns: vec![wit::Column::text(vec!["a".into()], vec![0; rows as usize])],
+        };
+        let run = |mode: u8| {
+            MODE.with(|m| m.set(mode));
+            compute::<Columnar>(batch(3))
+        };
+        assert_eq!(run(0).unwrap().len(), 2);
+        assert_eq!(
+            run(1).unwrap_err(),
+            "compute_batch returned 1 columns, the descriptor declares 2 features"
+        );
+        assert_eq!(
+            run(2).unwrap_err(),
+            "feature shout: compute_batch returned a column of type int64, the descriptor declares text"
+        );
+        assert_eq!(
+            run(3).unwrap_err(),
+            "feature len: compute_batch returned 4 values (0 validity flags) for 3 rows"
+        );
+        // A plugin without compute_batch runs compute per row.
+        let out = compute::<Echo>(batch(2)).unwrap();
+        assert_eq!(texts(&out[0]), vec![Some("a!".to_owned()); 2]);
     }
 
     #[test]

@@ -10,11 +10,14 @@
 //!
 //! Layout:
 //! - [`describe`]: the descriptor builder (fields, windows, aggregations, features);
-//! - [`value`]: [`Value`] and [`Row`], the plain types the logic sees;
+//! - [`value`]: [`Value`] and [`Row`], the plain types the per-row logic sees;
+//! - [`columns`]: whole batches as columns, for the optional
+//!   [`FeaturePlugin::compute_batch`];
 //! - [`glue`]: conversion between WIT columns and rows (used by [`export_plugin!`]);
 //! - [`log`]: logging through the host (the one import a plugin gets);
 //! - [`bindings`]: the generated WIT bindings.
 
+pub mod columns;
 pub mod describe;
 pub mod glue;
 pub mod log;
@@ -45,6 +48,20 @@ pub trait FeaturePlugin {
     /// `row` holds the aggregations in the order of `Descriptor::aggregations`.
     /// An `Err` fails the whole batch and is reported by the host.
     fn compute(row: &Row<'_>) -> Result<Vec<Value>, String>;
+
+    /// Feature columns for a whole batch (one row per entity that changed):
+    /// one [`columns::Column`] per feature, each with one entry per row. The
+    /// default runs [`FeaturePlugin::compute`] on every row. Override it when
+    /// the logic is a few operations per column: a row costs no `Value`s, no
+    /// `Vec` and no strings then, and a column can pass through unchanged. The
+    /// SDK checks the returned columns' number, types and lengths; test an
+    /// override against [`glue::compute_rows`], the per-row reading.
+    fn compute_batch(input: columns::Batch) -> Result<Vec<columns::Column>, String>
+    where
+        Self: Sized,
+    {
+        glue::compute_rows::<Self>(input)
+    }
 }
 
 /// Exports a [`FeaturePlugin`] implementation as the plugin's component world.

@@ -47,6 +47,10 @@ const RUST_VERBATIM: &[File] = &[
         include_str!("../../../guest-sdk/rust/src/lib.rs"),
     ),
     (
+        "guest-sdk/rust/src/columns.rs",
+        include_str!("../../../guest-sdk/rust/src/columns.rs"),
+    ),
+    (
         "guest-sdk/rust/src/describe.rs",
         include_str!("../../../guest-sdk/rust/src/describe.rs"),
     ),
@@ -297,6 +301,28 @@ mod tests {
             n.fill("{{name}} {{module}} {{Type}}"),
             "click-rate_2 click_rate_2 ClickRate2"
         );
+    }
+
+    #[test]
+    fn a_rust_project_gets_every_file_of_the_sdk() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/rust/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                format!(
+                    "guest-sdk/rust/src/{}",
+                    e.unwrap().file_name().to_string_lossy()
+                )
+            })
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = RUST_VERBATIM
+            .iter()
+            .map(|(path, _)| path.to_string())
+            .filter(|path| path.starts_with("guest-sdk/rust/src/"))
+            .collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
     }
 
     #[test]

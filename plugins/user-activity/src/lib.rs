@@ -6,7 +6,11 @@
 //! - Outputs: `event_count_1h` (int64), `unique_actions_1h` (int64),
 //!   `avg_value_1h` (float64, sum / count, 0.0 when empty),
 //!   `last_action` (text, null when empty; latest by event time).
+//!
+//! `compute` states the logic per row; `compute_batch` does the same on whole
+//! columns (the host calls that one), and a test checks the two agree.
 
+use wafer_guest::columns::{Batch, Column, ColumnData};
 use wafer_guest::{AggregationKind, Descriptor, FeaturePlugin, Row, Value, ValueType};
 
 const HOUR_MS: u64 = 3_600_000;
@@ -50,6 +54,32 @@ impl FeaturePlugin for UserActivity {
             last,
         ])
     }
+
+    fn compute_batch(input: Batch) -> Result<Vec<Column>, String> {
+        let [count, unique, sum, last]: [Column; 4] = input
+            .columns
+            .try_into()
+            .map_err(|c: Vec<Column>| format!("expected 4 aggregation columns, got {}", c.len()))?;
+        let count = count.into_int64s(0)?;
+        let unique = unique.into_int64s(0)?;
+        let avg = sum
+            .into_float64s(0.0)?
+            .iter()
+            .zip(&count)
+            .map(|(sum, n)| if *n > 0 { sum / *n as f64 } else { 0.0 })
+            .collect();
+        // The latest action is the aggregation itself: its column (strings,
+        // codes and nulls) passes through.
+        if !matches!(last.data, ColumnData::Text(_)) {
+            return Err("expected a text column for the last action".into());
+        }
+        Ok(vec![
+            Column::int64(count),
+            Column::int64(unique),
+            Column::float64(avg),
+            last,
+        ])
+    }
 }
 
 wafer_guest::export_plugin!(UserActivity);
@@ -88,6 +118,77 @@ mod tests {
             out,
             vec![Value::Int(0), Value::Int(0), Value::Float(0.0), Value::Null]
         );
+    }
+
+    /// Row `r` of every column, as the per-row API reads it.
+    fn row_values(columns: &[Column], r: usize) -> Vec<Value> {
+        columns.iter().map(|c| c.value(r)).collect()
+    }
+
+    #[test]
+    fn columns_agree_with_the_per_row_logic() {
+        // Random batches (a small linear congruential generator): counts with
+        // zeros, sums of any sign, nulls in every column, a dictionary with
+        // an unused entry.
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for rows in [0usize, 1, 7, 300] {
+            let mut valid = |every: u64| -> Vec<bool> {
+                match every {
+                    0 => Vec::new(),
+                    _ => (0..rows).map(|_| next(every) != 0).collect(),
+                }
+            };
+            let (v0, v1, v2, v3) = (valid(0), valid(9), valid(5), valid(4));
+            let mut ints = |n: u64| (0..rows).map(|_| next(n) as i64).collect::<Vec<_>>();
+            let (count, unique) = (ints(6), ints(4));
+            let sum: Vec<f64> = ints(2000).iter().map(|x| *x as f64 / 8.0 - 100.0).collect();
+            let codes: Vec<u32> = ints(3).iter().map(|c| *c as u32).collect();
+            let batch = Batch {
+                rows: rows as u32,
+                columns: vec![
+                    Column {
+                        data: ColumnData::Int64(count),
+                        valid: v0,
+                    },
+                    Column {
+                        data: ColumnData::Int64(unique),
+                        valid: v1,
+                    },
+                    Column {
+                        data: ColumnData::Float64(sum),
+                        valid: v2,
+                    },
+                    Column {
+                        data: ColumnData::Text(wafer_guest::columns::TextColumn {
+                            dictionary: vec![
+                                "view".into(),
+                                "buy".into(),
+                                "x".into(),
+                                "unused".into(),
+                            ],
+                            codes,
+                        }),
+                        valid: v3,
+                    },
+                ],
+            };
+            let by_rows = wafer_guest::glue::compute_rows::<UserActivity>(batch.clone()).unwrap();
+            let by_columns = UserActivity::compute_batch(batch).unwrap();
+            for r in 0..rows {
+                assert_eq!(
+                    row_values(&by_columns, r),
+                    row_values(&by_rows, r),
+                    "row {r}"
+                );
+            }
+            assert!(by_columns.iter().all(|c| c.value(rows) == Value::Null));
+        }
     }
 
     #[test]
