@@ -30,7 +30,7 @@
 //! Results go to `WAFER_BENCH_OUT` (default `target/bench/results.json`), rewritten after
 //! every section; progress goes to stderr.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use mimalloc::MiMalloc;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -60,7 +61,7 @@ use wafer::window::{AggCell, Partition, Plan, Row};
 // ------------------------------------------------------------------------------------------
 // Live-heap accounting (used by the memory child processes only).
 
-/// The system allocator, counting live bytes while `COUNTING` is set.
+/// The `wafer` binary's allocator (mimalloc), counting live bytes while `COUNTING` is set.
 struct CountingAlloc;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -68,7 +69,7 @@ static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
 
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { MiMalloc.alloc(layout) };
         if COUNTING.load(Ordering::Relaxed) && !p.is_null() {
             LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
         }
@@ -79,11 +80,11 @@ unsafe impl GlobalAlloc for CountingAlloc {
         if COUNTING.load(Ordering::Relaxed) {
             LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         }
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { MiMalloc.dealloc(ptr, layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { MiMalloc.alloc_zeroed(layout) };
         if COUNTING.load(Ordering::Relaxed) && !p.is_null() {
             LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
         }
@@ -91,7 +92,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
         if COUNTING.load(Ordering::Relaxed) && !p.is_null() {
             LIVE_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
         }

@@ -111,9 +111,9 @@ COMPONENTS = [
     ("wafer::plugin::engine::Plugin::compute", "  plugin call (wasm: lowering, guest code, lifting, output check)"),
     ("wafer::pipeline::push_json_str", "  feature JSON: strings escaped in place (escaping only when needed)"),
     ("wafer::pipeline::Processor::key", "  online key: the template rendered per update"),
-    ("malloc", "allocator: `malloc` (all callers)"),
-    ("free", "allocator: `free` (all callers)"),
-    ("realloc", "allocator: `realloc` (all callers)"),
+    ("__rustc::__rust_alloc", "allocator (mimalloc): allocations (all callers)"),
+    ("mi_free", "allocator (mimalloc): `mi_free` (all callers)"),
+    ("__rustc::__rust_realloc", "allocator (mimalloc): reallocations (all callers)"),
 ]
 
 LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(.*)$")
@@ -175,8 +175,9 @@ def perf_entries(path):
 FAMILIES = [
     ("window state (`wafer::window::*`)", lambda f: f.startswith("wafer::window::")),
     (
-        "allocator (`malloc`, `free`, `realloc` and their internals)",
-        lambda f: f.split("@")[0]
+        "allocator (mimalloc's `mi_*` and glibc's `malloc`, `free`, `realloc` and their internals)",
+        lambda f: f.startswith(("mi_", "_mi_"))
+        or f.split("@")[0]
         in {"malloc", "_int_malloc", "free", "cfree", "_int_free", "realloc", "_int_realloc",
             "unlink_chunk.constprop.0", "malloc_consolidate", "__libc_malloc", "__libc_free",
             "__libc_realloc", "alloc_perturb", "tcache_get", "tcache_put"},
@@ -592,7 +593,7 @@ def render(results, env, profile_dir):
         )
         w(
             "2. read the RSS (`/proc/self/statm`, resident pages × page size) and the live heap bytes (a counting "
-            "wrapper around the system allocator, on only in these children);"
+            "wrapper around the allocator, on only in these children);"
         )
         w(
             "3. feed every event through `Processor::process` with a flush every 5,000 events (updates "
@@ -1207,9 +1208,24 @@ def render(results, env, profile_dir):
         "three times per variant, three rounds, `INFO commandstats`)."
     )
     w(
+        "- mimalloc as the global allocator (the `wafer` binary and the bench), and the decoder's "
+        "strings read eight bytes at a time (2026-11-28 02:00-02:40 UTC; a word test finds the first "
+        "quote, backslash or control character, checked against a byte-by-byte search on random words, "
+        "and the random-payload tests now also draw strings longer than a word). callgrind on the "
+        "profiling child (50,000 events after 50,000): all instructions 493.2M → 429.7M (mimalloc) → "
+        "414.5M (strings), the string reader 50.5M → 35.2M. Old and new bench binaries alternating: the "
+        "profiling child's steady state (window full, 300,000 events after 500,000; six pairs) ×1.48-1.92, "
+        "median about ×1.55 (146-250k → 222-326k events/s); the in-process section, which starts from an "
+        "empty window (four pairs, 2 repetitions each), full path ×0.97 / 1.05 / 1.07 / 1.40; end to end "
+        "(five pairs of single runs) ×1.17 / 1.34 / 1.18 / 1.16 / 0.88, median ×1.17 (90-141k → "
+        "120-132k events/s). glibc's allocator fragments as the full window's events expire and "
+        "entities' buffers shrink and grow, which the earlier tries (below) did not reach: they timed "
+        "runs dominated by filling the window."
+    )
+    w(
         "- Tried and dropped (no gain or slower, in-process A/B on this machine): mimalloc as the global "
-        "allocator (end to end and in process within noise; tried again on 2026-11-27 with the same "
-        "result); a binary heap with lazy deletion for the "
+        "allocator on 2026-11-26 and 2026-11-27 (end to end and in process within noise then; adopted "
+        "on 2026-11-28, above); a binary heap with lazy deletion for the "
         "entities' expiry schedule instead of the ordered set (core path about 8% slower: expiry times "
         "arrive nearly in order, which suits the B-tree's hot rightmost leaf); `GETRANGE` of the record's "
         "tail instead of `GET` in the Redis guard (slower in Redis). `SET ... GET` would save a Redis call "

@@ -53,6 +53,27 @@ pub(super) fn scan<'a>(payload: &'a [u8], mut entry: impl FnMut(&str, &Raw<'a>))
     (c.i == payload.len()).then_some(())
 }
 
+/// The high bit of each byte of a word.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+/// 1 in each byte of a word.
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// A byte that ends the fast path's reading of a string: its closing quote,
+/// or a backslash or control character, which the fast path declines.
+fn is_stop(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+/// The high bit of each byte of a little-endian word of string bytes that
+/// [`is_stop`], and possibly of bytes above the first such one (the classic
+/// zero-byte test: a borrow runs only upwards from a flagged byte), so the
+/// lowest flagged byte is exactly the first stop byte.
+fn stop_bytes(w: u64) -> u64 {
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH_BITS;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH_BITS;
+    zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\'))) | below_space
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
@@ -84,23 +105,38 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         let rest = &self.b[self.i..];
         let mut high = 0;
-        for (len, &c) in rest.iter().enumerate() {
-            if c == b'"' {
-                self.i += len + 1;
-                let text = &rest[..len];
-                return if high < 0x80 {
-                    // SAFETY: every byte is below 0x80: ASCII, hence UTF-8.
-                    Some(unsafe { std::str::from_utf8_unchecked(text) })
-                } else {
-                    std::str::from_utf8(text).ok()
-                };
+        // Eight bytes at a time: the first stop byte of a word is its lowest
+        // flagged byte; the last few bytes of the payload go one by one.
+        let mut start = 0;
+        let len = loop {
+            let Some(word) = rest.get(start..start + 8) else {
+                let tail = rest[start..].iter().position(|&c| is_stop(c))?;
+                high |= rest[start..start + tail].iter().fold(0, |h, &c| h | c) & 0x80;
+                break start + tail;
+            };
+            let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            let stops = stop_bytes(w);
+            if stops == 0 {
+                high |= u8::from(w & HIGH_BITS != 0) << 7;
+                start += 8;
+                continue;
             }
-            if c == b'\\' || c < 0x20 {
-                return None;
-            }
-            high |= c;
+            let before = stops.trailing_zeros() / 8;
+            let below = (1u64 << (before * 8)).wrapping_sub(1);
+            high |= u8::from(w & below & HIGH_BITS != 0) << 7;
+            break start + before as usize;
+        };
+        if rest[len] != b'"' {
+            return None;
         }
-        None
+        self.i += len + 1;
+        let text = &rest[..len];
+        if high == 0 {
+            // SAFETY: every byte is below 0x80: ASCII, hence UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(text) })
+        } else {
+            std::str::from_utf8(text).ok()
+        }
     }
 
     fn value(&mut self) -> Option<Raw<'a>> {
@@ -289,4 +325,36 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word test against a byte-by-byte search for the first stop byte,
+    /// on words mixing the bytes around each boundary (control characters,
+    /// space, quote, backslash, DEL, the high half).
+    #[test]
+    fn the_word_test_finds_the_first_stop_byte() {
+        let bytes = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, b'"', 0x23, 0x5b, b'\\', 0x5d, b'a', 0x7f, 0x80, 0x9f,
+            0xa0, 0xdc, 0xe2, 0xff,
+        ];
+        let mut state: u64 = 0x853c_49e6_748f_ea9b;
+        for _ in 0..200_000 {
+            let mut word = [0u8; 8];
+            for b in &mut word {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = bytes[(state % bytes.len() as u64) as usize];
+            }
+            let first = word
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            let stops = stop_bytes(u64::from_le_bytes(word));
+            let got = (stops != 0).then(|| stops.trailing_zeros() as usize / 8);
+            assert_eq!(got, first, "{word:x?}");
+        }
+    }
 }
