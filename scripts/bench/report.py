@@ -1219,7 +1219,7 @@ def render(results, env, profile_dir):
     )
     w(
         "- mimalloc as the global allocator (the `wafer` binary and the bench), and the decoder's "
-        "strings read eight bytes at a time (2026-11-28 02:00-02:40 UTC; a word test finds the first "
+        "strings read eight bytes at a time (2026-11-28 01:40-02:05 UTC; a word test finds the first "
         "quote, backslash or control character, checked against a byte-by-byte search on random words, "
         "and the random-payload tests now also draw strings longer than a word). callgrind on the "
         "profiling child (50,000 events after 50,000): all instructions 493.2M → 429.7M (mimalloc) → "
@@ -1228,9 +1228,12 @@ def render(results, env, profile_dir):
         "median about ×1.55 (146-250k → 222-326k events/s); the in-process section, which starts from an "
         "empty window (four pairs, 2 repetitions each), full path ×0.97 / 1.05 / 1.07 / 1.40; end to end "
         "(five pairs of single runs) ×1.17 / 1.34 / 1.18 / 1.16 / 0.88, median ×1.17 (90-141k → "
-        "120-132k events/s). glibc's allocator fragments as the full window's events expire and "
-        "entities' buffers shrink and grow, which the earlier tries (below) did not reach: they timed "
-        "runs dominated by filling the window."
+        "120-132k events/s). The gain shows once the window is full, when events expire and entities' "
+        "buffers shrink and grow (glibc's heap fragmenting is the likely cause, not shown); the earlier "
+        "tries (below) timed runs dominated by filling the window. Cost: mimalloc keeps more freed "
+        "memory resident, so the RSS fit of bytes per event in window rose from 43.5 to about 54 B "
+        "(the live heap stays 46.0 B); `MIMALLOC_PURGE_DELAY=0` brought it to 51.1 B in one memory "
+        "section run (its speed not measured), still above the 48 B target."
     )
     w(
         "- Tried and dropped (no gain or slower, in-process A/B on this machine): mimalloc as the global "

@@ -64,8 +64,8 @@ fn is_stop(c: u8) -> bool {
     c == b'"' || c == b'\\' || c < 0x20
 }
 
-/// The high bit of each byte of a little-endian word of string bytes that
-/// [`is_stop`], and possibly of bytes above the first such one (the classic
+/// The high bit of each stop byte ([`is_stop`]) of a little-endian word of
+/// string bytes, and possibly of bytes above the first one (the classic
 /// zero-byte test: a borrow runs only upwards from a flagged byte), so the
 /// lowest flagged byte is exactly the first stop byte.
 fn stop_bytes(w: u64) -> u64 {
