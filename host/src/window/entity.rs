@@ -191,6 +191,23 @@ impl Column<'_> {
     }
 }
 
+/// Makes room in `held` for one more event of `stride` words, growing it by an
+/// eighth of its events (at least one) rather than doubling it: held events
+/// are most of the window state, doubling leaves on average a third of the
+/// buffer unused, and the allocator keeps some of the buffers a growth frees
+/// (docs/benchmarks.md has the bytes per event of each). Each growth copies
+/// the buffer: about eight events' words per event held, little beside the
+/// processing of an event.
+fn reserve_event(held: &mut VecDeque<u64>, stride: usize) {
+    if held.capacity() - held.len() < stride {
+        let events = held.len() / stride;
+        held.reserve_exact(stride * (events / 8).max(1));
+    }
+}
+
+/// Below this many events' room, a held-events buffer is not shrunk.
+const SHRINK_FROM_EVENTS: usize = 64;
+
 /// Reads a stored numeric cell as a float.
 pub fn numeric(cell: u64, kind: ValueType) -> f64 {
     match kind {
@@ -313,6 +330,7 @@ impl EntityWindow {
         let words = std::iter::once(t as u64)
             .chain((layout.cells == 2).then_some(wm as u64))
             .chain(cells.iter().copied());
+        reserve_event(&mut self.held, layout.stride);
         if pos == n {
             self.held.extend(words);
         } else {
@@ -442,6 +460,18 @@ impl EntityWindow {
             self.held.drain(..layout.stride);
             dropped(t);
         }
+        // An entity whose rate fell still has the buffer of its busiest hour:
+        // once three quarters of it stand empty, give back half of it.
+        let (len, capacity) = (self.held.len(), self.held.capacity());
+        if capacity >= SHRINK_FROM_EVENTS * layout.stride && capacity >= 4 * len {
+            self.held.shrink_to(2 * len);
+        }
+    }
+
+    /// Words the held-events buffer has room for (tests of its growth and shrinking).
+    #[cfg(test)]
+    pub(super) fn held_capacity(&self) -> usize {
+        self.held.capacity()
     }
 
     /// The earliest stream time at which a value shown may change or some

@@ -16,6 +16,7 @@
 //! - [`plan`]: window shapes and what to store and aggregate, from the descriptor;
 //! - [`entity`]: one entity's events, sliding aggregates and sessions;
 //! - `expiry`: the entities in order of their next change (a calendar queue);
+//! - `slots`: the entities' slots by id, in chunks that never move;
 //! - [`sum`]: compensated running sums and moments;
 //! - [`tiles`]: tiled windows (partial aggregates per time bucket, or per
 //!   instance) for long windows.
@@ -32,6 +33,7 @@ pub mod entity;
 mod expiry;
 pub mod plan;
 pub mod sketch;
+mod slots;
 pub mod sum;
 pub mod tiles;
 
@@ -49,6 +51,7 @@ pub use tiles::Tiling;
 use crate::event::format_time;
 use entity::Verdict;
 use expiry::Expiries;
+use slots::Slots;
 
 /// Idle advances kept in a checkpoint at most (commit metadata is small).
 pub const MAX_JUMPS: usize = 16;
@@ -173,9 +176,9 @@ const NOT_INDEXED: i64 = i64::MIN;
 const EXPIRY_BUCKETS_PER_REACH: i64 = 256;
 
 /// Whether the expiry entry (`at`, `id`) is live: the slot is indexed at `at`.
-fn indexed_at(slots: &[Option<Slot>], at: i64, id: u32) -> bool {
+fn indexed_at(slots: &Slots<Option<Slot>>, at: i64, id: u32) -> bool {
     slots
-        .get(id as usize)
+        .get(id)
         .and_then(Option::as_ref)
         .is_some_and(|s| s.indexed == at)
 }
@@ -207,7 +210,7 @@ struct Rebuild {
 /// All window state of one partition.
 pub struct Partition {
     stream_time: Option<i64>,
-    slots: Vec<Option<Slot>>,
+    slots: Slots<Option<Slot>>,
     free: Vec<u32>,
     /// Slot ids by their key's hash (keys are kept once, in the slots).
     ids: HashTable<u32>,
@@ -242,7 +245,7 @@ impl Partition {
     pub fn new(plan: &Plan) -> Self {
         Self {
             stream_time: None,
-            slots: Vec::new(),
+            slots: Slots::default(),
             free: Vec::new(),
             ids: HashTable::new(),
             expiries: Expiries::new(plan.reach_ms() / EXPIRY_BUCKETS_PER_REACH),
@@ -353,7 +356,7 @@ impl Partition {
                 Some(id) => id,
                 None => self.allocate(plan, entity),
             };
-            let slot = self.slots[id as usize].as_mut().expect("live id");
+            let slot = self.slots[id].as_mut().expect("live id");
             let raw = plan.tiles.holds_raw(&verdicts);
             let mut shown = raw && slot.window.insert(plan, t, cells, now, wm, &verdicts);
             let mut merged = Vec::new();
@@ -466,18 +469,15 @@ impl Partition {
         };
         let id = match self.free.pop() {
             Some(id) => {
-                self.slots[id as usize] = Some(slot);
+                self.slots[id] = Some(slot);
                 id
             }
-            None => {
-                self.slots.push(Some(slot));
-                (self.slots.len() - 1) as u32
-            }
+            None => self.slots.push(Some(slot)),
         };
         let slots = &self.slots;
         self.ids
             .insert_unique(FxBuildHasher.hash_one(entity), id, |&id| {
-                FxBuildHasher.hash_one(slots[id as usize].as_ref().expect("live id").key.as_str())
+                FxBuildHasher.hash_one(slots[id].as_ref().expect("live id").key.as_str())
             });
         id
     }
@@ -486,7 +486,7 @@ impl Partition {
     fn find(&self, entity: &str) -> Option<u32> {
         self.ids
             .find(FxBuildHasher.hash_one(entity), |&id| {
-                self.slots[id as usize]
+                self.slots[id]
                     .as_ref()
                     .is_some_and(|s| s.key.as_bytes() == entity.as_bytes())
             })
@@ -498,7 +498,7 @@ impl Partition {
             .stream_time
             .expect("an entity exists only after an event");
         let wm = Self::watermark(plan, now);
-        let slot = self.slots[id as usize].as_mut().expect("live id");
+        let slot = self.slots[id].as_mut().expect("live id");
         let next = slot.window.next_change(plan, now, wm);
         if slot.indexed() != next {
             if slot.indexed().is_some() {
@@ -583,7 +583,7 @@ impl Partition {
                 soon.nth(PREFETCH_AHEAD / 2 - 1),
             )
         };
-        let slot = |id: Option<u32>| id.and_then(|id| self.slots.get(id as usize));
+        let slot = |id: Option<u32>| id.and_then(|id| self.slots.get(id));
         if let Some(Some(next)) = slot(next) {
             next.window.prefetch_lists();
         }
@@ -601,9 +601,7 @@ impl Partition {
             else {
                 break;
             };
-            let slot = self.slots[id as usize]
-                .as_mut()
-                .expect("indexed ids are live");
+            let slot = self.slots[id].as_mut().expect("indexed ids are live");
             slot.indexed = NOT_INDEXED;
             // Dropped events come oldest first: release them bucket by bucket.
             let (buckets, bucket_ms) = (&mut self.buckets, self.bucket_ms);
@@ -695,18 +693,16 @@ impl Partition {
         };
         for (k, &id) in dirty.iter().enumerate() {
             if let Some(&ahead) = dirty.get(k + PREFETCH_AHEAD) {
-                prefetch(self.slots.get(ahead as usize));
+                prefetch(self.slots.get(ahead));
             }
             if let Some(Some(near)) = dirty
                 .get(k + PREFETCH_AHEAD / 2)
-                .and_then(|&near| self.slots.get(near as usize))
+                .and_then(|&near| self.slots.get(near))
             {
                 near.window.prefetch();
             }
             self.unmark(id);
-            let slot = self.slots[id as usize]
-                .as_mut()
-                .expect("dirty ids are live");
+            let slot = self.slots[id].as_mut().expect("dirty ids are live");
             if !slot.window.shows_nothing(plan, now, wm) {
                 let cells = (0..plan.aggs.len())
                     .map(|a| slot.window.aggregate(plan, a, now, wm))
@@ -720,7 +716,7 @@ impl Partition {
             }
             out.tombstones.push(slot.key.as_str().into());
             if slot.window.is_empty() {
-                let slot = self.slots[id as usize].take().expect("live");
+                let slot = self.slots[id].take().expect("live");
                 if slot.indexed().is_some() {
                     self.expiries.forget();
                 }
