@@ -13,29 +13,26 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// Values by dense `u32` id, appended at the end; ids stay valid for good.
 pub struct Slots<T> {
+    /// Full chunks, then the one being filled.
     chunks: Vec<Vec<T>>,
-    len: usize,
 }
 
 impl<T> Default for Slots<T> {
     fn default() -> Self {
-        Self {
-            chunks: Vec::new(),
-            len: 0,
-        }
+        Self { chunks: Vec::new() }
     }
 }
 
 impl<T> Slots<T> {
     /// Appends `value`; returns its id.
     pub fn push(&mut self, value: T) -> u32 {
-        if self.len.is_multiple_of(CHUNK) {
+        if self.chunks.last().is_none_or(|last| last.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
+        let id = (self.chunks.len() - 1) * CHUNK;
         let last = self.chunks.last_mut().expect("a chunk with room");
+        let id = id + last.len();
         last.push(value);
-        let id = self.len;
-        self.len += 1;
         u32::try_from(id).expect("fewer than 2^32 entities per partition")
     }
 

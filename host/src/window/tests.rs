@@ -1047,7 +1047,7 @@ mod tiled;
 #[test]
 fn held_events_buffer_grows_by_eighths_and_shrinks_after_a_burst() {
     let plan = plan_of(vec![spec("", WindowKind::Sliding, 10_000)], 0);
-    let stride = |p: &Partition| {
+    let buffer = |p: &Partition| {
         let slot = p.slots.iter().flatten().next().expect("one entity");
         (slot.window.held_capacity(), slot.window.len(&plan))
     };
@@ -1056,7 +1056,7 @@ fn held_events_buffer_grows_by_eighths_and_shrinks_after_a_burst() {
     // A burst: 8,000 events in the first 800 ms.
     for i in 0..8_000 {
         feed(&plan, &mut p, &mut off, &[("u", i / 10, 1.0)]);
-        let (capacity, held) = stride(&p);
+        let (capacity, held) = buffer(&p);
         let words = capacity / (held.max(1));
         // Room for at most an eighth more events than held (and one event).
         assert!(
@@ -1064,13 +1064,13 @@ fn held_events_buffer_grows_by_eighths_and_shrinks_after_a_burst() {
             "{capacity} words for {held} events"
         );
     }
-    let (burst_capacity, _) = stride(&p);
+    let (burst_capacity, _) = buffer(&p);
     // Then a trickle, one event per 100 ms until 20 s: the window (10 s, 20 s]
     // holds the last 100 of them.
     for t in (1_000..=20_000).step_by(100) {
         feed(&plan, &mut p, &mut off, &[("u", t, 1.0)]);
     }
-    let (capacity, held) = stride(&p);
+    let (capacity, held) = buffer(&p);
     assert_eq!(held, 100);
     assert_eq!(count_of(&mut p, &plan).get("u"), Some(&Some(100)));
     assert!(
