@@ -1235,8 +1235,8 @@ def render(results, env, profile_dir):
         "(the live heap stays 46.0 B). Returning freed pages at once (`MIMALLOC_PURGE_DELAY=0`) was "
         "measured on 2026-11-28 13:50 UTC on commit 52939e4: RSS fit 45.6 → 36.5 B per event (one run "
         "of each memory child), but the profiling child's steady state (window full, 500,000 events "
-        "after 500,000; five alternating pairs) ×0.69-0.88, median ×0.84, from the pages it must fault "
-        "in and clear again, so the default (purging after a delay) is kept."
+        "after 500,000; five alternating pairs) ×0.69-0.88, median ×0.84 (likely the freed pages faulted "
+        "in and cleared again, not shown), so the default (purging after a delay) is kept."
     )
     w(
         "- Window state for the RSS fit of bytes per event (2026-11-28 04:30-05:10 UTC). An entity's "
@@ -1255,8 +1255,8 @@ def render(results, env, profile_dir):
     w(
         "- Tried and dropped (no gain or slower, in-process A/B on this machine): mimalloc as the global "
         "allocator on 2026-11-26 and 2026-11-27 (end to end and in process within noise then; adopted "
-        "on 2026-11-28, above); prefetching the entities due to expire twice as far ahead (4, 12 and "
-        "20 entries instead of 2, 4 and 8; six pairs of the profiling child's steady state "
+        "on 2026-11-28, above); prefetching the entities due to expire twice as far ahead on 2026-11-28 (4, "
+        "12 and 20 entries instead of 2, 4 and 8; six pairs of the profiling child's steady state "
         "×0.95-1.10, median ×0.99); a binary heap with lazy deletion for the "
         "entities' expiry schedule instead of the ordered set (core path about 8% slower: expiry times "
         "arrive nearly in order, which suits the B-tree's hot rightmost leaf); `GETRANGE` of the record's "
