@@ -5,7 +5,8 @@
 //! JSON it writes. By hand: `cargo bench -p wafer --bench wafer_bench` (release profile).
 //!
 //! Sections (`WAFER_BENCH_SECTIONS`, comma-separated; default `inproc,memory,e2e,latency,ops`):
-//! - `inproc`: generator -> JSON bytes -> `Processor::process` -> `Processor::flush` every
+//! - `inproc`: generator -> JSON bytes -> `Processor::process_batch` (runs of up to 64
+//!   records of one partition, as the Kafka source applies them) -> `Processor::flush` every
 //!   `WAFER_BENCH_FLUSH_EVERY` events, no I/O; next to it, in the same repetition, the same
 //!   path without the plugin (decode + windows + drain, rebuilt from the public pieces), and
 //!   the plugin call alone on the same batches: the wasm component vs native Rust
@@ -51,12 +52,12 @@ use tokio_util::sync::CancellationToken;
 
 use wafer::event::{format_time, FieldValue, Schema};
 use wafer::metrics::Counters;
-use wafer::pipeline::Processor;
+use wafer::pipeline::{Processor, Record};
 use wafer::plugin::{
     AggregationKind, Batch, Column, ColumnData, Descriptor, Plugin, PluginEngine, PluginLimits,
     TextColumn, ValueType, WindowKind,
 };
-use wafer::window::{AggCell, Partition, Plan, Row};
+use wafer::window::{AggCell, Arrival, Partition, Plan, Row};
 
 // ------------------------------------------------------------------------------------------
 // Live-heap accounting (used by the memory child processes only).
@@ -131,6 +132,8 @@ fn redis_url() -> String {
 
 /// Partitions of the input (in-process and Kafka alike).
 const PARTITIONS: i32 = 4;
+/// Records of one partition applied together in process (the Kafka source's chunk).
+const RUN: usize = 64;
 /// 2026-03-01T00:00:00Z: event times of the in-process and memory sections start here.
 const START_MS: i64 = 1_772_323_200_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -590,6 +593,8 @@ fn processor(plugin: Plugin) -> Processor {
 
 /// Feeds every event to `p` and flushes every partition every `flush_every` events
 /// (and at the end), discarding the updates. Returns the number of updates.
+/// Events are applied as the Kafka source applies them: in runs of up to
+/// [`RUN`] records of one partition (as fetched), through `process_batch`.
 fn feed(p: &mut Processor, ev: &Events, flush_every: usize) -> u64 {
     feed_range(p, ev, 0..ev.len(), flush_every)
 }
@@ -604,24 +609,58 @@ fn feed_range(
     range: std::ops::Range<usize>,
     flush_every: usize,
 ) -> u64 {
-    let mut offsets = [range.start as i64; PARTITIONS as usize];
+    let mut outcomes = Vec::new();
     let mut updates = 0u64;
-    for i in range {
-        let part = ev.partition[i];
-        let offset = offsets[part as usize];
-        offsets[part as usize] += 1;
-        let outcome = p.process((0, part), offset, ev.time_ms[i], Some(ev.payload(i)));
-        black_box(&outcome);
-        if (i + 1).is_multiple_of(flush_every) {
-            for k in 0..PARTITIONS {
-                updates += black_box(p.flush((0, k))).updates.len() as u64;
-            }
+    in_runs(ev, range, flush_every, |k, run, flush| {
+        p.process_batch((0, k as i32), run, &mut outcomes);
+        black_box(&outcomes);
+        if flush {
+            updates += black_box(p.flush((0, k as i32))).updates.len() as u64;
+        }
+    });
+    updates
+}
+
+/// Hands the events of `range` to `apply` as the Kafka source applies records:
+/// runs of up to [`RUN`] records of one partition (partition index, run, then
+/// whether to flush that partition), offsets counting from the range's start.
+/// Every `flush_every` events and at the end, every partition's run so far is
+/// handed over with the flush flag set (an empty run too).
+#[inline(always)]
+fn in_runs<'e>(
+    ev: &'e Events,
+    range: std::ops::Range<usize>,
+    flush_every: usize,
+    mut apply: impl FnMut(usize, &[Record<'e>], bool),
+) {
+    let mut offsets = [range.start as i64; PARTITIONS as usize];
+    let mut runs: [Vec<Record<'e>>; PARTITIONS as usize] = Default::default();
+    fn apply_all<'e>(
+        runs: &mut [Vec<Record<'e>>],
+        apply: &mut impl FnMut(usize, &[Record<'e>], bool),
+    ) {
+        for (k, run) in runs.iter_mut().enumerate() {
+            apply(k, run, true);
+            run.clear();
         }
     }
-    for k in 0..PARTITIONS {
-        updates += black_box(p.flush((0, k))).updates.len() as u64;
+    for i in range {
+        let part = ev.partition[i] as usize;
+        runs[part].push(Record {
+            offset: offsets[part],
+            reference_ms: ev.time_ms[i],
+            payload: Some(ev.payload(i)),
+        });
+        offsets[part] += 1;
+        if runs[part].len() == RUN {
+            apply(part, &runs[part], false);
+            runs[part].clear();
+        }
+        if (i + 1).is_multiple_of(flush_every) {
+            apply_all(&mut runs, &mut apply);
+        }
     }
-    updates
+    apply_all(&mut runs, &mut apply);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -673,57 +712,57 @@ impl Core {
         }
     }
 
-    fn apply(&mut self, part: i32, offset: i64, reference_ms: i64, payload: &[u8]) {
-        let Ok(event) = self.schema.decode(Some(payload), reference_ms) else {
-            return;
-        };
+    /// Decodes a run of one partition's records and applies them as one batch,
+    /// as `Processor::process_batch` does.
+    fn apply_run(&mut self, part: usize, run: &[Record<'_>]) {
         self.cells.clear();
-        for (input, _) in &self.plan.stored {
-            self.cells.push(match &event.fields[*input] {
-                FieldValue::Int(v) => *v as u64,
-                FieldValue::Float(v) => v.to_bits(),
-                FieldValue::Bool(v) => u64::from(*v),
-                FieldValue::Text(s) => u64::from(self.interner.intern(s)),
-            });
+        let mut decoded = Vec::with_capacity(run.len());
+        for r in run {
+            let Ok(event) = self.schema.decode(r.payload, r.reference_ms) else {
+                continue;
+            };
+            for (input, _) in &self.plan.stored {
+                self.cells.push(match &event.fields[*input] {
+                    FieldValue::Int(v) => *v as u64,
+                    FieldValue::Float(v) => v.to_bits(),
+                    FieldValue::Bool(v) => u64::from(*v),
+                    FieldValue::Text(s) => u64::from(self.interner.intern(s)),
+                });
+            }
+            decoded.push((r.offset, event.entity, event.time_ms));
         }
-        let _ = black_box(self.parts[part as usize].apply(
-            &self.plan,
-            offset,
-            &event.entity,
-            event.time_ms,
-            &self.cells,
-        ));
+        let width = self.plan.stored.len();
+        let arrivals: Vec<Arrival<'_>> = decoded
+            .iter()
+            .enumerate()
+            .map(|(k, (offset, entity, t))| Arrival {
+                offset: *offset,
+                entity,
+                t: *t,
+                cells: &self.cells[k * width..(k + 1) * width],
+            })
+            .collect();
+        self.parts[part].apply_batch(&self.plan, &arrivals, |_, r| {
+            let _ = black_box(r);
+        });
     }
 
     /// Feeds every event, draining every partition every `flush_every` events; with
     /// `capture`, turns each drain into the plugin batch the processor would build.
     fn feed(&mut self, ev: &Events, flush_every: usize, capture: bool) -> (u64, Vec<Batch>) {
-        let mut offsets = [0i64; PARTITIONS as usize];
         let mut rows = 0u64;
         let mut batches = Vec::new();
-        for i in 0..ev.len() {
-            let part = ev.partition[i];
-            let offset = offsets[part as usize];
-            offsets[part as usize] += 1;
-            self.apply(part, offset, ev.time_ms[i], ev.payload(i));
-            if (i + 1).is_multiple_of(flush_every) {
-                rows += self.drain_all(capture, &mut batches);
+        in_runs(ev, 0..ev.len(), flush_every, |k, run, flush| {
+            self.apply_run(k, run);
+            if flush {
+                let emission = black_box(self.parts[k].drain(&self.plan));
+                rows += emission.rows.len() as u64;
+                if capture && !emission.rows.is_empty() {
+                    batches.push(self.batch(&emission.rows));
+                }
             }
-        }
-        rows += self.drain_all(capture, &mut batches);
+        });
         (rows, batches)
-    }
-
-    fn drain_all(&mut self, capture: bool, batches: &mut Vec<Batch>) -> u64 {
-        let mut rows = 0;
-        for k in 0..PARTITIONS as usize {
-            let emission = black_box(self.parts[k].drain(&self.plan));
-            rows += emission.rows.len() as u64;
-            if capture && !emission.rows.is_empty() {
-                batches.push(self.batch(&emission.rows));
-            }
-        }
-        rows
     }
 
     /// The plugin input for `rows`, laid out as `Processor` lays it out: one column per

@@ -95,6 +95,18 @@ impl Schema {
         payload: Option<&'a [u8]>,
         reference_ms: i64,
     ) -> Result<Event<'a>, DecodeError> {
+        self.decode_into(payload, reference_ms, Vec::new())
+    }
+
+    /// [`Schema::decode`], with the event's fields in `fields` (cleared
+    /// first): a caller that hands each event's fields back for the next one
+    /// allocates them once, not once per event.
+    pub fn decode_into<'a>(
+        &self,
+        payload: Option<&'a [u8]>,
+        reference_ms: i64,
+        fields: Vec<FieldValue<'a>>,
+    ) -> Result<Event<'a>, DecodeError> {
         let payload = payload.ok_or(DecodeError::Empty)?;
         let n = self.entity.fields().len() + 1 + self.inputs.len();
         if n <= fast::MAX_SLOTS {
@@ -112,10 +124,10 @@ impl Schema {
                 }
             });
             if scanned.is_some() {
-                return self.event_of(slots, reference_ms);
+                return self.event_of(slots, reference_ms, fields);
             }
         }
-        self.decode_with_serde(payload, reference_ms)
+        self.decode_with_serde(payload, reference_ms, fields)
     }
 
     /// [`Schema::decode`] without the fast path: any JSON, and serde_json's
@@ -124,6 +136,7 @@ impl Schema {
         &self,
         payload: &'a [u8],
         reference_ms: i64,
+        fields: Vec<FieldValue<'a>>,
     ) -> Result<Event<'a>, DecodeError> {
         let mut de = serde_json::Deserializer::from_slice(payload);
         let slots = de
@@ -131,7 +144,7 @@ impl Schema {
             .and_then(|top| de.end().map(|()| top))
             .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
         match slots {
-            Ok(mut slots) => self.event_of(&mut slots, reference_ms),
+            Ok(mut slots) => self.event_of(&mut slots, reference_ms, fields),
             Err(found) => Err(DecodeError::InvalidJson(format!(
                 "expected an object, found {found}"
             ))),
@@ -143,6 +156,7 @@ impl Schema {
         &self,
         slots: &mut [Option<Raw<'a>>],
         reference_ms: i64,
+        mut fields: Vec<FieldValue<'a>>,
     ) -> Result<Event<'a>, DecodeError> {
         let key_fields = self.entity.fields();
         let entity = if key_fields.len() == 1 {
@@ -180,7 +194,8 @@ impl Schema {
                 max_ms: self.max_future_ms,
             });
         }
-        let mut fields = Vec::with_capacity(self.inputs.len());
+        fields.clear();
+        fields.reserve(self.inputs.len());
         for ((name, kind), slot) in self.inputs.iter().zip(&mut slots[time_slot + 1..]) {
             match slot.take() {
                 None | Some(Raw::Null) => return Err(DecodeError::MissingField(name.clone())),
@@ -970,7 +985,7 @@ mod tests {
                 }
                 let payload = &payload[..];
                 let got = s.decode(Some(payload), NOON);
-                let want = s.decode_with_serde(payload, NOON);
+                let want = s.decode_with_serde(payload, NOON, Vec::new());
                 assert_eq!(
                     format!("{got:?}"),
                     format!("{want:?}"),

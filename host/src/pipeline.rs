@@ -15,7 +15,7 @@ use crate::plugin::{
     PluginError, TextColumn, ValueType,
 };
 use crate::window::tiles::TileError;
-use crate::window::{AggCell, Checkpoint, Late, Partition, Plan, Row};
+use crate::window::{AggCell, Arrival, Checkpoint, Late, Partition, Plan, Row};
 
 /// A source partition: (index of the topic in the source's topic list, partition).
 pub type PartitionKey = (u32, i32);
@@ -29,6 +29,15 @@ pub enum Outcome {
     Late(String),
     /// Malformed: not applied, goes to the dead-letter topic.
     Dead(DecodeError),
+}
+
+/// A consumed record, for [`Processor::process_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub offset: i64,
+    /// Its Kafka timestamp (or the wall clock), see [`Processor::process`].
+    pub reference_ms: i64,
+    pub payload: Option<&'a [u8]>,
 }
 
 /// One write to the online store and the feature topic.
@@ -247,6 +256,8 @@ pub struct Processor {
     partitions: FxHashMap<PartitionKey, Partition>,
     counters: Counters,
     cells: Vec<u64>,
+    /// The cells of the records of a batch, one after the other.
+    batch_cells: Vec<u64>,
     /// Entities and tombstones whose outputs were not written (quarantine,
     /// pause), emitted again once a working plugin is swapped in.
     deferred: FxHashMap<PartitionKey, Deferred>,
@@ -291,6 +302,7 @@ impl Processor {
             partitions: FxHashMap::default(),
             counters,
             cells: Vec::new(),
+            batch_cells: Vec::new(),
             deferred: FxHashMap::default(),
             recent_batch: RecentBatch::default(),
             failure_streak: 0,
@@ -475,6 +487,69 @@ impl Processor {
                 Outcome::Late(reason)
             }
         }
+    }
+
+    /// Applies consumed records of `partition`, in order, exactly as
+    /// [`Processor::process`] one by one would; `outcomes` is set to their
+    /// outcomes, in the same order. Faster for many records: the partition is
+    /// looked up once, and the windows load each entity's state a few events
+    /// ahead (see [`Partition::apply_batch`]).
+    pub fn process_batch(
+        &mut self,
+        partition: PartitionKey,
+        records: &[Record<'_>],
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        outcomes.clear();
+        if records.is_empty() {
+            return;
+        }
+        self.counters.add_events_in(records.len() as u64);
+        let mut cells = std::mem::take(&mut self.batch_cells);
+        cells.clear();
+        // (record index, entity, event time) of the records decoded.
+        let mut decoded = Vec::with_capacity(records.len());
+        let mut fields = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match self.schema.decode_into(r.payload, r.reference_ms, fields) {
+                Ok(event) => {
+                    self.fill_cells(&event.fields);
+                    cells.extend_from_slice(&self.cells);
+                    decoded.push((i, event.entity, event.time_ms));
+                    outcomes.push(Outcome::Applied);
+                    fields = event.fields;
+                }
+                Err(e) => {
+                    self.counters.add_dead_letters(1);
+                    outcomes.push(Outcome::Dead(e));
+                    fields = Vec::new();
+                }
+            }
+        }
+        let width = self.plan.stored.len();
+        let arrivals: Vec<Arrival<'_>> = decoded
+            .iter()
+            .enumerate()
+            .map(|(k, (i, entity, t))| Arrival {
+                offset: records[*i].offset,
+                entity,
+                t: *t,
+                cells: &cells[k * width..(k + 1) * width],
+            })
+            .collect();
+        let state = self
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| Partition::new(&self.plan));
+        let counters = &self.counters;
+        state.apply_batch(&self.plan, &arrivals, |k, result| {
+            if let Err(Late { reason, .. }) = result {
+                counters.add_late(1);
+                outcomes[decoded[k].0] = Outcome::Late(reason);
+            }
+        });
+        drop(arrivals);
+        self.batch_cells = cells;
     }
 
     /// Re-applies a record while rebuilding `partition` (see [`Partition::replay`]).

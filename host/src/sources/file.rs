@@ -7,11 +7,17 @@ use std::io::BufRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{FileConfig, PipelineConfig};
-use crate::pipeline::Outcome;
+use crate::pipeline::{Outcome, PartitionKey, Record};
 use crate::sinks::memory::MemoryStore;
 use crate::sinks::redis::RedisSink;
 use crate::view::View;
 use crate::RunError;
+
+/// The partition the file is read as.
+const PARTITION: PartitionKey = (0, 0);
+/// Lines applied together (one batch for the windows, see
+/// [`crate::pipeline::Processor::process_batch`]).
+const CHUNK: usize = 64;
 
 /// Reads the whole file through every view into the online store.
 pub async fn run(
@@ -28,24 +34,51 @@ pub async fn run(
             file.path.display()
         ))
     })?;
-    let partition = (0, 0);
+    let mut lines = std::io::BufReader::new(source).lines().enumerate();
+    let mut chunk: Vec<(usize, String)> = Vec::with_capacity(CHUNK);
     let mut in_batch = 0;
-    for (line_no, line) in std::io::BufReader::new(source).lines().enumerate() {
-        if shutdown.is_cancelled() {
-            break;
+    let mut ended = false;
+    while !ended && !shutdown.is_cancelled() {
+        chunk.clear();
+        let room = CHUNK.min(pipeline.batch_size.saturating_sub(in_batch).max(1));
+        while chunk.len() < room {
+            let Some((line_no, line)) = lines.next() else {
+                ended = true;
+                break;
+            };
+            let line = line
+                .map_err(|e| RunError::Source(format!("reading {}: {e}", file.path.display())))?;
+            if !line.trim().is_empty() {
+                chunk.push((line_no, line));
+            }
         }
-        let line =
-            line.map_err(|e| RunError::Source(format!("reading {}: {e}", file.path.display())))?;
-        if line.trim().is_empty() {
-            continue;
+        apply(views, &chunk);
+        in_batch += chunk.len();
+        if in_batch >= pipeline.batch_size {
+            flush(views, &mut redis, memory).await?;
+            in_batch = 0;
         }
-        let now = chrono::Utc::now().timestamp_millis();
-        for view in views.iter_mut() {
-            let offset = line_no as i64;
-            match view
-                .processor
-                .process(partition, offset, now, Some(line.as_bytes()))
-            {
+    }
+    flush(views, &mut redis, memory).await
+}
+
+/// Applies `lines` (numbered from 0, the offset) to every view as one batch.
+fn apply(views: &mut [View], lines: &[(usize, String)]) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let records: Vec<Record<'_>> = lines
+        .iter()
+        .map(|(line_no, line)| Record {
+            offset: *line_no as i64,
+            reference_ms: now,
+            payload: Some(line.as_bytes()),
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(records.len());
+    for view in views.iter_mut() {
+        view.processor
+            .process_batch(PARTITION, &records, &mut outcomes);
+        for ((line_no, _), outcome) in lines.iter().zip(outcomes.drain(..)) {
+            match outcome {
                 Outcome::Applied => {}
                 Outcome::Late(reason) => {
                     tracing::debug!(view = %view.name, line = line_no + 1, %reason, "late event")
@@ -55,13 +88,7 @@ pub async fn run(
                 }
             }
         }
-        in_batch += 1;
-        if in_batch >= pipeline.batch_size {
-            flush(views, &mut redis, memory).await?;
-            in_batch = 0;
-        }
     }
-    flush(views, &mut redis, memory).await
 }
 
 async fn flush(

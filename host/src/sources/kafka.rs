@@ -56,7 +56,7 @@ use crate::config::{KafkaConfig, PipelineConfig};
 use crate::kafka_client;
 use crate::metrics::Counters;
 use crate::offline::OfflineWriter;
-use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure};
+use crate::pipeline::{FailurePolicy, FeatureUpdate, Outcome, PartitionKey, PluginFailure, Record};
 use crate::repartition::{self, Routing};
 use crate::sinks::kafka::{AckContext, Acks, KafkaSink, Producer, Source};
 use crate::sinks::redis::{RedisSink, ViewWrites};
@@ -71,6 +71,10 @@ const METADATA_PREFIX: &str = "wafer3";
 /// (sliding windows only), still read so that a running pipeline can be upgraded.
 const METADATA_PREFIX_V2: &str = "wafer2";
 const BLOCKING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Records already fetched are applied this many at a time (runs of one
+/// partition's records are each one batch for the windows, which then load
+/// the state of the entities ahead while applying the records before).
+const CHUNK: usize = 64;
 /// A revoke waits for the batches in flight, warning this often while it does...
 const REVOKE_WARN_EVERY: Duration = Duration::from_secs(10);
 /// ...and at most this long: a write or commit that never ends must not hold
@@ -444,33 +448,47 @@ impl Member<'_> {
                 }
                 Wake::Received(Ok(Ok(message))) => {
                     let now = Instant::now();
-                    in_batch += self.on_record(views, &message, now)?;
-                    // Records already fetched are applied without going back
+                    // Records already fetched are taken without going back
                     // through the select above (its timers and wake-ups cost
-                    // more than applying a record), up to the batch's end.
+                    // more than applying a record), up to the batch's end, and
+                    // applied in chunks (see `on_records`).
+                    let mut chunk = Vec::with_capacity(CHUNK);
+                    chunk.push(message);
                     loop {
-                        if in_batch >= pipeline.batch_size && self.writer.full() {
+                        let taken = in_batch + chunk.len();
+                        if taken >= pipeline.batch_size && self.writer.full() {
                             // Growing: a completed batch frees a slot, and
                             // this one is then flushed at once.
                             if let Some(done) = self.writer.try_next_done()? {
                                 self.completed(views, done);
                             }
                         }
-                        if in_batch >= self.batch_limit(pipeline) {
+                        if taken >= self.batch_limit(pipeline) {
                             break;
+                        }
+                        if chunk.len() == CHUNK {
+                            in_batch += self.on_records(views, &chunk, now)?;
+                            chunk.clear();
                         }
                         let Some(next) = ready_now(consumer.recv()) else {
                             break;
                         };
-                        self.apply_rebalance(views)?;
+                        // The records taken came before this poll's
+                        // assignment changes: they are applied first.
+                        if self.rebalance_pending() {
+                            in_batch += self.on_records(views, &chunk, now)?;
+                            chunk.clear();
+                            self.apply_rebalance(views)?;
+                        }
                         match next {
-                            Ok(message) => in_batch += self.on_record(views, &message, now)?,
+                            Ok(message) => chunk.push(message),
                             Err(e) => {
                                 tracing::warn!(error = %e, "kafka consumer error");
                                 break;
                             }
                         }
                     }
+                    in_batch += self.on_records(views, &chunk, now)?;
                     if in_batch > 0 {
                         flush_at.get_or_insert_with(|| now + linger);
                     }
@@ -538,6 +556,17 @@ impl Member<'_> {
         }
     }
 
+    /// True when the last poll changed the assignment (see [`Member::apply_rebalance`]).
+    fn rebalance_pending(&self) -> bool {
+        !self
+            .consumer
+            .context()
+            .changes
+            .lock()
+            .expect("never poisoned")
+            .is_empty()
+    }
+
     /// Applies the assignment changes of the last poll, in order: a revoked
     /// partition's state is released; an assigned one is rebuilt now, so that
     /// it is ready before its first record (or without one).
@@ -575,91 +604,130 @@ impl Member<'_> {
         Ok(())
     }
 
-    /// Applies one consumed record (received at `now`) and notes its
-    /// partition's position; returns how many records it adds to the batch
-    /// (0 for a topic not subscribed).
-    fn on_record(
+    /// Applies consumed records (received at `now`), each run of one
+    /// partition's records together, and notes the partitions' positions;
+    /// returns how many records they add to the batch (those of a topic not
+    /// subscribed add none).
+    fn on_records(
         &mut self,
         views: &mut [View],
-        message: &BorrowedMessage<'_>,
+        messages: &[BorrowedMessage<'_>],
         now: Instant,
     ) -> Result<usize, RunError> {
-        let Some(topic_index) = self.cfg.topics.iter().position(|t| t == message.topic()) else {
-            return Ok(0);
-        };
-        let key = (topic_index as u32, message.partition());
-        if !self.owned.contains_key(&key) {
-            self.rebuild(views, key, Some(message.offset()))?;
+        let mut added = 0;
+        let runs =
+            messages.chunk_by(|a, b| a.partition() == b.partition() && a.topic() == b.topic());
+        for run in runs {
+            let first = &run[0];
+            let Some(topic_index) = self.cfg.topics.iter().position(|t| t == first.topic()) else {
+                continue;
+            };
+            let key = (topic_index as u32, first.partition());
+            if !self.owned.contains_key(&key) {
+                self.rebuild(views, key, Some(first.offset()))?;
+            }
+            self.process(views, key, run)?;
+            let next_offset = run[run.len() - 1].offset() + 1;
+            self.owned.insert(
+                key,
+                Activity {
+                    last_record: now,
+                    next_offset,
+                },
+            );
+            self.positions.insert(key, next_offset);
+            added += run.len();
         }
-        self.process(views, key, message)?;
-        self.owned.insert(
-            key,
-            Activity {
-                last_record: now,
-                next_offset: message.offset() + 1,
-            },
-        );
-        self.positions.insert(key, message.offset() + 1);
-        Ok(1)
+        Ok(added)
     }
 
-    /// Applies one record to every view; side records go to their topics.
+    /// Applies consecutive records of one partition to every view (each view
+    /// takes them as one batch); side records go to their topics.
     fn process(
         &mut self,
         views: &mut [View],
         key: PartitionKey,
-        message: &BorrowedMessage<'_>,
+        run: &[BorrowedMessage<'_>],
     ) -> Result<(), RunError> {
-        let reference_ms = message
-            .timestamp()
-            .to_millis()
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        let origin = self.routing.origin(message);
-        if !self.routing.admit(key, message.offset(), origin.as_ref()) {
-            for view in views.iter() {
-                view.processor.counters().add_duplicates(1);
+        let mut admitted = Vec::with_capacity(run.len());
+        for message in run {
+            let origin = self.routing.origin(message);
+            if self.routing.admit(key, message.offset(), origin.as_ref()) {
+                admitted.push((message, origin));
+            } else {
+                for view in views.iter() {
+                    view.processor.counters().add_duplicates(1);
+                }
             }
-            return Ok(());
         }
+        let records: Vec<Record<'_>> = admitted
+            .iter()
+            .map(|(message, _)| Record {
+                offset: message.offset(),
+                reference_ms: message
+                    .timestamp()
+                    .to_millis()
+                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+                payload: message.payload(),
+            })
+            .collect();
+        let several = self.routing.several_views;
+        let mut outcomes = Vec::with_capacity(records.len());
+        for view in views.iter_mut() {
+            view.processor.process_batch(key, &records, &mut outcomes);
+            for ((message, origin), outcome) in admitted.iter().zip(outcomes.drain(..)) {
+                self.side_record(view, message, origin.as_ref(), outcome, several)?;
+            }
+        }
+        for (message, _) in &admitted {
+            self.forward(message)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a record that `view` did not apply to the late-events or
+    /// dead-letter topic, with the reason.
+    fn side_record(
+        &mut self,
+        view: &View,
+        message: &BorrowedMessage<'_>,
+        origin: Option<&repartition::Origin>,
+        outcome: Outcome,
+        several: bool,
+    ) -> Result<(), RunError> {
+        let (side_topic, reason) = match outcome {
+            Outcome::Applied => return Ok(()),
+            Outcome::Late(reason) => (&self.cfg.late_topic, reason),
+            Outcome::Dead(e) => (&self.cfg.dead_letter_topic, e.to_string()),
+        };
         // Side records name the input record (a forwarded one's origin).
-        let source = match &origin {
+        let source = match origin {
             Some(o) => (o.topic.as_str(), o.partition, o.offset),
             None => (message.topic(), message.partition(), message.offset()),
         };
-        let several = self.routing.several_views;
-        for view in views.iter_mut() {
-            let outcome =
-                view.processor
-                    .process(key, message.offset(), reference_ms, message.payload());
-            let (side_topic, reason) = match outcome {
-                Outcome::Applied => continue,
-                Outcome::Late(reason) => (&self.cfg.late_topic, reason),
-                Outcome::Dead(e) => (&self.cfg.dead_letter_topic, e.to_string()),
-            };
-            if side_topic == &self.cfg.dead_letter_topic {
-                self.status.recent.dead_letter(DeadLetter::new(
-                    &view.name,
-                    "decode",
-                    &reason,
-                    message.key(),
-                    source,
-                ));
-            }
-            let view_header = [("wafer.view", view.name.as_str())];
-            self.sink.send_side(
-                side_topic,
-                message.key(),
-                message.payload(),
+        if side_topic == &self.cfg.dead_letter_topic {
+            self.status.recent.dead_letter(DeadLetter::new(
+                &view.name,
+                "decode",
                 &reason,
-                Source {
-                    topic: source.0,
-                    partition: source.1,
-                    offset: source.2,
-                },
-                if several { &view_header } else { &[] },
-            )?;
+                message.key(),
+                source,
+            ));
         }
-        self.forward(message)
+        let view_header = [("wafer.view", view.name.as_str())];
+        self.sink.send_side(
+            side_topic,
+            message.key(),
+            message.payload(),
+            &reason,
+            Source {
+                topic: source.0,
+                partition: source.1,
+                offset: source.2,
+            },
+            if several { &view_header } else { &[] },
+        )?;
+        Ok(())
     }
 
     /// Forwards `message` to each repartitioned view's topic, keyed by the

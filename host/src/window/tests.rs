@@ -429,7 +429,7 @@ fn same(
 fn publish(plan: &Plan, p: &mut Partition, published: &mut BTreeMap<String, Vec<AggCell>>) {
     let e = p.drain(plan);
     for row in e.rows {
-        published.insert(row.key.to_string(), row.cells);
+        published.insert(row.key.to_string(), row.cells.into_vec());
     }
     // Idempotent: a tombstone may name an entity never published here.
     for k in e.tombstones {
@@ -439,18 +439,22 @@ fn publish(plan: &Plan, p: &mut Partition, published: &mut BTreeMap<String, Vec<
 
 /// Runs `steps` through the engine and the reference, flushing where
 /// `flushes` says, and checks after every flush that what was published is
-/// what the reference shows. Returns the late count.
+/// what the reference shows. Events are applied one by one with `batch` 1,
+/// else in batches of up to `batch` consecutive events
+/// ([`Partition::apply_batch`]). Returns the late count.
 fn run_checked(
     plan: &Plan,
     p: &mut Partition,
     reference: &mut Reference,
     published: &mut BTreeMap<String, Vec<AggCell>>,
     steps: &[Step],
-    flushes: &[bool],
+    (flushes, batch): (&[bool], usize),
 ) -> Result<usize, String> {
     let mut late = 0;
+    let mut pending = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         match step {
+            Step::Event(e) if batch > 1 => pending.push(e),
             Step::Event(e) => {
                 if p.apply(plan, e.offset, &e.entity, e.t, &cells(plan, e))
                     .is_err()
@@ -459,11 +463,16 @@ fn run_checked(
                 }
             }
             Step::Idle(to) => {
+                late += apply_batch(plan, p, &mut pending);
                 p.advance_to(plan, *to);
             }
         }
         reference.step(plan, step);
-        if flushes[i % flushes.len()] || i + 1 == steps.len() {
+        let flush = flushes[i % flushes.len()] || i + 1 == steps.len();
+        if pending.len() >= batch || flush {
+            late += apply_batch(plan, p, &mut pending);
+        }
+        if flush {
             publish(plan, p, published);
             let want = reference.shown(plan);
             same(published, &want).map_err(|e| format!("after step {i} ({step:?}): {e}"))?;
@@ -471,6 +480,32 @@ fn run_checked(
         }
     }
     Ok(late)
+}
+
+/// Applies `pending` as one batch and empties it; returns how many were late.
+fn apply_batch(plan: &Plan, p: &mut Partition, pending: &mut Vec<&Ev>) -> usize {
+    let cells: Vec<Vec<u64>> = pending.iter().map(|e| cells(plan, e)).collect();
+    let arrivals: Vec<Arrival<'_>> = pending
+        .iter()
+        .zip(&cells)
+        .map(|(e, cells)| Arrival {
+            offset: e.offset,
+            entity: &e.entity,
+            t: e.t,
+            cells,
+        })
+        .collect();
+    let mut reported = Vec::new();
+    p.apply_batch(plan, &arrivals, |k, result| {
+        reported.push((k, result.is_err()))
+    });
+    assert_eq!(
+        reported.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        (0..pending.len()).collect::<Vec<_>>(),
+        "one result per event, in order"
+    );
+    pending.clear();
+    reported.iter().filter(|(_, late)| *late).count()
 }
 
 fn shape_strategy() -> impl Strategy<Value = WindowSpec> {
@@ -579,14 +614,17 @@ proptest! {
         ooo in prop_oneof![Just(0i64), 0i64..150],
         raw in prop::collection::vec(any::<RawStep>(), 1..160),
         flushes in prop::collection::vec(prop::bool::weighted(0.3), 1..8),
+        batch in prop_oneof![Just(1usize), 2usize..40],
     ) {
         let plan = plan_of(windows, ooo);
         let steps = steps_of(&raw);
         let mut p = Partition::new(&plan);
         let mut reference = Reference::default();
         let mut published = BTreeMap::new();
-        let late = run_checked(&plan, &mut p, &mut reference, &mut published, &steps, &flushes)
-            .map_err(TestCaseError::fail)?;
+        let late = run_checked(
+            &plan, &mut p, &mut reference, &mut published, &steps, (&flushes, batch),
+        )
+        .map_err(TestCaseError::fail)?;
         prop_assert_eq!(late, reference.late);
     }
 
@@ -597,9 +635,10 @@ proptest! {
         raw in prop::collection::vec(any::<RawStep>(), 2..160),
         flushes in prop::collection::vec(prop::bool::weighted(0.3), 1..8),
         cut_at in any::<prop::sample::Index>(),
+        batch in prop_oneof![Just(1usize), 2usize..40],
     ) {
         let plan = plan_of(windows, ooo);
-        replay_property(&plan, &raw, &flushes, cut_at)?;
+        replay_property(&plan, &raw, (&flushes, batch), cut_at)?;
     }
 }
 
@@ -610,7 +649,7 @@ proptest! {
 fn replay_property(
     plan: &Plan,
     raw: &[RawStep],
-    flushes: &[bool],
+    flushes: (&[bool], usize),
     cut_at: prop::sample::Index,
 ) -> Result<(), TestCaseError> {
     let steps = steps_of(raw);

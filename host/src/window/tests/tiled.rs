@@ -65,14 +65,17 @@ proptest! {
         ooo in prop_oneof![Just(0i64), 0i64..150],
         raw in prop::collection::vec(any::<RawStep>(), 1..160),
         flushes in prop::collection::vec(prop::bool::weighted(0.3), 1..8),
+        batch in prop_oneof![Just(1usize), 2usize..40],
     ) {
         let plan = tiled_plan(windows, ooo, g);
         let steps = steps_of(&raw);
         let mut p = Partition::new(&plan);
         let mut reference = Reference::default();
         let mut published = BTreeMap::new();
-        let late = run_checked(&plan, &mut p, &mut reference, &mut published, &steps, &flushes)
-            .map_err(TestCaseError::fail)?;
+        let late = run_checked(
+            &plan, &mut p, &mut reference, &mut published, &steps, (&flushes, batch),
+        )
+        .map_err(TestCaseError::fail)?;
         prop_assert_eq!(late, reference.late);
         // Tiles are bounded by the window: at most length / g per entity and
         // sliding window; instances by the reach of an aligned window: those
@@ -106,9 +109,10 @@ proptest! {
         raw in prop::collection::vec(any::<RawStep>(), 2..160),
         flushes in prop::collection::vec(prop::bool::weighted(0.3), 1..8),
         cut_at in any::<prop::sample::Index>(),
+        batch in prop_oneof![Just(1usize), 2usize..40],
     ) {
         let plan = tiled_plan(windows, ooo, g);
-        replay_property(&plan, &raw, &flushes, cut_at)?;
+        replay_property(&plan, &raw, (&flushes, batch), cut_at)?;
     }
 }
 
