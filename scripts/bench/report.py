@@ -96,7 +96,7 @@ def load(path):
 # Components of the in-process path worth naming, with what each is in the code today.
 COMPONENTS = [
     ("wafer::pipeline::Processor::process_batch", "`Processor::process_batch`: decode + windows, per run of one partition's records"),
-    ("wafer::event::Schema::decode", "decode: one streaming pass over the JSON (named fields only), interning, timestamp"),
+    ("wafer::event::Schema::decode_into", "  decode: one streaming pass over the JSON (named fields only), interning, timestamp"),
     (
         "serde_json::value::de::<impl serde_core::de::Deserialize for serde_json::value::Value>::deserialize",
         "  building a `serde_json::Value` tree (no longer done: shown if it reappears)",
@@ -910,7 +910,7 @@ def render(results, env, profile_dir):
             f"(feature JSON strings {pct(pc_('wafer::pipeline::push_json_str'))}, online keys "
             f"{pct(pc_('wafer::pipeline::Processor::key'))}, the wasm call {pct(pc_('wafer::plugin::engine::Plugin::compute'))}, "
             f"drain {pct(pc_('wafer::window::Partition::drain'))}), `process_batch` {pct(pc_('wafer::pipeline::Processor::process_batch'))} "
-            f"(decode {pct(pc_('wafer::event::Schema::decode'))}; window updates "
+            f"(decode {pct(pc_('wafer::event::Schema::decode_into'))}; window updates "
             f"{pct(pc_('wafer::window::Partition::apply_batch'))}). With a full window, every event also "
             "evicts an older one, so a flush emits more rows than it received events (decayed entities are re-emitted; "
             f"{num(rows_per_event, 2)} updates per event in the profiled run): per-row costs (JSON, key, plugin row, "
