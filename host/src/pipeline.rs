@@ -3,6 +3,7 @@
 //! feature updates through the plugin. No I/O happens here, so the Kafka
 //! source, the file source, the tests and the benchmarks run the same code.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -429,7 +430,8 @@ impl Processor {
     }
 
     /// Starts `partition` from `checkpoint` (empty without one), before
-    /// [`Processor::replay`] and [`Processor::finish_rebuild`].
+    /// [`Processor::replay`] (or [`Processor::replay_batch`]) and
+    /// [`Processor::finish_rebuild`].
     pub fn restore(&mut self, partition: PartitionKey, checkpoint: Option<&Checkpoint>) {
         let state = match checkpoint {
             Some(c) => Partition::restored(&self.plan, c),
@@ -505,38 +507,12 @@ impl Processor {
             return;
         }
         self.counters.add_events_in(records.len() as u64);
+        outcomes.extend(records.iter().map(|_| Outcome::Applied));
         let mut cells = std::mem::take(&mut self.batch_cells);
-        cells.clear();
-        // (record index, entity, event time) of the records decoded.
-        let mut decoded = Vec::with_capacity(records.len());
-        let mut fields = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            match self.schema.decode_into(r.payload, r.reference_ms, fields) {
-                Ok(event) => {
-                    self.fill_cells(&event.fields);
-                    cells.extend_from_slice(&self.cells);
-                    decoded.push((i, event.entity, event.time_ms));
-                    outcomes.push(Outcome::Applied);
-                    fields = event.fields;
-                }
-                Err(e) => {
-                    self.counters.add_dead_letters(1);
-                    outcomes.push(Outcome::Dead(e));
-                    fields = Vec::new();
-                }
-            }
-        }
-        let width = self.plan.stored.len();
-        let arrivals: Vec<Arrival<'_>> = decoded
-            .iter()
-            .enumerate()
-            .map(|(k, (i, entity, t))| Arrival {
-                offset: records[*i].offset,
-                entity,
-                t: *t,
-                cells: &cells[k * width..(k + 1) * width],
-            })
-            .collect();
+        let decoded = self.decode_run(records, &mut cells, |i, e| outcomes[i] = Outcome::Dead(e));
+        self.counters
+            .add_dead_letters((records.len() - decoded.len()) as u64);
+        let arrivals = arrivals(records, &decoded, &cells, self.plan.stored.len());
         let state = self
             .partitions
             .entry(partition)
@@ -574,6 +550,53 @@ impl Processor {
                 &self.cells,
             );
         }
+    }
+
+    /// Re-applies records of `partition` while rebuilding it, in order,
+    /// exactly as [`Processor::replay`] one by one would; faster for many
+    /// records (see [`Partition::replay_batch`]).
+    pub fn replay_batch(&mut self, partition: PartitionKey, records: &[Record<'_>]) {
+        if records.is_empty() || !self.partitions.contains_key(&partition) {
+            return;
+        }
+        let mut cells = std::mem::take(&mut self.batch_cells);
+        let decoded = self.decode_run(records, &mut cells, |_, _| {});
+        let arrivals = arrivals(records, &decoded, &cells, self.plan.stored.len());
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.replay_batch(&self.plan, &arrivals);
+        }
+        drop(arrivals);
+        self.batch_cells = cells;
+    }
+
+    /// Decodes a run of records: the stored cells of each one decoded go into
+    /// `cells` (cleared first), one record's after another, and its (index in
+    /// `records`, entity, event time) into the result, in order; `rejected`
+    /// gets the index of each record that does not decode, and why.
+    fn decode_run<'a>(
+        &mut self,
+        records: &[Record<'a>],
+        cells: &mut Vec<u64>,
+        mut rejected: impl FnMut(usize, DecodeError),
+    ) -> Vec<(usize, Cow<'a, str>, i64)> {
+        cells.clear();
+        let mut decoded = Vec::with_capacity(records.len());
+        let mut fields = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match self.schema.decode_into(r.payload, r.reference_ms, fields) {
+                Ok(event) => {
+                    self.fill_cells(&event.fields);
+                    cells.extend_from_slice(&self.cells);
+                    decoded.push((i, event.entity, event.time_ms));
+                    fields = event.fields;
+                }
+                Err(e) => {
+                    rejected(i, e);
+                    fields = Vec::new();
+                }
+            }
+        }
+        decoded
     }
 
     fn fill_cells(&mut self, fields: &[FieldValue]) {
@@ -885,6 +908,26 @@ impl Processor {
             .collect();
         TextColumn { dictionary, codes }
     }
+}
+
+/// The windows' view of a decoded run (see [`Processor::decode_run`]): each
+/// decoded record's offset, entity, event time and its `width` stored cells.
+fn arrivals<'b>(
+    records: &[Record<'_>],
+    decoded: &'b [(usize, Cow<'_, str>, i64)],
+    cells: &'b [u64],
+    width: usize,
+) -> Vec<Arrival<'b>> {
+    decoded
+        .iter()
+        .enumerate()
+        .map(|(k, (i, entity, t))| Arrival {
+            offset: records[*i].offset,
+            entity,
+            t: *t,
+            cells: &cells[k * width..(k + 1) * width],
+        })
+        .collect()
 }
 
 /// The feature record of `entity` (an id of `key`): its entity fields, the

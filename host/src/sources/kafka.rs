@@ -913,38 +913,57 @@ impl Member<'_> {
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
         let mut count = 0;
         let mut next = start;
-        while next < end {
+        let mut at_end = false;
+        // Admitted records not replayed yet: up to CHUNK, applied as one run.
+        let mut pending = Vec::with_capacity(CHUNK);
+        while next < end && !at_end {
             if std::time::Instant::now() > deadline {
                 return Err(RunError::Kafka(format!(
                     "replaying {topic}/{} stalled at offset {next} (target {end})",
                     key.1
                 )));
             }
-            match replayer.poll(Duration::from_millis(500)) {
-                None => continue,
-                Some(Err(KafkaError::PartitionEOF(_))) => break,
-                Some(Err(e)) => return Err(kafka_err(e)),
-                Some(Ok(m)) => {
-                    if m.offset() >= end {
+            // The first record of a run is waited for; the others are only
+            // those already fetched.
+            let mut wait = Duration::from_millis(500);
+            while pending.len() < CHUNK && next < end {
+                match replayer.poll(wait) {
+                    None => break,
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        at_end = true;
                         break;
                     }
-                    let reference_ms = m.timestamp().to_millis().unwrap_or(0);
-                    let origin = self.routing.origin(&m);
-                    if !self.routing.admit(key, m.offset(), origin.as_ref()) {
+                    Some(Err(e)) => return Err(kafka_err(e)),
+                    Some(Ok(m)) => {
+                        if m.offset() >= end {
+                            at_end = true;
+                            break;
+                        }
                         count += 1;
                         next = m.offset() + 1;
-                        continue;
-                    }
-                    for (view, from) in views.iter_mut().zip(from) {
-                        if from.is_some_and(|f| m.offset() >= f) {
-                            view.processor
-                                .replay(key, m.offset(), reference_ms, m.payload());
+                        let origin = self.routing.origin(&m);
+                        if self.routing.admit(key, m.offset(), origin.as_ref()) {
+                            pending.push(m);
                         }
+                        wait = Duration::ZERO;
                     }
-                    count += 1;
-                    next = m.offset() + 1;
                 }
             }
+            let records: Vec<Record<'_>> = pending
+                .iter()
+                .map(|m| Record {
+                    offset: m.offset(),
+                    reference_ms: m.timestamp().to_millis().unwrap_or(0),
+                    payload: m.payload(),
+                })
+                .collect();
+            for (view, from) in views.iter_mut().zip(from) {
+                if let Some(from) = from {
+                    let first = records.partition_point(|r| r.offset < *from);
+                    view.processor.replay_batch(key, &records[first..]);
+                }
+            }
+            pending.clear();
         }
         replayer.unassign().map_err(kafka_err)?;
         Ok(count)

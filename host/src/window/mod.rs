@@ -519,6 +519,35 @@ impl Partition {
         }
     }
 
+    /// Re-applies `events` in order during a rebuild, exactly as
+    /// [`Partition::replay`] one by one would. Faster for many events: the
+    /// events between two recorded idle advances go through
+    /// [`Partition::apply_batch`] as one run.
+    pub fn replay_batch(&mut self, plan: &Plan, events: &[Arrival<'_>]) {
+        let mut rest = events;
+        while let Some(first) = rest.first() {
+            self.redo_jumps(plan, Some(first.offset));
+            // Idle advances still to redo were taken after `first`: the run
+            // stops before the first event they must precede.
+            let next_jump = self
+                .rebuild
+                .as_ref()
+                .and_then(|r| r.jumps.first())
+                .map(|(at, _)| *at);
+            let len = next_jump.map_or(rest.len(), |at| {
+                rest.iter().take_while(|e| e.offset < at).count().max(1)
+            });
+            let (run, after) = rest.split_at(len);
+            // [`Partition::replay`]'s gate, once for the run: while it is
+            // closed the run's events are skipped, and only an applied event
+            // or an idle advance could open it.
+            if self.stream_time.is_some() || self.rebuild.is_none() {
+                self.apply_batch(plan, run, |_, _| {});
+            }
+            rest = after;
+        }
+    }
+
     /// Ends a rebuild: redoes the remaining idle advances and moves stream
     /// time to the checkpoint's; nothing is marked for emission.
     pub fn finish_replay(&mut self, plan: &Plan) {

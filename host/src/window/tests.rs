@@ -482,19 +482,24 @@ fn run_checked(
     Ok(late)
 }
 
-/// Applies `pending` as one batch and empties it; returns how many were late.
-fn apply_batch(plan: &Plan, p: &mut Partition, pending: &mut Vec<&Ev>) -> usize {
-    let cells: Vec<Vec<u64>> = pending.iter().map(|e| cells(plan, e)).collect();
-    let arrivals: Vec<Arrival<'_>> = pending
+/// The windows' view of `events`, with their cells.
+fn arrivals<'a>(events: &[&'a Ev], cells: &'a [Vec<u64>]) -> Vec<Arrival<'a>> {
+    events
         .iter()
-        .zip(&cells)
+        .zip(cells)
         .map(|(e, cells)| Arrival {
             offset: e.offset,
             entity: &e.entity,
             t: e.t,
             cells,
         })
-        .collect();
+        .collect()
+}
+
+/// Applies `pending` as one batch and empties it; returns how many were late.
+fn apply_batch(plan: &Plan, p: &mut Partition, pending: &mut Vec<&Ev>) -> usize {
+    let cells: Vec<Vec<u64>> = pending.iter().map(|e| cells(plan, e)).collect();
+    let arrivals = arrivals(pending, &cells);
     let mut reported = Vec::new();
     p.apply_batch(plan, &arrivals, |k, result| {
         reported.push((k, result.is_err()))
@@ -677,9 +682,18 @@ fn replay_property(
     let checkpoint = original.checkpoint(next);
     prop_assert!(checkpoint.rebuild_from <= next);
 
+    // Replayed one by one, or in runs of `batch` as the Kafka source replays.
     let mut restored = Partition::restored(plan, &checkpoint);
-    for e in &events[checkpoint.rebuild_from as usize..] {
-        restored.replay(plan, e.offset, &e.entity, e.t, &cells(plan, e));
+    let replayed = &events[checkpoint.rebuild_from as usize..];
+    if flushes.1 == 1 {
+        for e in replayed {
+            restored.replay(plan, e.offset, &e.entity, e.t, &cells(plan, e));
+        }
+    } else {
+        for run in replayed.chunks(flushes.1) {
+            let cells: Vec<Vec<u64>> = run.iter().map(|e| cells(plan, e)).collect();
+            restored.replay_batch(plan, &arrivals(run, &cells));
+        }
     }
     restored.finish_replay(plan);
     prop_assert_eq!(restored.stream_time(), original.stream_time());
