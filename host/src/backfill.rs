@@ -46,7 +46,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{Config, KafkaConfig};
 use crate::offline::RollPolicy;
-use crate::pipeline::{Outcome, PartitionKey};
+use crate::pipeline::{Outcome, PartitionKey, Record};
 use crate::plugin::PluginEngine;
 use crate::repartition::{Dedup, Origin};
 use crate::view::View;
@@ -56,6 +56,10 @@ use crate::RunError;
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 /// A partition read that gets no record (nor its end) for this long fails.
 const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Records are applied this many at a time (see [`Processor::process_batch`]).
+///
+/// [`Processor::process_batch`]: crate::pipeline::Processor::process_batch
+const RUN: usize = 64;
 
 /// Where the events come from.
 #[derive(Debug, Clone)]
@@ -225,6 +229,7 @@ pub fn run(config: &Config, options: &Options) -> Result<Report, RunError> {
         batch_size,
         events: 0,
         in_batch: 0,
+        pending: Pending::default(),
         dedup,
         copies: 0,
     };
@@ -281,11 +286,27 @@ struct Backfill<'a> {
     copies: u64,
     /// Events of the current partition since its last flush.
     in_batch: usize,
+    /// Records taken but not applied yet (applied as one run).
+    pending: Pending,
+}
+
+/// Records of one partition waiting to be applied as a run, with copies of
+/// their payloads (the readers lend each payload only for its call).
+#[derive(Default)]
+struct Pending {
+    partition: PartitionKey,
+    /// (offset, reference time, payload's range in `bytes`, if any) per record.
+    records: Vec<(i64, i64, Option<std::ops::Range<usize>>)>,
+    bytes: Vec<u8>,
+    /// Outcomes of the last run applied to a view (kept to avoid allocations).
+    outcomes: Vec<Outcome>,
 }
 
 impl Backfill<'_> {
-    /// Applies one record to every view; flushes `partition` every `batch_size` records.
-    /// True when it flushed.
+    /// Takes one record for every view; flushes `partition` every `batch_size`
+    /// records. Records are applied in runs of up to [`RUN`] (as the sources
+    /// apply them): exactly as one by one, and always before a flush. True
+    /// when it flushed.
     fn apply(
         &mut self,
         partition: PartitionKey,
@@ -293,15 +314,18 @@ impl Backfill<'_> {
         reference_ms: i64,
         payload: Option<&[u8]>,
     ) -> Result<bool, RunError> {
-        for (view, report) in self.views.iter_mut().zip(self.reports.iter_mut()) {
-            match view
-                .processor
-                .process(partition, offset, reference_ms, payload)
-            {
-                Outcome::Applied => report.applied += 1,
-                Outcome::Late(_) => report.late += 1,
-                Outcome::Dead(_) => report.dead += 1,
-            }
+        if self.pending.partition != partition {
+            self.apply_pending();
+            self.pending.partition = partition;
+        }
+        let range = payload.map(|p| {
+            let start = self.pending.bytes.len();
+            self.pending.bytes.extend_from_slice(p);
+            start..self.pending.bytes.len()
+        });
+        self.pending.records.push((offset, reference_ms, range));
+        if self.pending.records.len() >= RUN {
+            self.apply_pending();
         }
         self.events += 1;
         self.in_batch += 1;
@@ -312,9 +336,40 @@ impl Backfill<'_> {
         Ok(true)
     }
 
+    /// Applies the records taken so far to every view.
+    fn apply_pending(&mut self) {
+        let pending = &mut self.pending;
+        if pending.records.is_empty() {
+            return;
+        }
+        let records: Vec<Record<'_>> = pending
+            .records
+            .iter()
+            .map(|(offset, reference_ms, range)| Record {
+                offset: *offset,
+                reference_ms: *reference_ms,
+                payload: range.clone().map(|r| &pending.bytes[r]),
+            })
+            .collect();
+        for (view, report) in self.views.iter_mut().zip(self.reports.iter_mut()) {
+            view.processor
+                .process_batch(pending.partition, &records, &mut pending.outcomes);
+            for outcome in &pending.outcomes {
+                match outcome {
+                    Outcome::Applied => report.applied += 1,
+                    Outcome::Late(_) => report.late += 1,
+                    Outcome::Dead(_) => report.dead += 1,
+                }
+            }
+        }
+        pending.records.clear();
+        pending.bytes.clear();
+    }
+
     /// Writes `partition`'s changed entities (as of its stream time) in the
     /// `--from`/`--to` range.
     fn flush(&mut self, partition: PartitionKey) -> Result<(), RunError> {
+        self.apply_pending();
         self.in_batch = 0;
         let (from, to) = (self.options.from_ms, self.options.to_ms);
         let in_range = |t: i64| from.is_none_or(|from| t >= from) && to.is_none_or(|to| t < to);

@@ -245,11 +245,12 @@ fn write_events_parquet(events: &[GenEvent], path: &Path) {
 fn backfill(config: &Path, input: &Path, out: &Path, extra: &[&str]) {
     let mut args = vec!["--input", input.to_str().unwrap()];
     args.extend_from_slice(extra);
-    run_backfill(config, out, &args);
+    run_backfill(config, out, 1, &args);
 }
 
-/// Runs `wafer backfill --batch-size 1` and returns what it printed on stderr.
-fn run_backfill(config: &Path, out: &Path, args: &[&str]) -> String {
+/// Runs `wafer backfill --batch-size <batch_size>` and returns what it printed
+/// on stderr.
+fn run_backfill(config: &Path, out: &Path, batch_size: usize, args: &[&str]) -> String {
     let binary = wafer_tests::repo_root().join("target/release/wafer");
     let output = std::process::Command::new(&binary)
         .arg("backfill")
@@ -257,7 +258,7 @@ fn run_backfill(config: &Path, out: &Path, args: &[&str]) -> String {
         .arg(config)
         .arg("--out")
         .arg(out)
-        .args(["--batch-size", "1"])
+        .args(["--batch-size", &batch_size.to_string()])
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `make host`)", binary.display()));
@@ -308,6 +309,24 @@ async fn backfill_from_jsonl_and_parquet_gives_the_streaming_rows() {
     let want = contents(&streamed);
     assert_eq!(contents(&from_jsonl), want, "backfill from JSONL");
     assert_eq!(contents(&from_parquet), want, "backfill from Parquet");
+
+    // A flush every 150 records (applied in runs of up to 64 within): each row
+    // is the reference's features at its as-of time.
+    run_backfill(
+        &config_path,
+        &dir.join("coarse"),
+        150,
+        &["--input", jsonl.to_str().unwrap()],
+    );
+    let coarse = read_user_activity(&dir.join("coarse/view=user-activity"));
+    let history = History::new(&events, 0);
+    assert!(coarse.len() > 200, "{} rows", coarse.len());
+    for row in &coarse {
+        assert!(
+            history.explains(row),
+            "not the reference at its as-of time: {row:?}"
+        );
+    }
 
     // --from/--to keep the rows of that as-of range; earlier events still count.
     let mut times: Vec<i64> = streamed.iter().map(|r| r.as_of_ms).collect();
@@ -437,7 +456,7 @@ async fn backfill_from_a_kafka_time_range_gives_the_streaming_rows() {
         .collect();
 
     // The whole topic: every partition from its first offset to its end.
-    let stderr = run_backfill(&config_path, &dir.join("full"), &["--topic", &env.input]);
+    let stderr = run_backfill(&config_path, &dir.join("full"), 1, &["--topic", &env.input]);
     let whole: BTreeMap<i32, (i64, i64, i64)> = by_partition
         .iter()
         .enumerate()
@@ -457,6 +476,7 @@ async fn backfill_from_a_kafka_time_range_gives_the_streaming_rows() {
     let stderr = run_backfill(
         &config_path,
         &dir.join("range"),
+        1,
         &[
             "--topic",
             &env.input,
