@@ -21,6 +21,7 @@
 
 pub mod feast;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -189,15 +190,15 @@ impl OnlineLayout {
     ) -> Vec<usize> {
         let mut carried = Vec::with_capacity(updates.len().div_ceil(ENTITIES_PER_CALL));
         for chunk in updates.chunks(ENTITIES_PER_CALL) {
-            let entries: Vec<(Vec<u8>, &FeatureUpdate)> = match self.kind {
+            let entries: Vec<(Cow<'_, [u8]>, &FeatureUpdate)> = match self.kind {
                 LayoutKind::Json | LayoutKind::Hash => chunk
                     .iter()
-                    .map(|u| (u.key.as_bytes().to_vec(), u))
+                    .map(|u| (Cow::Borrowed(u.key.as_bytes()), u))
                     .collect(),
                 LayoutKind::Feast => chunk
                     .iter()
                     .filter_map(|u| match self.key(&u.entity) {
-                        Some(key) => Some((key, u)),
+                        Some(key) => Some((Cow::Owned(key), u)),
                         None => {
                             tracing::error!(entity = %u.entity, "entity has no Feast key (an integer join key is not an integer); not written");
                             None
@@ -221,10 +222,15 @@ impl OnlineLayout {
             match self.kind {
                 LayoutKind::Json => {
                     cmd.arg(self.ttl_secs);
+                    // A flush's updates share their as-of time: formatted once.
+                    let mut as_of: Option<(i64, String)> = None;
                     for (_, u) in &entries {
+                        let text = match &as_of {
+                            Some((ms, text)) if *ms == u.as_of_ms => text,
+                            _ => &as_of.insert((u.as_of_ms, format_time(u.as_of_ms))).1,
+                        };
                         // The feature JSON is never empty: "" is a tombstone.
-                        cmd.arg(format_time(u.as_of_ms))
-                            .arg(u.value.as_deref().unwrap_or(""));
+                        cmd.arg(text).arg(u.value.as_deref().unwrap_or(""));
                     }
                 }
                 LayoutKind::Hash => {
