@@ -585,7 +585,7 @@ fn load(engine: &PluginEngine, path: &Path, timeout: Duration) -> anyhow::Result
 }
 
 fn processor(plugin: Plugin) -> Processor {
-    Processor::new(plugin, "timestamp", 86_400_000, None, Counters::default())
+    Processor::new(plugin, "timestamp", 86_400_000, Counters::default())
 }
 
 // ------------------------------------------------------------------------------------------

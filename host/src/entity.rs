@@ -108,9 +108,103 @@ impl EntityKey {
     }
 }
 
+/// An online-key template compiled for one entity key: what
+/// [`EntityKey::online_key`] gives, but a single field's template is split
+/// once, so that a key is one pass of copies (and an id that looks like a
+/// placeholder is not substituted again).
+#[derive(Debug, Clone)]
+pub struct KeyTemplate {
+    template: String,
+    entity: EntityKey,
+    /// For a single-field key: the literal text around the placeholders (the
+    /// id goes between two parts).
+    parts: Option<Vec<String>>,
+}
+
+impl KeyTemplate {
+    /// `template` for ids of `entity`.
+    pub fn new(entity: &EntityKey, template: &str) -> Self {
+        let parts = match entity.fields() {
+            [single] => {
+                let named = format!("{{{single}}}");
+                let mut parts = vec![String::new()];
+                let mut rest = template;
+                while !rest.is_empty() {
+                    if let Some(after) = rest
+                        .strip_prefix("{entity}")
+                        .or_else(|| rest.strip_prefix(named.as_str()))
+                    {
+                        parts.push(String::new());
+                        rest = after;
+                    } else {
+                        let c = rest.chars().next().expect("not empty");
+                        parts.last_mut().expect("never empty").push(c);
+                        rest = &rest[c.len_utf8()..];
+                    }
+                }
+                Some(parts)
+            }
+            _ => None,
+        };
+        Self {
+            template: template.to_owned(),
+            entity: entity.clone(),
+            parts,
+        }
+    }
+
+    /// The key of entity `id`; `None` when `id` is not an id of the entity key.
+    pub fn render(&self, id: &str) -> Option<String> {
+        let Some(parts) = &self.parts else {
+            return self.entity.online_key(&self.template, id);
+        };
+        let literal: usize = parts.iter().map(String::len).sum();
+        let mut key = String::with_capacity(literal + id.len() * (parts.len() - 1));
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                key.push_str(id);
+            }
+            key.push_str(part);
+        }
+        Some(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_templates_put_the_id_at_every_placeholder() {
+        let user = EntityKey::single("user_id");
+        let cases = [
+            ("features:{user_id}", "features:u1"),
+            ("features:{entity}", "features:u1"),
+            ("{entity}|{user_id}|{other}", "u1|u1|{other}"),
+            ("plain", "plain"),
+            ("", ""),
+            ("é{entity}ü", "éu1ü"),
+        ];
+        for (template, want) in cases {
+            let key = KeyTemplate::new(&user, template).render("u1");
+            assert_eq!(key.as_deref(), Some(want));
+            // The same as substituting the placeholders one after another.
+            assert_eq!(key, user.online_key(template, "u1"));
+        }
+        // An id that looks like a placeholder is not substituted again.
+        assert_eq!(
+            KeyTemplate::new(&user, "k:{entity}").render("{user_id}"),
+            Some("k:{user_id}".to_owned())
+        );
+        // A tuple's key: each field's value, and the id for `{entity}`.
+        let pair = EntityKey::new(vec!["user_id".into(), "device".into()]);
+        let template = KeyTemplate::new(&pair, "f:{user_id}/{device}|{entity}");
+        assert_eq!(
+            template.render("u1:ios").as_deref(),
+            Some("f:u1/ios|u1:ios")
+        );
+        assert_eq!(template.render("u1"), None, "not an id of the pair");
+    }
 
     fn pair() -> EntityKey {
         EntityKey::new(vec!["user_id".into(), "device".into()])

@@ -44,10 +44,8 @@ pub struct Record<'a> {
 /// One write to the online store and the feature topic.
 #[derive(Debug, Clone)]
 pub struct FeatureUpdate {
-    /// Entity id (the Kafka record key).
+    /// Entity id (the Kafka record key; each online layout makes its key from it).
     pub entity: String,
-    /// Online-store key.
-    pub key: String,
     /// Event time the values are as of: the partition's stream time at the
     /// flush, in ms since the epoch (`computed_at` of the JSON record).
     pub as_of_ms: i64,
@@ -168,57 +166,6 @@ pub type RecentBatch = std::sync::Arc<std::sync::Mutex<Option<Batch>>>;
 /// Largest batch kept for smoke-testing a new plugin version.
 const RECENT_BATCH_ROWS: u32 = 512;
 
-/// How feature records are laid out.
-#[derive(Debug, Clone)]
-struct Layout {
-    /// The online-key template as configured.
-    key_template: String,
-    /// The same, split once, for a single-field entity key (the common case).
-    key: Option<KeyTemplate>,
-}
-
-/// An online-store key template, split once: `{entity}` and `{<entity key>}`
-/// stand for the entity id.
-#[derive(Debug, Clone)]
-struct KeyTemplate {
-    /// Literal text around the placeholders: the id goes between two parts.
-    parts: Vec<String>,
-}
-
-impl KeyTemplate {
-    fn new(template: &str, entity_key: &str) -> Self {
-        let named = format!("{{{entity_key}}}");
-        let mut parts = vec![String::new()];
-        let mut rest = template;
-        while !rest.is_empty() {
-            if let Some(after) = rest
-                .strip_prefix("{entity}")
-                .or_else(|| rest.strip_prefix(named.as_str()))
-            {
-                parts.push(String::new());
-                rest = after;
-            } else {
-                let c = rest.chars().next().expect("not empty");
-                parts.last_mut().expect("never empty").push(c);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-        Self { parts }
-    }
-
-    fn render(&self, entity: &str) -> String {
-        let literal: usize = self.parts.iter().map(String::len).sum();
-        let mut key = String::with_capacity(literal + entity.len() * (self.parts.len() - 1));
-        for (i, part) in self.parts.iter().enumerate() {
-            if i > 0 {
-                key.push_str(entity);
-            }
-            key.push_str(part);
-        }
-        key
-    }
-}
-
 /// Interns text values so windows store 8-byte cells.
 #[derive(Default)]
 struct Interner {
@@ -252,7 +199,6 @@ pub struct Processor {
     records: RecordTemplate,
     plan: Plan,
     schema: Schema,
-    layout: Layout,
     interner: Interner,
     partitions: FxHashMap<PartitionKey, Partition>,
     counters: Counters,
@@ -276,7 +222,6 @@ impl Processor {
         plugin: Plugin,
         timestamp_field: &str,
         max_future_ms: i64,
-        key_template: Option<&str>,
         counters: Counters,
     ) -> Self {
         let d = plugin.descriptor();
@@ -287,18 +232,11 @@ impl Processor {
             inputs: d.inputs.iter().map(|i| (i.name.clone(), i.kind)).collect(),
             max_future_ms,
         };
-        let key_template = key_template
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("features:{{{}}}", d.entity_key));
         let records = RecordTemplate::new(&schema.entity, &d.features);
         Self {
             records,
             plan,
             schema,
-            layout: Layout {
-                key: Some(KeyTemplate::new(&key_template, &d.entity_key)),
-                key_template,
-            },
             interner: Interner::default(),
             partitions: FxHashMap::default(),
             counters,
@@ -315,16 +253,8 @@ impl Processor {
         }
     }
 
-    /// Groups events by `entity` instead of the plugin's entity key; the online
-    /// key follows `key_template` (default: [`EntityKey::default_template`]).
-    pub fn with_entity_key(mut self, entity: EntityKey, key_template: Option<&str>) -> Self {
-        self.layout.key_template = key_template
-            .map(str::to_owned)
-            .unwrap_or_else(|| entity.default_template());
-        self.layout.key = match entity.fields() {
-            [single] => Some(KeyTemplate::new(&self.layout.key_template, single)),
-            _ => None,
-        };
+    /// Groups events by `entity` instead of the plugin's entity key.
+    pub fn with_entity_key(mut self, entity: EntityKey) -> Self {
         self.records = RecordTemplate::new(&entity, &self.feature_specs);
         self.schema.entity = entity;
         self
@@ -725,7 +655,6 @@ impl Processor {
                             &computed_at,
                         );
                         flush.updates.push(FeatureUpdate {
-                            key: self.key(&row.key),
                             // Each row is computed once: its key moves into the update.
                             entity: std::mem::take(&mut row.key).into_string(),
                             as_of_ms,
@@ -760,7 +689,6 @@ impl Processor {
             .add_tombstones(emission.tombstones.len() as u64);
         for entity in emission.tombstones {
             flush.updates.push(FeatureUpdate {
-                key: self.key(&entity),
                 entity: entity.into(),
                 as_of_ms,
                 value: None,
@@ -794,17 +722,6 @@ impl Processor {
         let mut v: Vec<PartitionKey> = self.partitions.keys().copied().collect();
         v.sort_unstable();
         v
-    }
-
-    fn key(&self, entity: &str) -> String {
-        match &self.layout.key {
-            Some(template) => template.render(entity),
-            None => self
-                .schema
-                .entity
-                .online_key(&self.layout.key_template, entity)
-                .expect("entity ids come from the same key"),
-        }
     }
 
     /// Builds the plugin's input: one column per aggregation.
@@ -1080,26 +997,6 @@ fn push_json_str(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_templates_put_the_id_at_every_placeholder() {
-        let cases = [
-            ("features:{user_id}", "features:u1"),
-            ("features:{entity}", "features:u1"),
-            ("{entity}|{user_id}|{other}", "u1|u1|{other}"),
-            ("plain", "plain"),
-            ("", ""),
-            ("é{entity}ü", "éu1ü"),
-        ];
-        for (template, want) in cases {
-            assert_eq!(KeyTemplate::new(template, "user_id").render("u1"), want);
-        }
-        // An id that looks like a placeholder is not substituted again.
-        assert_eq!(
-            KeyTemplate::new("k:{entity}", "user_id").render("{user_id}"),
-            "k:{user_id}"
-        );
-    }
 
     /// A view's record template writes exactly what `record_json` writes: a
     /// single and a composite key, names and values that need escaping,

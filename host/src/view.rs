@@ -109,7 +109,6 @@ impl View {
             loaded,
             &pipeline.timestamp_field,
             pipeline.max_future_ms,
-            p.key_template.as_deref(),
             Counters::default(),
         )
         .with_max_consecutive_failures(p.max_consecutive_failures)
@@ -127,7 +126,7 @@ impl View {
             .key_template
             .clone()
             .unwrap_or_else(|| entity.default_template());
-        let processor = processor.with_entity_key(entity.clone(), Some(&key_template));
+        let processor = processor.with_entity_key(entity.clone());
         let online = OnlineLayout::new(
             p.layout,
             entity,

@@ -20,16 +20,16 @@ fn processor(engine: &PluginEngine) -> Processor {
     let plugin = engine
         .load_file(&user_activity_plugin(), PluginLimits::default())
         .expect("the user-activity plugin loads");
-    Processor::new(plugin, "timestamp", 86_400_000, None, Counters::default())
+    Processor::new(plugin, "timestamp", 86_400_000, Counters::default())
 }
 
-/// The updates of a flush, as (online key, entity, as-of time, value).
-fn written(flush: Flush) -> Vec<(String, String, i64, Option<String>)> {
+/// The updates of a flush, as (entity, as-of time, value).
+fn written(flush: Flush) -> Vec<(String, i64, Option<String>)> {
     assert!(flush.failures.is_empty(), "the plugin fails no row");
     flush
         .updates
         .into_iter()
-        .map(|u| (u.key, u.entity, u.as_of_ms, u.value))
+        .map(|u| (u.entity, u.as_of_ms, u.value))
         .collect()
 }
 

@@ -92,10 +92,8 @@ fn update(
     as_of_ms: i64,
     features: Option<FeatureRow>,
 ) -> FeatureUpdate {
-    let key = String::from_utf8_lossy(&layout.key(id).unwrap()).into_owned();
     FeatureUpdate {
         entity: id.to_owned(),
-        key,
         as_of_ms,
         value: features
             .as_ref()

@@ -99,7 +99,6 @@ fn updates(specs: &[FeatureSpec], rows: &[Row]) -> Vec<FeatureUpdate> {
             });
             FeatureUpdate {
                 entity: (*entity).to_owned(),
-                key: format!("features:{entity}"),
                 as_of_ms: *as_of,
                 value: values.map(|_| "{}".to_owned()),
                 features,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::redis::OnlineLayout;
 use crate::pipeline::FeatureUpdate;
 
 /// Shared handle on the in-memory store.
@@ -11,13 +12,17 @@ use crate::pipeline::FeatureUpdate;
 pub struct MemoryStore(Arc<Mutex<BTreeMap<String, String>>>);
 
 impl MemoryStore {
-    /// Applies `updates` (tombstones remove the key).
-    pub fn write(&self, updates: &[FeatureUpdate]) {
+    /// Applies `updates` of a view laid out as `layout`, at each entity's
+    /// [`OnlineLayout::template_key`] (tombstones remove the key).
+    pub fn write(&self, layout: &OnlineLayout, updates: &[FeatureUpdate]) {
         let mut map = self.0.lock().expect("store lock is never poisoned");
         for u in updates {
+            let Some(key) = layout.template_key(&u.entity) else {
+                continue;
+            };
             match &u.value {
-                Some(v) => map.insert(u.key.clone(), v.clone()),
-                None => map.remove(&u.key),
+                Some(v) => map.insert(key, v.clone()),
+                None => map.remove(&key),
             };
         }
     }

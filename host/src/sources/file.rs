@@ -121,7 +121,7 @@ async fn flush_view(
                     .counters()
                     .add_redis_skipped(skipped.iter().sum());
             }
-            None => memory.write(&flush.updates),
+            None => memory.write(&view.online, &flush.updates),
         }
     }
     Ok(())

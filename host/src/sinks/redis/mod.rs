@@ -21,7 +21,6 @@
 
 pub mod feast;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +28,7 @@ use redis::aio::MultiplexedConnection;
 
 use super::SinkError;
 use crate::config::{FeastConfig, JoinKeyType, LayoutKind};
-use crate::entity::EntityKey;
+use crate::entity::{EntityKey, KeyTemplate};
 use crate::event::format_time;
 use crate::pipeline::{record_json, FeatureUpdate, FeatureValue};
 use crate::plugin::{FeatureSpec, ValueType};
@@ -70,8 +69,9 @@ struct FeastTarget {
 pub struct OnlineLayout {
     kind: LayoutKind,
     entity: EntityKey,
-    /// Key template of the `json` and `hash` layouts (resolved).
-    key_template: String,
+    /// Key template of the `json` and `hash` layouts (resolved), and of the
+    /// embedded store in every layout.
+    key_template: KeyTemplate,
     ttl_secs: u64,
     feast: Option<FeastTarget>,
     /// The features of the view's latest plugin version: the fields a `feast`
@@ -125,8 +125,8 @@ impl OnlineLayout {
         };
         Ok(Self {
             kind,
+            key_template: KeyTemplate::new(&entity, &key_template),
             entity,
-            key_template,
             ttl_secs,
             feast,
             features: Mutex::new(features),
@@ -163,7 +163,7 @@ impl OnlineLayout {
 
     /// The `key_template` key of entity `id`: the embedded store's key in every layout.
     pub fn template_key(&self, id: &str) -> Option<String> {
-        self.entity.online_key(&self.key_template, id)
+        self.key_template.render(id)
     }
 
     fn features(&self) -> Arc<[FeatureSpec]> {
@@ -190,22 +190,16 @@ impl OnlineLayout {
     ) -> Vec<usize> {
         let mut carried = Vec::with_capacity(updates.len().div_ceil(ENTITIES_PER_CALL));
         for chunk in updates.chunks(ENTITIES_PER_CALL) {
-            let entries: Vec<(Cow<'_, [u8]>, &FeatureUpdate)> = match self.kind {
-                LayoutKind::Json | LayoutKind::Hash => chunk
-                    .iter()
-                    .map(|u| (Cow::Borrowed(u.key.as_bytes()), u))
-                    .collect(),
-                LayoutKind::Feast => chunk
-                    .iter()
-                    .filter_map(|u| match self.key(&u.entity) {
-                        Some(key) => Some((Cow::Owned(key), u)),
-                        None => {
-                            tracing::error!(entity = %u.entity, "entity has no Feast key (an integer join key is not an integer); not written");
-                            None
-                        }
-                    })
-                    .collect(),
-            };
+            let entries: Vec<(Vec<u8>, &FeatureUpdate)> = chunk
+                .iter()
+                .filter_map(|u| match self.key(&u.entity) {
+                    Some(key) => Some((key, u)),
+                    None => {
+                        tracing::error!(entity = %u.entity, layout = ?self.kind, "entity has no key in this layout (not an id of its entity key, or an integer Feast join key is not an integer); not written");
+                        None
+                    }
+                })
+                .collect();
             if entries.is_empty() {
                 continue;
             }
