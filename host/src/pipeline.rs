@@ -458,8 +458,7 @@ impl Processor {
         self.batch_cells = cells;
     }
 
-    /// Re-applies a record while rebuilding `partition` (see [`Partition::replay`]).
-    /// Malformed records are skipped: they were dead-lettered when first read.
+    /// Re-applies a record while rebuilding `partition` (see [`Processor::replay_batch`]).
     pub fn replay(
         &mut self,
         partition: PartitionKey,
@@ -467,24 +466,17 @@ impl Processor {
         reference_ms: i64,
         payload: Option<&[u8]>,
     ) {
-        let Ok(event) = self.schema.decode(payload, reference_ms) else {
-            return;
+        let record = Record {
+            offset,
+            reference_ms,
+            payload,
         };
-        self.fill_cells(&event.fields);
-        if let Some(state) = self.partitions.get_mut(&partition) {
-            state.replay(
-                &self.plan,
-                offset,
-                &event.entity,
-                event.time_ms,
-                &self.cells,
-            );
-        }
+        self.replay_batch(partition, &[record]);
     }
 
-    /// Re-applies records of `partition` while rebuilding it, in order,
-    /// exactly as [`Processor::replay`] one by one would; faster for many
-    /// records (see [`Partition::replay_batch`]).
+    /// Re-applies records of `partition` while rebuilding it, in order (see
+    /// [`Partition::replay_batch`]). Malformed records are skipped: they were
+    /// dead-lettered when first read.
     pub fn replay_batch(&mut self, partition: PartitionKey, records: &[Record<'_>]) {
         if records.is_empty() || !self.partitions.contains_key(&partition) {
             return;

@@ -510,18 +510,21 @@ impl Partition {
         })
     }
 
-    /// Re-applies an event during a rebuild (after [`Partition::restored`]):
-    /// the same decisions as when it was first read, nothing emitted.
+    /// Re-applies an event during a rebuild (see [`Partition::replay_batch`]).
     pub fn replay(&mut self, plan: &Plan, offset: i64, entity: &str, t: i64, cells: &[u64]) {
-        self.redo_jumps(plan, Some(offset));
-        if self.stream_time.is_some() || self.rebuild.is_none() {
-            let _ = self.apply(plan, offset, entity, t, cells);
-        }
+        let event = Arrival {
+            offset,
+            entity,
+            t,
+            cells,
+        };
+        self.replay_batch(plan, &[event]);
     }
 
-    /// Re-applies `events` in order during a rebuild, exactly as
-    /// [`Partition::replay`] one by one would. Faster for many events: the
-    /// events between two recorded idle advances go through
+    /// Re-applies `events` in order during a rebuild (after
+    /// [`Partition::restored`]): the same decisions as when they were first
+    /// read, with the recorded idle advances redone at their offsets; nothing
+    /// emitted. The events between two idle advances go through
     /// [`Partition::apply_batch`] as one run.
     pub fn replay_batch(&mut self, plan: &Plan, events: &[Arrival<'_>]) {
         let mut rest = events;
@@ -538,9 +541,9 @@ impl Partition {
                 rest.iter().take_while(|e| e.offset < at).count().max(1)
             });
             let (run, after) = rest.split_at(len);
-            // [`Partition::replay`]'s gate, once for the run: while it is
-            // closed the run's events are skipped, and only an applied event
-            // or an idle advance could open it.
+            // While a rebuild has no stream time its events are skipped; the
+            // gate is checked once for the run, since only an applied event or
+            // an idle advance could set stream time.
             if self.stream_time.is_some() || self.rebuild.is_none() {
                 self.apply_batch(plan, run, |_, _| {});
             }
